@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up comagen on a fresh machine: system libraries (FluidSynth, a GM soundfont, and with --dev
+# Chromium for the browser tests) where apt is available, then the pinned Python packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+system_pkgs=(libfluidsynth3 fluid-soundfont-gm)
+[ $dev = 1 ] && system_pkgs+=(chromium)
+missing=()
+for p in "${system_pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing system packages: ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "warning: please install these system packages yourself: ${missing[*]}" >&2
+    echo "  (FluidSynth library for audio, e.g. 'brew install fluid-synth' on macOS; audio is optional)" >&2
+  fi
+fi
+
+req=requirements.txt
+[ $dev = 1 ] && req=requirements-dev.txt
+python3 -m pip install -q -r "$req"

@@ -1,0 +1,26 @@
+"""The CoMA conformer and its baselines behind one interface: build_model(ModelConfig)."""
+
+from __future__ import annotations
+
+from comagen.model.baselines import GPT2, Llama, MusicTransformer
+from comagen.model.capture import AttentionCapture
+from comagen.model.config import ModelConfig
+from comagen.model.conformer import Conformer
+from comagen.model.decoder import Decoder
+from comagen.model.state import DecodeState
+
+ARCHITECTURES: dict[str, type[Decoder]] = {
+    "conformer": Conformer,
+    "gpt2": GPT2,
+    "music_transformer": MusicTransformer,
+    "llama": Llama,
+}
+
+
+def build_model(cfg: ModelConfig) -> Decoder:
+    """A freshly initialised fp32 model for `cfg.arch`."""
+    cfg.validate()
+    return ARCHITECTURES[cfg.arch](cfg)
+
+
+__all__ = ["AttentionCapture", "DecodeState", "Decoder", "ModelConfig", "build_model"]

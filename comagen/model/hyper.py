@@ -1,0 +1,59 @@
+"""Hyper-connections (Zhu et al. 2024): n residual streams with learned mixing around each sub-layer.
+
+With n = 1 a wrapper is exactly the pre-norm residual `x + f(x)` (f holds its own norm), with
+no extra parameters, so the plain conformer is the n = 1 special case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from einops import repeat
+from torch import Tensor, nn
+
+
+class HyperConnection(nn.Module):
+    """Wraps one branch f. Streams h [b, n_tok, s, d]:
+
+    x_in = sum_s alpha_s h_s        (static one-hot start + optional input-dependent part)
+    h'   = M h + beta (x) f(x_in)   (M starts as identity; beta starts at ones)
+    """
+
+    def __init__(self, dim: int, streams: int, layer_index: int, branch: nn.Module, dynamic: bool = True) -> None:
+        super().__init__()
+        self.branch, self.streams = branch, streams
+        if streams == 1:
+            return
+        self.alpha = nn.Parameter(torch.nn.functional.one_hot(torch.tensor(layer_index % streams), streams).float())
+        self.mix = nn.Parameter(torch.eye(streams))
+        self.beta = nn.Parameter(torch.ones(streams))
+        self.dynamic = dynamic
+        if dynamic:
+            self.norm = nn.LayerNorm(dim)
+            self.dyn_proj = nn.Parameter(torch.zeros(dim, 2))  # zero: starts as the static mixing
+            self.dyn_scale = nn.Parameter(torch.full((2,), 1e-2))
+
+    def forward(self, h: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
+        """Returns the new streams and whatever extra the branch returned (or None)."""
+        if self.streams == 1:
+            out = self.branch(h, *args, **kwargs)
+            y, extra = out if isinstance(out, tuple) else (out, None)
+            return h + y, extra
+        alpha, beta = self.alpha, self.beta
+        if self.dynamic:
+            dyn = torch.tanh(self.norm(h) @ self.dyn_proj) * self.dyn_scale
+            alpha, beta = alpha + dyn[..., 0], beta + dyn[..., 1]
+        x = (alpha[..., None] * h).sum(dim=-2)
+        out = self.branch(x, *args, **kwargs)
+        y, extra = out if isinstance(out, tuple) else (out, None)
+        h = torch.einsum("ts,...sd->...td", self.mix, h) + beta[..., None] * y[..., None, :]
+        return h, extra
+
+
+def expand_streams(x: Tensor, streams: int) -> Tensor:
+    return x if streams == 1 else repeat(x, "b n d -> b n s d", s=streams)
+
+
+def reduce_streams(h: Tensor, streams: int) -> Tensor:
+    return h if streams == 1 else h.sum(dim=-2)

@@ -28,26 +28,18 @@ def _to_numpy(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
-def _local_layers(capture: Any) -> list[int]:
-    """Layers that recorded one probability tensor per scale (global layers do not)."""
-    scales = len(capture.windows)
-    return [
-        layer for layer, per_scale in enumerate(capture.probs)
-        if layer not in set(capture.global_layers) and len(per_scale) == scales
-    ]
-
-
 def attention_figure(capture: Any, token_labels: Sequence[str] | None = None) -> Figure:
-    """One heatmap per (local layer, scale) plus the learned scale weights of every layer.
+    """One heatmap per (layer, scale) plus the learned scale weights of every layer.
 
     Each heatmap shows the last K queries (rows, newest at the bottom) against the keys of that
     scale's window, x = distance back in tokens (0 = the query itself), averaged over heads.
     All heatmaps share one square-root colour scale so the scales can be compared. The
     right-hand panel gives the softmax scale weights per layer with their values written in.
-    ``token_labels`` names the K queries on the y axis.
+    Layers that also carry full (global) attention are marked; only their local scales are
+    drawn. ``token_labels`` names the K queries on the y axis.
     """
     windows = list(capture.windows)
-    layers = _local_layers(capture)
+    layers = list(range(len(capture.probs)))
     weights = _to_numpy(capture.scale_weights)
     rows = max(len(layers), 1)
     fig = Figure(
@@ -79,19 +71,24 @@ def attention_figure(capture: Any, token_labels: Sequence[str] | None = None) ->
                 ax.set_xlabel("tokens back")
             if scale == 0:
                 _label_queries(ax, queries, token_labels)
-                ax.set_ylabel(f"layer {layer}\nquery", fontsize=9)
+                ax.set_ylabel(f"{_layer_name(layer, capture.global_layers)}\nquery", fontsize=9)
             else:
                 ax.set_yticks([])
     if not layers:
         ax = fig.add_subplot(grid[0, : len(windows)])
         ax.axis("off")
-        ax.text(0.5, 0.5, "no local attention captured", ha="center", va="center",
+        ax.text(0.5, 0.5, "no attention captured", ha="center", va="center",
                 transform=ax.transAxes, color="0.4")
     if image is not None:
         fig.colorbar(image, ax=heat_axes, label="attention (mean over heads)", shrink=0.8)
 
     _draw_scale_weights(fig.add_subplot(grid[:, -1]), weights, windows, capture.global_layers)
     return fig
+
+
+def _layer_name(layer: int, global_layers: Sequence[int]) -> str:
+    """'layer 2', or 'layer 2 (+global)' when that layer also has full attention."""
+    return f"layer {layer}" + (" (+global)" if layer in global_layers else "")
 
 
 def _label_queries(ax: Any, queries: int, token_labels: Sequence[str] | None) -> None:
@@ -114,6 +111,6 @@ def _draw_scale_weights(ax: Any, weights: np.ndarray, windows: list[int],
     ax.set_xticks(range(len(windows)), [f"W={w}" for w in windows])
     ax.set_yticks(
         range(weights.shape[0]),
-        [f"layer {i}" + (" (global)" if i in global_layers else "") for i in range(weights.shape[0])],
+        [_layer_name(i, global_layers) for i in range(weights.shape[0])],
     )
     ax.set_title("learned scale weights")

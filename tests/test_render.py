@@ -73,7 +73,6 @@ def test_attention_figure_from_softmax_capture(excerpt: symusic.Score, tmp_path:
         [torch.randn(heads, queries, w, generator=generator).softmax(-1) for w in windows]
         for _ in range(layers)
     ]
-    probs[1] = []  # a global layer records no per-scale windows
     capture = types.SimpleNamespace(
         windows=windows, probs=probs, global_layers=[1],
         scale_weights=torch.randn(layers, len(windows), generator=generator).softmax(-1),
@@ -84,8 +83,8 @@ def test_attention_figure_from_softmax_capture(excerpt: symusic.Score, tmp_path:
     assert image.std() > 0.1
     texts = {t.get_text() for ax in fig.axes for t in ax.texts}
     assert f"{capture.scale_weights[0, 0].item():.2f}" in texts
-    local_layers = layers - 1
-    assert len([ax for ax in fig.axes if ax.images]) == local_layers * len(windows) + 1
+    assert len([ax for ax in fig.axes if ax.images]) == layers * len(windows) + 1
+    assert "layer 1 (+global)" in {t.get_text() for ax in fig.axes for t in ax.get_yticklabels()}
 
 
 @pytest.mark.parametrize("path", sorted(PROMPTS.glob("*.mid")), ids=lambda p: p.name)

@@ -60,7 +60,8 @@ def load_index(data_dir: str | Path) -> list[Piece]:
     if not rows or not need <= set(rows[0]):
         raise DatasetError(f"{csv_path}: not a MAESTRO index (needs columns {sorted(need)})")
     return [
-        Piece(root / r["midi_filename"], r["split"], r["canonical_composer"], r["canonical_title"], float(r["duration"]))
+        Piece(root / r["midi_filename"], r["split"], r["canonical_composer"], r["canonical_title"],
+              float(r["duration"]))
         for r in rows
     ]
 

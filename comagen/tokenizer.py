@@ -20,8 +20,9 @@ from pathlib import Path
 
 import symusic
 from miditok import REMI, TokenizerConfig
+from miditok.tokenizer_training_iterator import TokTrainingIterator
 
-from comagen.errors import ConfigError
+from comagen.errors import ComagenError, ConfigError
 from comagen.midi import PIANO_HIGH, PIANO_LOW, fold_sustain, load_score, to_grid
 
 SPECIAL_TOKENS = ("PAD", "BOS", "EOS")
@@ -153,3 +154,33 @@ class PianoTokenizer:
             remi_path.write_text(json.dumps(data["remi"]))
             remi = REMI(params=remi_path)
         return cls(settings, remi)
+
+
+class _PreparedIterator(TokTrainingIterator):
+    """miditok's BPE training iterator, fed through our grid + sustain preparation."""
+
+    def __init__(self, tokenizer: PianoTokenizer, files: list[Path]) -> None:
+        super().__init__(tokenizer.remi, files)
+        self.piano = tokenizer
+
+    def load_file(self, path: Path) -> list[str]:
+        try:
+            score = self.piano.prepare(load_score(path))
+        except ComagenError:
+            return []
+        seq = self.piano.remi(score, encode_ids=False, no_preprocess_score=False)
+        seqs = seq if isinstance(seq, list) else [seq]
+        chunks = [part for s in seqs for part in s.split_per_bars() if len(part) > 0]
+        text = self.piano.remi._ids_to_bytes([c.ids for c in chunks], as_one_str=True)
+        return [text] if isinstance(text, str) else text
+
+
+def train_bpe(tokenizer: PianoTokenizer, files: list[Path], vocab_size: int) -> PianoTokenizer:
+    """A copy of `tokenizer` with a BPE vocabulary of `vocab_size` learned on `files`."""
+    if tokenizer.is_bpe:
+        raise ConfigError("this tokenizer is already BPE-trained")
+    if vocab_size <= tokenizer.vocab_size:
+        raise ConfigError(f"--vocab-size must exceed the base vocabulary ({tokenizer.vocab_size})")
+    trained = PianoTokenizer(tokenizer.settings)
+    trained.remi.train(vocab_size=vocab_size, model="BPE", iterator=_PreparedIterator(trained, files))
+    return trained

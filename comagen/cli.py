@@ -109,3 +109,39 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "json", False) and result is not None:
         print(json.dumps(result))
     return 0
+
+
+@command("evaluate")
+def evaluate(args: argparse.Namespace) -> dict:
+    from comagen.checkpoint import load_bundle
+    from comagen.data import load_index, load_tokenized, select_split
+    from comagen.evaluate import evaluate_pieces
+
+    bundle = load_bundle(args.checkpoint)
+    pieces = select_split(load_index(args.data), args.split)
+    pieces = sorted(pieces, key=lambda p: p.key)[: args.max_files]
+    data = load_tokenized(pieces, bundle.tokenizer, args.cache, progress=not args.json)
+    seq_len = args.seq_len or int(bundle.summary.get("seq_len") or bundle.config.max_seq_len)
+    result = evaluate_pieces(bundle.model, data, bundle.tokenizer, bundle.composers, seq_len=seq_len,
+                             max_tokens=args.max_tokens, progress=not args.json)
+    result = {"checkpoint": str(args.checkpoint), "split": args.split, "seq_len": seq_len, **result}
+    if not args.json:
+        print(f"{result['files']} files, {result['notes']} notes, {result['tokens']} tokens: "
+              f"{result['nll_per_token']:.4f} nats/token, {result['bits_per_note']:.4f} bits/note, "
+              f"perplexity {result['perplexity']:.3f}")
+    return result
+
+
+def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="NLL per token and bits per note of a checkpoint on MIDI files")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True, help="a MAESTRO folder or any folder of MIDI files")
+    p.add_argument("--split", default="test")
+    p.add_argument("--max-files", type=int, default=None)
+    p.add_argument("--max-tokens", type=int, default=None, help="score at most N tokens per file")
+    p.add_argument("--seq-len", type=int, default=None, help="window length (default: the training length)")
+    p.add_argument("--cache", type=Path, default=Path("cache"))
+    p.add_argument("--json", action="store_true")
+
+
+EXTRA_PARSERS.append(_evaluate_parser)

@@ -1,0 +1,350 @@
+"""The training loop: one readable function around a model, a crop stream and an optimizer.
+
+Runs on CPU, one GPU (bf16 autocast, optional torch.compile), or several processes under
+`torchrun` (DDP; gloo on CPU). Checkpoints are bundles (see checkpoint.py) plus optimizer,
+scheduler, RNG and step, so a stopped run resumes to the same losses as one left alone:
+batch k is always built from the same seeded crops, whatever happened before.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+from tqdm import tqdm
+
+from comagen.checkpoint import load_bundle, load_trainer_state, save_bundle
+from comagen.data import Augment, Composers, CropDataset, load_index, load_tokenized, select_split
+from comagen.errors import ConfigError
+from comagen.evaluate import evaluate_pieces
+from comagen.model import Decoder, ModelConfig, build_model
+from comagen.tokenizer import PianoTokenizer
+
+
+@dataclass
+class TrainConfig:
+    """Training knobs; every key is documented here and an unknown key is an error."""
+
+    data: str | None = None  # MAESTRO folder (else $COMAGEN_MAESTRO_DIR)
+    cache: str = "cache"  # token cache root
+    tokenizer: str | None = None  # tokenizer.json (e.g. BPE); None = built-in REMI settings
+    out: str = "runs/default"  # where checkpoints and TensorBoard logs go
+    seq_len: int = 512
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
+    warmup_steps: int = 200
+    schedule: str = "cosine"  # "cosine" (warmup then cosine) or "onecycle"
+    weight_decay: float = 0.1
+    beta2: float = 0.99
+    clip: float = 1.0
+    label_smoothing: float = 0.0
+    cond_dropout: float = 0.1  # share of crops trained without composer (for guidance)
+    max_steps: int = 5000
+    max_minutes: float | None = None
+    stop_after: int = 0  # end this invocation after N steps (schedule unchanged; resume later)
+    eval_every: int = 250
+    eval_files: int = 16  # validation pieces per evaluation (shortest-first is biased; we take a fixed spread)
+    eval_max_tokens: int = 4096  # tokens scored per validation piece
+    patience: int = 0  # evaluations without improvement before stopping (0 = never stop early)
+    save_every: int = 250
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 0  # CPU threads (0 = torch default)
+    augment_transpose: int = 3
+    augment_velocity: int = 1
+    augment_stretch: float = 0.0
+    compile: bool = False
+    activation_checkpointing: bool = False
+    bf16: bool = True  # autocast on CUDA only
+    device: str = "auto"
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        valid = {f.name: f for f in fields(cls)}
+        for key in d:
+            if key not in valid:
+                raise ConfigError(f"unknown train config key {key!r}; valid keys: {', '.join(valid)}")
+        cfg = cls(**d)
+        if cfg.schedule not in ("cosine", "onecycle"):
+            raise ConfigError(f"train config schedule={cfg.schedule!r}: must be 'cosine' or 'onecycle'")
+        return cfg
+
+
+def load_run_config(path: str | Path, overrides: list[str]) -> tuple[ModelConfig, TrainConfig]:
+    """A config JSON ({"model": {...}, "train": {...}}) with `key=value` overrides applied.
+
+    Keys may be qualified (`model.dim=128`, `train.lr=3e-4`) or bare when unambiguous.
+    """
+    try:
+        raw = json.loads(Path(path).read_text())
+    except OSError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    extra = set(raw) - {"model", "train"}
+    if extra:
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(extra)}; expected 'model' and 'train'")
+    model, train = dict(raw.get("model", {})), dict(raw.get("train", {}))
+    model_keys = {f.name for f in fields(ModelConfig)}
+    train_keys = {f.name for f in fields(TrainConfig)}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        section, _, name = key.rpartition(".")
+        if not section:
+            section = "model" if name in model_keys and name not in train_keys else "train"
+        target = {"model": model, "train": train}.get(section)
+        if target is None or name not in (model_keys if section == "model" else train_keys):
+            raise ConfigError(f"unknown config key {key!r}")
+        target[name] = _parse_value(text)
+    return ModelConfig.from_dict(model), TrainConfig.from_dict(train)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+# ------------------------------------------------------------------------ the loop
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    step: int
+    tokens: int
+    seconds: float
+    best_bits_per_note: float | None
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    stopped: str = ""
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning-rate multiplier: linear warmup then cosine to `min_lr_ratio` (or OneCycle's shape)."""
+    if cfg.schedule == "onecycle":
+        peak = max(1, int(0.3 * cfg.max_steps))
+        if step < peak:
+            return 0.04 + 0.96 * step / peak
+        frac = (step - peak) / max(1, cfg.max_steps - peak)
+        return 1e-3 + (1 - 1e-3) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def _use_activation_checkpointing(model: Decoder) -> None:
+    """Recompute each block in the backward pass instead of storing its activations."""
+    for block in model.blocks:
+        plain = block.forward
+
+        def forward(*args: Any, _plain: Any = plain, **kwargs: Any) -> Any:
+            if torch.is_grad_enabled():
+                return checkpoint(_plain, *args, use_reentrant=False, **kwargs)
+            return _plain(*args, **kwargs)
+
+        block.forward = forward
+
+
+def _device(cfg: TrainConfig, rank: int) -> torch.device:
+    if cfg.device != "auto":
+        return torch.device(cfg.device)
+    return torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
+
+
+def _batch(dataset: CropDataset, step: int, micro: int, cfg: TrainConfig, rank: int,
+           world: int) -> dict[str, torch.Tensor]:
+    """Micro-batch `micro` of global step `step` for this rank: a pure function of its arguments."""
+    batch_size, cond_dropout, seed = cfg.batch_size, cfg.cond_dropout, cfg.seed
+    base = ((step * cfg.grad_accum + micro) * world + rank) * batch_size
+    items = [dataset[(base + i) % dataset.length] for i in range(batch_size)]
+    batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    rng = np.random.default_rng((seed, 7, step, micro, rank))
+    drop = torch.from_numpy(rng.random(batch_size) < cond_dropout)
+    batch["composer"] = torch.where(drop, torch.zeros_like(batch["composer"]), batch["composer"])
+    return batch
+
+
+def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True,
+          card_writer: Any = None) -> TrainResult:
+    """Train (or resume) a model as configured; writes `<out>/last`, `<out>/best` and TensorBoard logs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
+    main = rank == 0
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg, rank)
+    out = Path(cfg.out)
+
+    data_dir = cfg.data or os.environ.get("COMAGEN_MAESTRO_DIR")
+    if not data_dir:
+        raise ConfigError("no data folder: pass --data DIR or set COMAGEN_MAESTRO_DIR")
+    tokenizer = PianoTokenizer.load(cfg.tokenizer) if cfg.tokenizer else PianoTokenizer()
+    pieces = load_index(data_dir)
+    composers = Composers.from_pieces(pieces)
+    model_cfg.vocab_size = tokenizer.vocab_size
+    model_cfg.pad_id = tokenizer.pad_id
+    model_cfg.n_composers = max(model_cfg.n_composers, len(composers))
+    model_cfg.max_seq_len = max(model_cfg.max_seq_len, cfg.seq_len)
+
+    train_pieces = load_tokenized(select_split(pieces, "train"), tokenizer, cfg.cache, progress=main and cfg.progress)
+    val_all = select_split(pieces, "validation")
+    val_pieces = [val_all[i] for i in np.linspace(0, len(val_all) - 1, min(cfg.eval_files, len(val_all))).astype(int)]
+    val_tok = load_tokenized(val_pieces, tokenizer, cfg.cache, progress=False)
+    augment = Augment(cfg.augment_transpose, cfg.augment_velocity, cfg.augment_stretch)
+    dataset = CropDataset(train_pieces, tokenizer, composers, cfg.seq_len, seed=cfg.seed, augment=augment)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_cfg).to(device)
+    step, tokens_seen, elapsed, best = 0, 0, 0.0, None
+    history: list[tuple[int, float]] = []
+    fused = device.type == "cuda"
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "emb" in n]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, cfg.beta2), fused=fused,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_at(s, cfg))
+    if resume and (out / "last" / "trainer.pt").is_file():
+        state = load_trainer_state(out / "last")
+        bundle = load_bundle(out / "last", device)
+        model.load_state_dict(bundle.model.state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, tokens_seen, elapsed = int(state["step"]), int(state["tokens"]), float(state["elapsed"])
+        best = float(state["best"]) if state["best"] >= 0 else None
+        history = [(int(s), float(v)) for s, v in state["history"].tolist()]
+        if main:
+            print(f"resumed from {out / 'last'} at step {step}")
+    if cfg.activation_checkpointing:
+        _use_activation_checkpointing(model)
+    net: torch.nn.Module = model
+    if cfg.compile:
+        net = torch.compile(net)
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
+
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"), purge_step=step if step else None)
+        print(f"{model_cfg.arch}: {model.num_parameters() / 1e6:.2f}M parameters, vocab {tokenizer.vocab_size}, "
+              f"{len(train_pieces)} train pieces, device {device}")
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (device.type == "cuda" and cfg.bf16) \
+        else torch.autocast("cpu", enabled=False)
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len * world
+    deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="training", unit="step", disable=not (main and cfg.progress))
+    stopped, bad_evals, first_step = "max_steps", 0, step
+    t_start = time.perf_counter()
+    t_log, tokens_log = time.perf_counter(), 0
+
+    def snapshot() -> dict[str, Any]:
+        return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(), "step": step, "tokens": tokens_seen,
+                "elapsed": elapsed + time.perf_counter() - t_start, "best": -1.0 if best is None else best,
+                "history": torch.tensor(history, dtype=torch.float64).reshape(-1, 2)}
+
+    def summary() -> dict[str, Any]:
+        return {"arch": model_cfg.arch, "parameters": model.num_parameters(), "step": step,
+                "tokens_seen": tokens_seen, "train_seconds": round(elapsed + time.perf_counter() - t_start, 1),
+                "best_val_bits_per_note": best, "seq_len": cfg.seq_len}
+
+    def save(name: str) -> None:
+        card = card_writer(summary()) if card_writer else None
+        save_bundle(out / name, model, tokenizer, composers, summary=summary(), card=card,
+                    trainer_state=snapshot(), train_config=asdict(cfg))
+
+    model.train()
+    while step < cfg.max_steps:
+        if deadline and time.monotonic() > deadline:
+            stopped = "max_minutes"
+            break
+        if cfg.stop_after and step - first_step >= cfg.stop_after:
+            stopped = "stop_after"
+            break
+        loss_sum = 0.0
+        for micro in range(cfg.grad_accum):
+            batch = {k: v.to(device, non_blocking=True)
+                     for k, v in _batch(dataset, step, micro, cfg, rank, world).items()}
+            with autocast:
+                logits = net(batch["input"], batch["composer"])
+                loss = F.cross_entropy(logits.float().flatten(0, 1), batch["target"].flatten(),
+                                       reduction="none", label_smoothing=cfg.label_smoothing)
+                loss = (loss * batch["mask"].flatten()).sum() / batch["mask"].sum().clamp(min=1)
+            (loss / cfg.grad_accum).backward()
+            loss_sum += loss.item() / cfg.grad_accum
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        step += 1
+        tokens_seen += tokens_per_step
+        tokens_log += tokens_per_step
+        history.append((step, loss_sum))
+        bar.update()
+        if main and (step % cfg.log_every == 0 or step == 1):
+            now = time.perf_counter()
+            rate = tokens_log / max(now - t_log, 1e-9)
+            t_log, tokens_log = now, 0
+            writer.add_scalar("train/loss", loss_sum, step)
+            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+            writer.add_scalar("train/grad_norm", float(grad_norm), step)
+            writer.add_scalar("train/tokens_per_s", rate, step)
+            bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{rate:,.0f}")
+        if cfg.eval_every and step % cfg.eval_every == 0 or step == cfg.max_steps:
+            if main:
+                model.eval()
+                metrics = evaluate_pieces(model, val_tok, tokenizer, composers, seq_len=cfg.seq_len,
+                                          max_tokens=cfg.eval_max_tokens, device=device)
+                model.train()
+                bpn = metrics["bits_per_note"]
+                writer.add_scalar("val/bits_per_note", bpn, step)
+                writer.add_scalar("val/nll_per_token", metrics["nll_per_token"], step)
+                improved = best is None or bpn < best
+                if improved:
+                    best, bad_evals = bpn, 0
+                    save("best")
+                else:
+                    bad_evals += 1
+                bar.write(f"step {step}: val bits/note {bpn:.4f} (best {best:.4f})")
+            stop = torch.tensor([int(bool(cfg.patience) and bad_evals >= cfg.patience)])
+            if world > 1:
+                dist.broadcast(stop, 0)
+            if stop.item():
+                stopped = "early_stopping"
+                break
+        if main and cfg.save_every and step % cfg.save_every == 0:
+            save("last")
+    bar.close()
+    if main:
+        save("last")
+        writer.flush()
+        writer.close()
+    total = elapsed + time.perf_counter() - t_start
+    if world > 1:
+        dist.barrier()
+    return TrainResult(out, step, tokens_seen, total, best, history, stopped)

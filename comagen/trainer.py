@@ -28,6 +28,7 @@ from comagen.data import Augment, Composers, CropDataset, load_index, load_token
 from comagen.errors import ConfigError
 from comagen.evaluate import evaluate_pieces
 from comagen.model import Decoder, ModelConfig, build_model
+from comagen.model_card import model_card
 from comagen.tokenizer import PianoTokenizer
 
 
@@ -38,6 +39,7 @@ class TrainConfig:
     data: str | None = None  # MAESTRO folder (else $COMAGEN_MAESTRO_DIR)
     cache: str = "cache"  # token cache root
     tokenizer: str | None = None  # tokenizer.json (e.g. BPE); None = built-in REMI settings
+    train_files: int = 0  # use only the first N train pieces (0 = all; for quick runs and tests)
     out: str = "runs/default"  # where checkpoints and TensorBoard logs go
     seq_len: int = 512
     batch_size: int = 16
@@ -181,8 +183,7 @@ def _batch(dataset: CropDataset, step: int, micro: int, cfg: TrainConfig, rank: 
     return batch
 
 
-def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True,
-          card_writer: Any = None) -> TrainResult:
+def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True) -> TrainResult:
     """Train (or resume) a model as configured; writes `<out>/last`, `<out>/best` and TensorBoard logs."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -205,7 +206,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True,
     model_cfg.n_composers = max(model_cfg.n_composers, len(composers))
     model_cfg.max_seq_len = max(model_cfg.max_seq_len, cfg.seq_len)
 
-    train_pieces = load_tokenized(select_split(pieces, "train"), tokenizer, cfg.cache, progress=main and cfg.progress)
+    train_split = sorted(select_split(pieces, "train"), key=lambda p: p.key)
+    if cfg.train_files:
+        train_split = train_split[: cfg.train_files]
+    train_pieces = load_tokenized(train_split, tokenizer, cfg.cache, progress=main and cfg.progress)
     val_all = select_split(pieces, "validation")
     val_pieces = [val_all[i] for i in np.linspace(0, len(val_all) - 1, min(cfg.eval_files, len(val_all))).astype(int)]
     val_tok = load_tokenized(val_pieces, tokenizer, cfg.cache, progress=False)
@@ -274,7 +278,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True,
                 "best_val_bits_per_note": best, "seq_len": cfg.seq_len}
 
     def save(name: str) -> None:
-        card = card_writer(summary()) if card_writer else None
+        card = model_card(out.name, summary(), model_cfg.to_dict())
         save_bundle(out / name, model, tokenizer, composers, summary=summary(), card=card,
                     trainer_state=snapshot(), train_config=asdict(cfg))
 

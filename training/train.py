@@ -18,7 +18,6 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from comagen.errors import ComagenError
-from comagen.model_card import model_card
 from comagen.trainer import load_run_config, train
 
 
@@ -42,9 +41,7 @@ def main() -> int:
         if args.out is None:
             overrides.append(f"train.out={json.dumps(str(Path('runs') / args.config.stem))}")
         model_cfg, train_cfg = load_run_config(args.config, overrides)
-        name = Path(train_cfg.out).name
-        result = train(model_cfg, train_cfg, resume=not args.fresh,
-                       card_writer=lambda summary: model_card(name, summary, model_cfg.to_dict()))
+        result = train(model_cfg, train_cfg, resume=not args.fresh)
     except ComagenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,8 +6,8 @@ padded key sequence. Scores are [.., L/B, B, B + W - 1]: O(L * W) time and memor
 The same kernel runs training (past = zeros, masked), prompt prefill (past = cached window)
 and one-token steps (B = 1), so streaming and the full forward share their maths.
 
-Positions inside a block are relative to the block (queries at W-1 .. W-1+B-1, keys at
-0 .. B+W-2). Rotary/xpos depends only on differences, so this is exact and never sees a large
+Positions inside a block are relative to the block (queries at 0 .. B-1, keys at
+-(W-1) .. B-1). Rotary/xpos depends only on differences, so this is exact and never sees a large
 absolute index, however long the stream.
 """
 
@@ -34,7 +34,7 @@ class ScaleContext:
     block: int
     nblocks: int
     bias: Tensor  # additive mask (+ position bias): [heads or 1, nblocks or 1, block, block + window - 1]
-    rotary: tuple[Tensor, Tensor, Tensor, Tensor] | None  # q tables [block, d], k tables [block + window - 1, d]
+    rotary: tuple[Tensor | None, ...] | None  # q tables [block, d] (None: identity), k tables [block + window - 1, d]
     flex: bool = False
     dpb: Tensor | None = None  # [heads, window], for the flex path
 
@@ -70,9 +70,12 @@ def _distances(window: int, block: int, device: torch.device) -> Tensor:
 
 
 @_constant
-def _block_rotary(window: int, block: int, head_dim: int, device: torch.device) -> tuple[Tensor, ...]:
-    pos = torch.arange(block + window - 1, device=device)
+def _block_rotary(window: int, block: int, head_dim: int, device: torch.device) -> tuple[Tensor | None, ...]:
+    """Queries at 0 .. B-1, keys at -(W-1) .. B-1: a one-token step needs no query rotation."""
+    pos = torch.arange(block + window - 1, device=device) - (window - 1)
     cq, sq, ck, sk = rotary_tables(pos, head_dim, xpos=True)
+    if block == 1:
+        return None, None, ck, sk
     return cq[window - 1:], sq[window - 1:], ck, sk
 
 
@@ -108,8 +111,10 @@ def local_attention(q: Tensor, k_all: Tensor, v_all: Tensor, ctx: ScaleContext,
     v = v_all.unfold(2, blk + w - 1, blk).transpose(-1, -2)
     if ctx.rotary is not None:
         cq, sq, ck, sk = ctx.rotary
-        q, k = apply_rotary(q, cq, sq), apply_rotary(k, ck, sk)
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5 + ctx.bias
+        k = apply_rotary(k, ck, sk)
+        if cq is not None:
+            q = apply_rotary(q, cq, sq)
+    scores = q @ k.transpose(-1, -2) + ctx.bias  # q carries the 1/sqrt(d)
     probs = scores.softmax(dim=-1)
     out = rearrange(probs @ v, "b h n r d -> b h (n r) d")[:, :, :c]
     if not need_probs:
@@ -150,11 +155,7 @@ def flex_local_attention(q: Tensor, k: Tensor, v: Tensor, ctx: ScaleContext) -> 
         def score_mod(score: Tensor, b: Tensor, h: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
             return score + table[h, (qi - ki).clamp(0, w - 1)]
 
-    return _compiled_flex(q, k, v, score_mod=score_mod, block_mask=mask)
-
-
-def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return _compiled_flex(q, k, v, score_mod=score_mod, block_mask=mask, scale=1.0)  # q carries 1/sqrt(d)
 
 
 class MultiScaleLocalAttention(nn.Module):
@@ -188,7 +189,9 @@ class MultiScaleLocalAttention(nn.Module):
                 need_probs: bool = False) -> tuple[Tensor, list[Tensor] | None]:
         qkv = self.to_qkv(self.norm(x))
         q, k, v = rearrange(qkv, "b n (t s h d) -> t s b h n d", t=3, s=self.scales, h=self.heads)
-        q, k = rms_norm(q) * self.q_scale, rms_norm(k) * self.k_scale
+        d = (self.head_dim,)
+        q = F.rms_norm(q, d, eps=1e-6) * (self.q_scale * self.head_dim ** -0.5)
+        k = F.rms_norm(k, d, eps=1e-6) * self.k_scale
         weights = self.scale_weights()
         out, probs = 0.0, []
         for s, ctx in enumerate(ctxs):

@@ -75,7 +75,7 @@ class ModelConfig:
                 raise bad(key, "must be a positive integer")
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise bad("heads", "dim / heads must be an even integer")
-        if self.heads % self.kv_heads:
+        if self.arch == "llama" and self.heads % self.kv_heads:
             raise bad("kv_heads", "must divide heads")
         if not 0.0 <= self.dropout < 1.0:
             raise bad("dropout", "must be in [0, 1)")

@@ -33,5 +33,9 @@ class ConvModule(nn.Module):
     def forward(self, x: Tensor, cache: WindowCache | None = None) -> Tensor:
         h = F.glu(self.pointwise_in(self.norm(x)), dim=-1).transpose(1, 2)  # [b, dim, n]
         h = F.pad(h, (self.kernel - 1, 0)) if cache is None else cache.extend(h[..., None])[..., 0]
-        h = F.silu(self.depthwise(h)).transpose(1, 2)
+        if h.shape[-1] == self.kernel:  # one output step: a plain dot product beats conv1d's set-up cost
+            h = torch.einsum("bck,ck->bc", h, self.depthwise.weight[:, 0])[..., None] + self.depthwise.bias[:, None]
+        else:
+            h = self.depthwise(h)
+        h = F.silu(h).transpose(1, 2)
         return self.dropout(self.pointwise_out(self.channel_norm(h)))

@@ -40,7 +40,7 @@ def rotary_tables(positions: Tensor, head_dim: int, xpos: bool = False,
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    return x * cos + rotate_half(x) * sin
+    return torch.addcmul(x * cos, rotate_half(x), sin)
 
 
 class DynamicPositionBias(nn.Module):

@@ -1,0 +1,190 @@
+"""Model contracts: causality, streaming == full forward, constant state, windows, capture, config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from comagen.errors import ConfigError
+from comagen.model import AttentionCapture, ModelConfig, build_model
+from comagen.model.hyper import HyperConnection
+
+ARCHS = ["conformer", "gpt2", "music_transformer", "llama"]
+TINY = dict(vocab_size=40, n_composers=4, dim=32, depth=2, heads=4, dropout=0.0, max_seq_len=64, windows=[4, 8],
+            window_cap=16, conv_kernel=5, ff_mult=2, kv_heads=2, max_relative=16)
+
+
+def tiny(arch: str = "conformer", **overrides: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(ModelConfig.from_dict({**TINY, "arch": arch, **overrides})).eval()
+
+
+def tokens(batch: int = 2, length: int = 48, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, TINY["vocab_size"], (batch, length), generator=g), torch.tensor([0, 3][:batch])
+
+
+def stream(model: torch.nn.Module, x: torch.Tensor, c: torch.Tensor, prompt: int, **state_kw: object) -> torch.Tensor:
+    """Logits for positions prompt-1 .. L-1 from prefill(prompt) then one step per token."""
+    state = model.new_state(x.shape[0], **state_kw)
+    last, state = model.prefill(x[:, :prompt], c, state)
+    out = [last]
+    for t in range(prompt, x.shape[1]):
+        last, state = model.step(x[:, t], c, state)
+        out.append(last)
+    return torch.stack(out, dim=1)
+
+
+CASES = [("conformer", {}), ("conformer", {"position": "dpb"}),
+         ("conformer", {"hyper_streams": 3, "global_layers": [1]}), ("gpt2", {}), ("music_transformer", {}),
+         ("llama", {})]
+
+
+@pytest.mark.parametrize(("arch", "extra"), CASES)
+def test_causal(arch: str, extra: dict) -> None:
+    model = tiny(arch, **extra)
+    x, c = tokens()
+    y = x.clone()
+    y[:, 30:] = (y[:, 30:] + 1) % TINY["vocab_size"]
+    assert torch.allclose(model(x, c)[:, :30], model(y, c)[:, :30], atol=1e-5)
+    assert not torch.allclose(model(x, c)[:, 30:], model(y, c)[:, 30:], atol=1e-5)
+
+
+@pytest.mark.parametrize(("arch", "extra"), CASES)
+def test_streaming_matches_full_forward(arch: str, extra: dict) -> None:
+    model = tiny(arch, **extra)
+    x, c = tokens(length=48)  # longer than every window (8) and kernel (5); prompt too
+    full = model(x, c)
+    assert torch.allclose(stream(model, x, c, prompt=13), full[:, 12:], atol=1e-4)
+    assert torch.allclose(stream(model, x, c, prompt=1), full, atol=1e-4)
+
+
+def test_streaming_exact_far_past_training_length() -> None:
+    """Positions are relative, so a stream 2000 tokens in (far past max_seq_len=64) still matches the full forward."""
+    model = tiny(windows=[4, 8], depth=1)
+    x, c = tokens(batch=1, length=2000)
+    full = model(x, c)
+    got = stream(model, x, c, prompt=1500)
+    assert torch.allclose(got, full[:, 1499:], atol=1e-4)
+
+
+def test_chunked_prefill_matches() -> None:
+    model = tiny()
+    x, c = tokens()
+    state = model.new_state(2)
+    for a, b in [(0, 3), (3, 20), (20, 21), (21, 48)]:
+        last, state = model.prefill(x[:, a:b], c, state)
+    assert torch.allclose(last, model(x, c)[:, -1], atol=1e-4)
+
+
+def test_gpt2_slides_past_its_table() -> None:
+    model = tiny("gpt2", max_seq_len=16)
+    x, c = tokens(length=40)
+    state = model.new_state(2)
+    _, state = model.prefill(x[:, :10], c, state)
+    for t in range(10, 40):
+        last, state = model.step(x[:, t], c, state)
+    # a slide happens when token 16, 25, 34 arrives (table full); the last one keeps tokens 27..34 at positions 0..7
+    assert torch.allclose(last, model(x[:, 27:], c)[:, -1], atol=1e-4)
+    assert state.pos <= 16
+
+
+def test_conformer_state_is_constant() -> None:
+    model = tiny()
+    x, c = tokens(batch=1, length=1)
+    state = model.new_state(1)
+    _, state = model.prefill(x, c, state)
+    sizes = set()
+    for _ in range(100):  # > every window and kernel, so all buffers have wrapped
+        _, state = model.step(x[:, 0], c, state)
+        sizes.add(state.nbytes())
+    assert len(sizes) == 1
+
+
+def test_state_clone_and_select() -> None:
+    model = tiny()
+    x, c = tokens()
+    state = model.new_state(2)
+    _, state = model.prefill(x[:, :20], c, state)
+    fork = state.clone()
+    a, _ = model.step(x[:, 20], c, state)
+    b, _ = model.step(x[:, 20], c, fork)
+    assert torch.equal(a, b)
+    swapped = state.select(torch.tensor([1, 1]))
+    d, _ = model.step(x[:, 21], c, state)
+    e, _ = model.step(x[[1, 1], 21], c[[1, 1]], swapped)
+    assert torch.allclose(e[0], d[1], atol=1e-5) and torch.allclose(e[1], d[1], atol=1e-5)
+
+
+def test_single_stream_hyper_connection_is_plain_residual() -> None:
+    branch = torch.nn.Sequential(torch.nn.LayerNorm(8), torch.nn.Linear(8, 8))
+    hc = HyperConnection(8, 1, 0, branch)
+    x = torch.randn(2, 5, 8)
+    out, _ = hc(x)
+    assert torch.equal(out, x + branch(x))
+    assert sum(p.numel() for p in hc.parameters()) == sum(p.numel() for p in branch.parameters())
+
+
+@pytest.mark.parametrize("position", ["xpos", "dpb"])
+def test_window_override_narrows_what_a_query_sees(position: str) -> None:
+    model = tiny(position=position, depth=1, conv_kernel=1)  # one layer, no conv reach: receptive field = window
+    x, c = tokens(length=40)
+    far, near = x.clone(), x.clone()
+    far[:, 39 - 6] = (far[:, 39 - 6] + 1) % 40  # 6 back: inside window 8, outside narrowed window 4
+    near[:, 39 - 2] = (near[:, 39 - 2] + 1) % 40  # 2 back: inside both
+    narrow = [2, 4]
+    assert torch.allclose(model(x, c, windows=narrow)[:, -1], model(far, c, windows=narrow)[:, -1], atol=1e-6)
+    assert not torch.allclose(model(x, c)[:, -1], model(far, c)[:, -1], atol=1e-6)
+    assert not torch.allclose(model(x, c, windows=narrow)[:, -1], model(near, c, windows=narrow)[:, -1], atol=1e-6)
+    wide = [8, 16]  # wider than trained, up to window_cap; streaming still exact
+    assert torch.allclose(stream(model, x, c, prompt=5, windows=wide), model(x, c, windows=wide)[:, 4:], atol=1e-4)
+    with pytest.raises(ConfigError):
+        model(x, c, windows=[4, 17])
+    with pytest.raises(ConfigError):
+        model(x, c, windows=[4])
+
+
+def test_capture_shapes_and_normalisation() -> None:
+    model = tiny(depth=2)
+    x, c = tokens(length=30)
+    logits, cap = model(x, c, capture_last=5)
+    assert isinstance(cap, AttentionCapture) and logits.shape == (2, 30, 40)
+    assert cap.windows == [4, 8] and cap.global_layers == []
+    assert len(cap.probs) == 2 and all(len(layer) == 2 for layer in cap.probs)
+    for layer in cap.probs:
+        for w, p in zip(cap.windows, layer):
+            assert p.shape == (4, 5, w)
+            assert torch.allclose(p.sum(-1), torch.ones(4, 5), atol=1e-5)
+    assert cap.scale_weights.shape == (2, 2) and torch.allclose(cap.scale_weights.sum(-1), torch.ones(2))
+    _, early = model(x[:, :3], c, capture_last=3)  # windows reach before the start: zeros there
+    first = early.probs[0][1]  # scale with window 8, query 0 sees only itself
+    assert torch.allclose(first[:, 0, -1], torch.ones(4)) and first[:, 0, :-1].abs().max() == 0
+
+    state = model.new_state(2)
+    _, state = model.prefill(x[:, :29], c, state)
+    _, _, step_cap = model.step(x[:, 29], c, state, capture=True)
+    for a, b in zip(step_cap.probs, cap.probs):
+        for pa, pb in zip(a, b):
+            assert torch.allclose(pa[:, 0], pb[:, -1], atol=1e-5)
+
+
+def test_config_round_trip_and_unknown_key() -> None:
+    cfg = ModelConfig.from_dict({**TINY, "arch": "llama"})
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ConfigError, match="wndows.*windows"):
+        ModelConfig.from_dict({"wndows": [4]})
+    with pytest.raises(ConfigError, match="arch"):
+        ModelConfig.from_dict({"arch": "rnn"})
+
+
+@pytest.mark.parametrize("name", ["default", "flagship", "gpt2", "music_transformer", "llama"])
+def test_shipped_configs_build(name: str) -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "training" / "configs" / f"{name}.json"
+    data = json.loads(path.read_text())
+    cfg = ModelConfig.from_dict(data["model"])
+    params = build_model(cfg).num_parameters()
+    assert params < 12_500_000

@@ -158,12 +158,44 @@ def flex_local_attention(q: Tensor, k: Tensor, v: Tensor, ctx: ScaleContext) -> 
     return _compiled_flex(q, k, v, score_mod=score_mod, block_mask=mask, scale=1.0)  # q carries 1/sqrt(d)
 
 
+@dataclass
+class StepContext:
+    """One-token step for all scales at once: every scale reads the last max(W) cached keys.
+
+    Scales are stacked on the head axis ([b, S*h, ...]); a scale with a smaller window is
+    masked to its own last W keys, so one matmul/softmax serves all scales.
+    """
+
+    windows: list[int]
+    bias: Tensor  # [S*h, 1, max(W)]
+    rotary: tuple[Tensor | None, ...] | None
+
+
+@_constant
+def _step_mask(windows: tuple[int, ...], heads: int, invalid: int, device: torch.device) -> Tensor:
+    wmax = max(windows)
+    j = torch.arange(wmax, device=device)
+    ok = torch.stack([(j >= wmax - w) & (j >= invalid) for w in windows]).repeat_interleave(heads, 0)[:, None]
+    return torch.zeros(ok.shape, device=device).masked_fill(~ok, float("-inf"))
+
+
+def step_context(windows: list[int], start: int, heads: int, head_dim: int, dpb: nn.ModuleList | None,
+                 device: torch.device) -> StepContext:
+    wmax = max(windows)
+    bias = _step_mask(tuple(windows), heads, max(wmax - 1 - start, 0), device)
+    if dpb is None:
+        return StepContext(windows, bias, _block_rotary(wmax, 1, head_dim, device))
+    tables = [F.pad(m(w).flip(-1), (wmax - w, 0)) for m, w in zip(dpb, windows, strict=True)]  # [h, wmax] each
+    return StepContext(windows, bias + torch.cat(tables)[:, None], None)
+
+
 class MultiScaleLocalAttention(nn.Module):
     """Pre-norm attention with one causal sliding window per scale, mixed by learned softmax weights.
 
-    Each scale has its own queries, keys and values (one fused projection); queries and keys are
-    RMS-normalised with learnable per-channel scales, which keeps logits bounded whatever the
-    window. The weighted scale outputs share one output projection.
+    Each scale has its own queries, keys and values (one fused projection; scales stacked on
+    the head axis); queries and keys are RMS-normalised with learnable per-head, per-channel
+    scales, which keeps logits bounded whatever the window. The weighted scale outputs share one
+    output projection. The stream cache keeps max(W) - 1 past keys/values for every scale.
     """
 
     def __init__(self, dim: int, heads: int, scales: int, dropout: float) -> None:
@@ -171,8 +203,8 @@ class MultiScaleLocalAttention(nn.Module):
         self.heads, self.scales, self.head_dim = heads, scales, dim // heads
         self.norm = nn.LayerNorm(dim)
         self.to_qkv = nn.Linear(dim, 3 * scales * dim, bias=False)
-        self.q_scale = nn.Parameter(torch.ones(scales, 1, 1, 1, self.head_dim))
-        self.k_scale = nn.Parameter(torch.ones(scales, 1, 1, 1, self.head_dim))
+        self.q_scale = nn.Parameter(torch.ones(scales * heads, 1, self.head_dim))
+        self.k_scale = nn.Parameter(torch.ones(scales * heads, 1, self.head_dim))
         self.scale_logits = nn.Parameter(torch.zeros(scales))
         self.to_out = nn.Linear(dim, dim, bias=False)
         self.dropout = nn.Dropout(dropout)
@@ -181,32 +213,58 @@ class MultiScaleLocalAttention(nn.Module):
         return self.scale_logits.softmax(dim=0)
 
     def new_cache(self, batch: int, windows: list[int], device: torch.device,
-                  dtype: torch.dtype) -> list[list[WindowCache]]:
-        return [[WindowCache.zeros(batch, self.heads, w - 1, self.head_dim, device, dtype) for _ in range(2)]
-                for w in windows]
+                  dtype: torch.dtype) -> list[WindowCache]:
+        keep = max(windows) - 1
+        return [WindowCache.zeros(batch, self.scales * self.heads, keep, self.head_dim, device, dtype)
+                for _ in range(2)]
 
-    def forward(self, x: Tensor, ctxs: list[ScaleContext], cache: list[list[WindowCache]] | None = None,
+    def forward(self, x: Tensor, ctx: list[ScaleContext] | StepContext, cache: list[WindowCache] | None = None,
                 need_probs: bool = False) -> tuple[Tensor, list[Tensor] | None]:
         qkv = self.to_qkv(self.norm(x))
-        q, k, v = rearrange(qkv, "b n (t s h d) -> t s b h n d", t=3, s=self.scales, h=self.heads)
-        d = (self.head_dim,)
-        q = F.rms_norm(q, d, eps=1e-6) * (self.q_scale * self.head_dim ** -0.5)
-        k = F.rms_norm(k, d, eps=1e-6) * self.k_scale
-        weights = self.scale_weights()
-        out, probs = 0.0, []
-        for s, ctx in enumerate(ctxs):
-            if ctx.flex:
-                o, p = flex_local_attention(q[s], k[s], v[s], ctx), None
-            else:
-                if cache is None:
-                    k_all, v_all = (F.pad(t, (0, 0, ctx.window - 1, 0)) for t in (k[s], v[s]))
-                else:
-                    k_all, v_all = cache[s][0].extend(k[s]), cache[s][1].extend(v[s])
-                o, p = local_attention(q[s], k_all, v_all, ctx, need_probs)
-            out = out + weights[s] * o
-            probs.append(p)
+        q, k, v = rearrange(qkv, "b n (t sh d) -> t b sh n d", t=3, d=self.head_dim)
+        dims = (self.head_dim,)
+        q = F.rms_norm(q, dims, eps=1e-6) * (self.q_scale * self.head_dim ** -0.5)
+        k = F.rms_norm(k, dims, eps=1e-6) * self.k_scale
+        if cache is not None:
+            k, v = cache[0].extend(k), cache[1].extend(v)  # [b, S*h, max(W)-1+C, d]
+        if isinstance(ctx, StepContext):
+            out, probs = self._step(q, k, v, ctx, need_probs)
+        else:
+            out, probs = self._blocks(q, k, v, ctx, need_probs)
         out = rearrange(out, "b h n d -> b n (h d)")
         return self.dropout(self.to_out(out)), (probs if need_probs else None)
+
+    def _step(self, q: Tensor, k: Tensor, v: Tensor, ctx: StepContext,
+              need_probs: bool) -> tuple[Tensor, list[Tensor]]:
+        if ctx.rotary is not None:
+            k = apply_rotary(k, ctx.rotary[2], ctx.rotary[3])
+        probs = (q @ k.transpose(-1, -2) + ctx.bias).softmax(dim=-1)  # [b, S*h, 1, max(W)]
+        out = torch.einsum("bshnd,s->bhnd", (probs @ v).unflatten(1, (self.scales, self.heads)),
+                           self.scale_weights())
+        if not need_probs:
+            return out, []
+        h = self.heads
+        return out, [probs[:, s * h:(s + 1) * h, :, probs.shape[-1] - w:] for s, w in enumerate(ctx.windows)]
+
+    def _blocks(self, q: Tensor, k: Tensor, v: Tensor, ctxs: list[ScaleContext],
+                need_probs: bool) -> tuple[Tensor, list[Tensor]]:
+        weights, h, wmax = self.scale_weights(), self.heads, max(c.window for c in ctxs)
+        cached = k.shape[2] > q.shape[2]
+        out, probs = 0.0, []
+        for s, ctx in enumerate(ctxs):
+            heads = slice(s * h, (s + 1) * h)
+            qs, ks, vs = q[:, heads], k[:, heads], v[:, heads]
+            if ctx.flex:
+                o, p = flex_local_attention(qs, ks, vs, ctx), None
+            else:
+                if cached:  # this scale's own window of the shared past
+                    ks, vs = ks[:, :, wmax - ctx.window:], vs[:, :, wmax - ctx.window:]
+                else:
+                    ks, vs = (F.pad(t, (0, 0, ctx.window - 1, 0)) for t in (ks, vs))
+                o, p = local_attention(qs, ks, vs, ctx, need_probs)
+            out = out + weights[s] * o
+            probs.append(p)
+        return out, probs
 
 
 def resolve_flex(backend: str, device: torch.device) -> bool:

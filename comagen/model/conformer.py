@@ -8,7 +8,13 @@ import torch
 from torch import Tensor, nn
 
 from comagen.errors import ConfigError
-from comagen.model.attention import FullAttention, MultiScaleLocalAttention, resolve_flex, scale_context
+from comagen.model.attention import (
+    FullAttention,
+    MultiScaleLocalAttention,
+    resolve_flex,
+    scale_context,
+    step_context,
+)
 from comagen.model.capture import AttentionCapture
 from comagen.model.config import ModelConfig
 from comagen.model.conv import ConvModule
@@ -53,7 +59,7 @@ class ConformerBlock(nn.Module):
             cache["global"] = self.glob.branch.new_cache(batch, device, dtype)
         return cache
 
-    def forward(self, h: Tensor, ctxs: list, start: int, rope: Any, cache: dict[str, Any] | None,
+    def forward(self, h: Tensor, ctxs: Any, start: int, rope: Any, cache: dict[str, Any] | None,
                 need_probs: bool) -> tuple[Tensor, list[Tensor] | None]:
         h, _ = self.ff1(h)
         if self.glob is not None:
@@ -67,7 +73,7 @@ class ConformerBlock(nn.Module):
 class Conformer(Decoder):
     """Decoder-only CoMA conformer.
 
-    Streaming state per block: the last W-1 keys and values of each scale and the last
+    Streaming state per block: the last max(W)-1 keys and values of each scale and the last
     kernel-1 conv inputs; its size never depends on how many tokens were generated (unless
     `global_layers` adds full-attention layers, whose KV cache grows).
 
@@ -105,8 +111,11 @@ class Conformer(Decoder):
         windows = windows or self.cfg.windows
         length, device, head_dim = x.shape[1], x.device, self.cfg.head_dim
         flex = caches is None and not capture_last and resolve_flex(self.cfg.attention_backend, device)
-        ctxs = [scale_context(w, length, start, head_dim, None if self.dpb is None else self.dpb[s], device, flex)
-                for s, w in enumerate(windows)]
+        if caches is not None and length == 1:
+            ctxs = step_context(windows, start, self.cfg.heads, head_dim, self.dpb, device)
+        else:
+            ctxs = [scale_context(w, length, start, head_dim, None if self.dpb is None else self.dpb[s], device, flex)
+                    for s, w in enumerate(windows)]
         rope = None
         if self.cfg.global_layers:
             rope = rotary_tables(torch.arange(start, start + length, device=device), head_dim)[:2]

@@ -122,7 +122,8 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         missing_keys, unexpected = load_model(model, str(path / "model.safetensors"), strict=False, device=str(device))
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{path / 'model.safetensors'}: truncated or not our weights ({_short(exc)})") from None
-    if unexpected or any(k != "head.weight" for k in missing_keys):
+    tied = {"head.weight", "token_emb.weight"} if model_cfg.tie_embeddings else set()
+    if unexpected or len(set(missing_keys) - tied) or len(set(missing_keys) & tied) > 1:
         raise CheckpointError(f"{path / 'model.safetensors'}: weights do not match the config "
                               f"(missing {list(missing_keys)[:3]}, unexpected {list(unexpected)[:3]})")
     model.to(device).eval()

@@ -1,0 +1,118 @@
+"""REMI grammar: which tokens may come next, so every sampled sequence decodes.
+
+The succession is  Bar -> Position -> [Pedal*] Pitch -> Velocity -> Duration -> (Pitch | Position
+| Bar | EOS), positions only move forward inside a bar, and a pitch is not struck twice at one
+position. The tracker also knows where in time the stream is (bars of 2 s on our 120 bpm grid),
+which is what a "20 seconds of music" budget counts against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from comagen.tokenizer import PianoTokenizer
+
+START, AFTER_BAR, AFTER_POSITION, AFTER_PITCH, AFTER_VELOCITY, AFTER_DURATION, ENDED = range(7)
+
+
+class RemiGrammar:
+    """Per-vocabulary tables: the class of each token id and the legal-next masks per state."""
+
+    def __init__(self, tokenizer: PianoTokenizer) -> None:
+        if tokenizer.is_bpe:
+            raise ValueError("the REMI grammar works on plain REMI ids, not BPE merges")
+        vocab = tokenizer.remi.vocab
+        self.size = len(tokenizer.remi)
+        self.positions_per_bar = 4 * tokenizer.settings.positions_per_beat
+        self.seconds_per_position = 0.5 / tokenizer.settings.positions_per_beat
+        self.kind: list[str] = [""] * self.size
+        self.value: list[int] = [0] * self.size
+        self.position_id = torch.full((self.positions_per_bar,), -1, dtype=torch.long)
+        self.pitch_id: dict[int, int] = {}
+        for text, i in vocab.items():
+            kind, _, value = text.partition("_")
+            self.kind[i] = kind
+            if kind in ("Position", "Pitch"):
+                self.value[i] = int(value)
+            if kind == "Position":
+                self.position_id[int(value)] = i
+            elif kind == "Pitch":
+                self.pitch_id[int(value)] = i
+        self.bar_id = vocab["Bar_None"]
+        self.eos_id = tokenizer.eos_id
+
+        def ids(*kinds: str) -> torch.Tensor:
+            mask = torch.zeros(self.size, dtype=torch.bool)
+            for i, k in enumerate(self.kind):
+                if k in kinds:
+                    mask[i] = True
+            return mask
+
+        pedal = ("Pedal", "PedalOff")
+        self.masks = {
+            START: ids("Bar"),
+            AFTER_BAR: ids("Bar", "Position"),
+            AFTER_POSITION: ids("Pitch", *pedal),
+            AFTER_PITCH: ids("Velocity"),
+            AFTER_VELOCITY: ids("Duration"),
+            AFTER_DURATION: ids("Pitch", "Position", "Bar", "EOS", *pedal),
+            ENDED: torch.zeros(self.size, dtype=torch.bool),
+        }
+        self.masks[ENDED][tokenizer.pad_id] = True
+        self.velocity_mask = ids("Velocity")
+        self.pedal_kinds = set(pedal)
+
+
+@dataclass
+class GrammarState:
+    """Where one stream is: grammar state, bar count, position in bar, pitches at this position."""
+
+    state: int = START
+    bars: int = 0
+    position: int = -1
+    notes: int = 0
+    struck: frozenset[int] = frozenset()
+
+    def seconds(self, grammar: RemiGrammar) -> float:
+        """Onset time of the current position (0 before the first bar)."""
+        if self.bars == 0:
+            return 0.0
+        return ((self.bars - 1) * grammar.positions_per_bar + max(self.position, 0)) * grammar.seconds_per_position
+
+    def advance(self, grammar: RemiGrammar, token: int) -> GrammarState:
+        kind = grammar.kind[token]
+        if token == grammar.eos_id:
+            return GrammarState(ENDED, self.bars, self.position, self.notes, frozenset())
+        if kind == "Bar":
+            return GrammarState(AFTER_BAR, self.bars + 1, -1, self.notes, frozenset())
+        if kind == "Position":
+            return GrammarState(AFTER_POSITION, self.bars, grammar.value[token], self.notes, frozenset())
+        if kind == "Pitch":
+            return GrammarState(AFTER_PITCH, self.bars, self.position, self.notes,
+                                self.struck | {grammar.value[token]})
+        if kind == "Velocity":
+            return GrammarState(AFTER_VELOCITY, self.bars, self.position, self.notes, self.struck)
+        if kind == "Duration":
+            return GrammarState(AFTER_DURATION, self.bars, self.position, self.notes + 1, self.struck)
+        if kind in grammar.pedal_kinds:
+            return GrammarState(AFTER_POSITION, self.bars, self.position, self.notes, self.struck)
+        return self  # PAD/BOS change nothing
+
+    def allowed(self, grammar: RemiGrammar) -> torch.Tensor:
+        """Boolean mask over the vocabulary of tokens that keep the sequence decodable."""
+        mask = grammar.masks[self.state].clone()
+        if self.state == AFTER_DURATION and self.position >= 0:
+            mask[grammar.position_id[: self.position + 1]] = False
+        if self.state in (AFTER_POSITION, AFTER_DURATION) and self.struck:
+            mask[[grammar.pitch_id[p] for p in self.struck]] = False
+        return mask
+
+
+def track(grammar: RemiGrammar, ids: list[int], state: GrammarState | None = None) -> GrammarState:
+    """The grammar state after reading `ids` (a prompt), without checking them."""
+    state = state or GrammarState()
+    for token in ids:
+        state = state.advance(grammar, int(token))
+    return state

@@ -34,7 +34,7 @@ class ScaleContext:
     block: int
     nblocks: int
     bias: Tensor  # additive mask (+ position bias): [heads or 1, nblocks or 1, block, block + window - 1]
-    rotary: tuple[Tensor | None, ...] | None  # q tables [block, d] (None: identity), k tables [block + window - 1, d]
+    rotary: tuple[Tensor | None, Tensor] | None  # q table [block, d/2] (None: identity), k table [block+window-1, d/2]
     flex: bool = False
     dpb: Tensor | None = None  # [heads, window], for the flex path
 
@@ -70,13 +70,11 @@ def _distances(window: int, block: int, device: torch.device) -> Tensor:
 
 
 @_constant
-def _block_rotary(window: int, block: int, head_dim: int, device: torch.device) -> tuple[Tensor | None, ...]:
+def _block_rotary(window: int, block: int, head_dim: int, device: torch.device) -> tuple[Tensor | None, Tensor]:
     """Queries at 0 .. B-1, keys at -(W-1) .. B-1: a one-token step needs no query rotation."""
     pos = torch.arange(block + window - 1, device=device) - (window - 1)
-    cq, sq, ck, sk = rotary_tables(pos, head_dim, xpos=True)
-    if block == 1:
-        return None, None, ck, sk
-    return cq[window - 1:], sq[window - 1:], ck, sk
+    q_table, k_table = rotary_tables(pos, head_dim, xpos=True)
+    return (None if block == 1 else q_table[window - 1:]), k_table
 
 
 def scale_context(window: int, length: int, start: int, head_dim: int, dpb: DynamicPositionBias | None,
@@ -110,10 +108,10 @@ def local_attention(q: Tensor, k_all: Tensor, v_all: Tensor, ctx: ScaleContext,
     k = k_all.unfold(2, blk + w - 1, blk).transpose(-1, -2)  # [b, h, n, B+W-1, d], a view
     v = v_all.unfold(2, blk + w - 1, blk).transpose(-1, -2)
     if ctx.rotary is not None:
-        cq, sq, ck, sk = ctx.rotary
-        k = apply_rotary(k, ck, sk)
-        if cq is not None:
-            q = apply_rotary(q, cq, sq)
+        q_table, k_table = ctx.rotary
+        k = apply_rotary(k, k_table)
+        if q_table is not None:
+            q = apply_rotary(q, q_table)
     scores = q @ k.transpose(-1, -2) + ctx.bias  # q carries the 1/sqrt(d)
     probs = scores.softmax(dim=-1)
     out = rearrange(probs @ v, "b h n r d -> b h (n r) d")[:, :, :c]
@@ -141,8 +139,8 @@ def flex_local_attention(q: Tensor, k: Tensor, v: Tensor, ctx: ScaleContext) -> 
     length, w = q.shape[2], ctx.window
     if ctx.dpb is None:
         pos = torch.arange(length, device=q.device) - length // 2
-        cq, sq, ck, sk = rotary_tables(pos, q.shape[-1], xpos=True, dtype=q.dtype)
-        q, k = apply_rotary(q, cq, sq), apply_rotary(k, ck, sk)
+        q_table, k_table = rotary_tables(pos, q.shape[-1], xpos=True)
+        q, k = apply_rotary(q, q_table), apply_rotary(k, k_table)
 
     def sliding(b: Tensor, h: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
         return (qi >= ki) & (qi - ki < w)
@@ -168,7 +166,7 @@ class StepContext:
 
     windows: list[int]
     bias: Tensor  # [S*h, 1, max(W)]
-    rotary: tuple[Tensor | None, ...] | None
+    rotary: tuple[Tensor | None, Tensor] | None
 
 
 @_constant
@@ -237,10 +235,10 @@ class MultiScaleLocalAttention(nn.Module):
     def _step(self, q: Tensor, k: Tensor, v: Tensor, ctx: StepContext,
               need_probs: bool) -> tuple[Tensor, list[Tensor]]:
         if ctx.rotary is not None:
-            k = apply_rotary(k, ctx.rotary[2], ctx.rotary[3])
+            k = apply_rotary(k, ctx.rotary[1])
         probs = (q @ k.transpose(-1, -2) + ctx.bias).softmax(dim=-1)  # [b, S*h, 1, max(W)]
-        out = torch.einsum("bshnd,s->bhnd", (probs @ v).unflatten(1, (self.scales, self.heads)),
-                           self.scale_weights())
+        b = q.shape[0]
+        out = (self.scale_weights() @ (probs @ v).view(b, self.scales, -1)).view(b, self.heads, 1, -1)
         if not need_probs:
             return out, []
         h = self.heads
@@ -293,14 +291,14 @@ class FullAttention(nn.Module):
     def new_cache(self, batch: int, device: torch.device, dtype: torch.dtype) -> KVCache:
         return KVCache.empty(batch, self.kv_heads, self.head_dim, device, dtype)
 
-    def forward(self, x: Tensor, start: int, rope: tuple[Tensor, Tensor] | None = None,
+    def forward(self, x: Tensor, start: int, rope: Tensor | None = None,
                 cache: KVCache | None = None) -> Tensor:
         q, k, v = self.to_qkv(self.norm(x)).split(
             [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim], dim=-1)
         q = rearrange(q, "b n (h d) -> b h n d", h=self.heads)
         k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.kv_heads) for t in (k, v))
         if rope is not None:
-            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
         if cache is not None:
             k, v = cache.extend(k, v)
         c, total = q.shape[2], k.shape[2]

@@ -113,7 +113,7 @@ class FullAttentionDecoder(Decoder):
             raise ValueError(f"attention capture is only for the conformer, not {self.cfg.arch}")
         rope = None
         if self.rotary:
-            rope = rotary_tables(torch.arange(start, start + x.shape[1], device=x.device), self.cfg.head_dim)[:2]
+            rope = rotary_tables(torch.arange(start, start + x.shape[1], device=x.device), self.cfg.head_dim)[0]
         for i, block in enumerate(self.blocks):
             x = block(x, start, rope, caches["layers"][i] if caches is not None else None)
         return x, None

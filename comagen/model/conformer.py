@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from comagen.errors import ConfigError
@@ -28,11 +29,12 @@ class HalfFeedForward(nn.Module):
 
     def __init__(self, dim: int, mult: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, mult * dim), nn.SiLU(), nn.Dropout(dropout),
-                                 nn.Linear(mult * dim, dim), nn.Dropout(dropout))
+        self.norm, self.up, self.down, self.p = nn.LayerNorm(dim), nn.Linear(dim, mult * dim), \
+            nn.Linear(mult * dim, dim), dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        return 0.5 * self.net(x)
+        h = F.dropout(F.silu(self.up(self.norm(x))), self.p, self.training)
+        return 0.5 * F.dropout(self.down(h), self.p, self.training)
 
 
 class ConformerBlock(nn.Module):
@@ -118,7 +120,7 @@ class Conformer(Decoder):
                     for s, w in enumerate(windows)]
         rope = None
         if self.cfg.global_layers:
-            rope = rotary_tables(torch.arange(start, start + length, device=device), head_dim)[:2]
+            rope = rotary_tables(torch.arange(start, start + length, device=device), head_dim)[0]
         h = expand_streams(x, self.cfg.hyper_streams)
         probs = []
         for i, block in enumerate(self.blocks):

@@ -14,33 +14,27 @@ from torch import Tensor, nn
 XPOS_SCALE_BASE = 512.0
 
 
-def rotate_half(x: Tensor) -> Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+def rotary_tables(positions: Tensor, head_dim: int, xpos: bool = False) -> tuple[Tensor, Tensor]:
+    """(q_table, k_table): complex [P, head_dim / 2], to use with `apply_rotary`.
 
-
-def rotary_tables(positions: Tensor, head_dim: int, xpos: bool = False,
-                  dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(cos_q, sin_q, cos_k, sin_k), each [P, head_dim], with the xpos decay folded in.
-
-    Apply with `x * cos + rotate_half(x) * sin`. With `xpos`, queries are scaled by
-    zeta**(p / base) and keys by zeta**(-p / base), so their product decays as
+    Channel pairs (2i, 2i+1) turn by p * 10000**(-2i/d). With `xpos`, queries are also scaled
+    by zeta**(p / base) and keys by zeta**(-p / base), so their product decays as
     zeta**(distance / base): the decay depends on distance only (Sun et al. 2022).
     """
     pos = positions.to(torch.float64)[:, None]
-    half = torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device)
-    angles = pos * (10000.0 ** (-half / head_dim))
-    cos, sin = angles.cos().repeat(1, 2), angles.sin().repeat(1, 2)
+    even = torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device)
+    rot = torch.polar(torch.ones_like(even), pos * (10000.0 ** (-even / head_dim)))
     if not xpos:
-        cos, sin = cos.to(dtype), sin.to(dtype)
-        return cos, sin, cos, sin
-    zeta = ((half + 0.4 * head_dim) / (1.4 * head_dim)).repeat(2)
-    scale = zeta ** (pos / XPOS_SCALE_BASE)
-    return ((cos * scale).to(dtype), (sin * scale).to(dtype), (cos / scale).to(dtype), (sin / scale).to(dtype))
+        rot = rot.to(torch.complex64)
+        return rot, rot
+    scale = ((even + 0.4 * head_dim) / (1.4 * head_dim)) ** (pos / XPOS_SCALE_BASE)
+    return (rot * scale).to(torch.complex64), (rot / scale).to(torch.complex64)
 
 
-def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    return torch.addcmul(x * cos, rotate_half(x), sin)
+def apply_rotary(x: Tensor, table: Tensor) -> Tensor:
+    """Rotate (and xpos-scale) channel pairs of x [..., P, d] by a complex table [P, d / 2]: one multiply."""
+    z = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(z * table).flatten(-2).to(x.dtype)
 
 
 class DynamicPositionBias(nn.Module):

@@ -1,0 +1,229 @@
+"""The app without a browser: studio logic (gallery, uploads, limits, streaming, Continue, results)
+and the `generate` endpoint called through gradio_client the way a script would."""
+
+from __future__ import annotations
+
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import symusic
+from app_support import MAESTRO, app_checkpoint, running_app
+
+from comagen import studio
+from comagen.audio import AudioUnavailableError
+from comagen.checkpoint import FILES
+from comagen.errors import ComagenError, DrumOnlyError, EmptyMidiError, MidiError, MidiTooLongError, NotMidiError
+
+ELISE = 'L. van Beethoven: Bagatelle in A minor, WoO 59 "Für Elise"'
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return app_checkpoint(tmp_path_factory.mktemp("app_ckpt"))
+
+
+@pytest.fixture(scope="module")
+def bundle(checkpoint: Path) -> studio.Bundle:
+    return studio.Checkpoints({"test": checkpoint}).get("test")
+
+
+@pytest.fixture(scope="module")
+def gallery() -> dict[str, studio.GalleryItem]:
+    return studio.build_gallery()
+
+
+def _drums(path: Path) -> Path:
+    score = symusic.Score(480)
+    track = symusic.Track("drums", 0, True)
+    track.notes.append(symusic.Note(0, 240, 36, 100))
+    score.tracks.append(track)
+    path.write_bytes(score.dumps_midi())
+    return path
+
+
+# ------------------------------------------------------------------------------ gallery and checkpoints
+
+
+def test_gallery_names_shipped_prompts_from_their_readme_and_starts_with_nothing(gallery: dict) -> None:
+    labels = list(gallery)
+    assert labels[0] == studio.NOTHING and gallery[studio.NOTHING].path is None
+    assert ELISE in labels and gallery[ELISE].path.name == "beethoven_fur_elise.mid"
+    assert len(labels) == 1 + len(list(studio.PROMPTS_DIR.glob("*.mid")))
+
+
+def test_maestro_gallery_lists_test_split_first_with_unique_labels() -> None:
+    if not (MAESTRO / "maestro-v3.0.0.csv").is_file():
+        pytest.skip("no MAESTRO folder")
+    items = studio.maestro_prompts(MAESTRO)
+    assert items[0].label.startswith("MAESTRO test: ")
+    assert len({i.label for i in items}) == len(items)
+    splits = [i.label.split(":")[0] for i in items]
+    assert splits.index("MAESTRO train") > splits.index("MAESTRO validation") > 0
+
+
+def test_checkpoint_list_has_complete_bundles_only(tmp_path: Path, checkpoint: Path) -> None:
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    good = tmp_path / "good"
+    good.mkdir()
+    for f in FILES:
+        (good / f).write_bytes((checkpoint / f).read_bytes())
+    assert list(studio.find_checkpoints(tmp_path)) == ["good"]
+    assert list(studio.find_checkpoints(tmp_path, extra=str(checkpoint)))[0] == str(checkpoint)
+    with pytest.raises(ComagenError, match="unknown checkpoint"):
+        studio.Checkpoints({}).get("nope")
+
+
+def test_window_sliders_follow_the_checkpoint(bundle: studio.Bundle) -> None:
+    sliders = studio.window_sliders(bundle)
+    scales = len(bundle.config.windows)
+    assert [s["visible"] for s in sliders] == [True] * scales + [False] * (studio.MAX_SCALES - scales)
+    assert sliders[0]["maximum"] == bundle.config.window_cap and sliders[0]["value"] == bundle.config.windows[0]
+
+
+# ------------------------------------------------------------------------------ uploads and limits
+
+
+@pytest.mark.parametrize("make, error", [
+    (lambda p: p.write_bytes(b"MThd\x00\x00\x00\x06garbage"), MidiError),
+    (lambda p: p.write_bytes(b""), EmptyMidiError),
+    (lambda p: p.write_bytes(b"hello, not a midi file at all"), NotMidiError),
+    (_drums, DrumOnlyError),
+    (lambda p: p.write_bytes(b"MThd" + bytes(studio.UPLOAD_MAX_BYTES)), MidiTooLongError),
+])
+def test_bad_uploads_give_one_clear_line_naming_the_file(tmp_path: Path, bundle: studio.Bundle, gallery: dict,
+                                                         make, error) -> None:
+    upload = tmp_path / "mine.mid"
+    make(upload)
+    with pytest.raises(error) as info:
+        studio.resolve_prompt(bundle, upload, gallery, ELISE, 8)
+    assert str(info.value).startswith("mine.mid: ") and "\n" not in str(info.value)
+
+
+def test_non_midi_file_name_is_refused(tmp_path: Path, bundle: studio.Bundle, gallery: dict) -> None:
+    upload = tmp_path / "song.mp3"
+    upload.write_bytes(b"ID3")
+    with pytest.raises(NotMidiError, match="song.mp3: not a .mid"):
+        studio.resolve_prompt(bundle, upload, gallery, ELISE, 8)
+
+
+def test_prompt_keeps_first_seconds_and_upload_wins(tmp_path: Path, bundle: studio.Bundle, gallery: dict) -> None:
+    short, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
+    longer, _ = studio.resolve_prompt(bundle, None, gallery, ELISE, 10)
+    assert name == "beethoven_fur_elise" and 0 < len(short.ids) < len(longer.ids) and short.seconds == 4.0
+    upload = tmp_path / "x.midi"
+    upload.write_bytes((studio.PROMPTS_DIR / "satie_gymnopedie_1.mid").read_bytes())
+    assert studio.resolve_prompt(bundle, upload, gallery, ELISE, 4)[1] == "x"
+    assert studio.resolve_prompt(bundle, None, gallery, studio.NOTHING, 4)[0].ids == []
+
+
+def test_settings_enforce_limits_and_draw_a_seed(bundle: studio.Bundle) -> None:
+    req = studio.Settings(seconds=10, random_seed=False, seed=7, windows=list(bundle.config.windows)).request(bundle)
+    assert req.seed == 7 and req.max_tokens == studio.TOKEN_CAP and req.windows is None and req.form is None
+    seeds = {studio.Settings(random_seed=True).request(bundle).seed for _ in range(3)}
+    assert len(seeds) > 1
+    narrow = studio.Settings(windows=[2] * studio.MAX_SCALES).request(bundle)
+    assert narrow.windows == [2] * len(bundle.config.windows)
+    for bad in (studio.Settings(seconds=studio.MAX_SECONDS + 1), studio.Settings(variations=studio.MAX_VARIATIONS + 1),
+                studio.Settings(windows=[bundle.config.window_cap + 1] * 4)):
+        with pytest.raises(ComagenError):
+            bad.request(bundle)
+    composer = bundle.composers.names[1]
+    assert studio.Settings(composer=composer).request(bundle).composer == 1
+
+
+# ------------------------------------------------------------------------------ streaming and results
+
+
+def test_stream_updates_text_twice_a_second_and_ends_with_every_result(bundle: studio.Bundle, gallery: dict) -> None:
+    prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
+    req = studio.Settings(seconds=4, variations=2, random_seed=False, seed=1).request(bundle)
+    stamps, frames = [], []
+    for frame in studio.stream(bundle, prompt, req, name):
+        stamps.append(time.perf_counter())
+        frames.append(frame)
+    live = [f for f in frames if f.take is None]
+    gaps = np.diff(stamps[:len(live)])
+    assert len(gaps) == 0 or np.median(gaps) < 0.5
+    assert any(f.rolls for f in live) or len(live) < 3
+    final = frames[-1]
+    assert final.take is not None and len(final.results) == 2 and final.first_token_s is not None
+    for r, ids in zip(final.results, final.take.rows, strict=True):
+        assert ids and r.roll.ndim == 3 and r.attention is not None
+        score = symusic.Score.from_midi(r.midi.read_bytes())
+        assert score.note_num() > 0
+        with wave.open(str(r.wav)) as w:
+            assert w.getnchannels() == 2 and w.getnframes() > w.getframerate() * 4
+    assert "tokens/s" in final.stats and "real-time factor" in final.stats and "seed 1" in final.stats
+
+
+def test_stop_keeps_what_was_made_and_continue_extends_it(bundle: studio.Bundle, gallery: dict) -> None:
+    prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
+    registry = studio.Registry()
+    req = studio.Settings(seconds=60, random_seed=False).request(bundle)
+    frames = []
+    for frame in studio.stream(bundle, prompt, req, name, registry=registry, key="me", live_rolls=False):
+        frames.append(frame)
+        if len(frames) == 2:
+            assert registry.stop("me")
+    final = frames[-1]
+    assert final.status.startswith("Stopped") and final.take.rows[0] and "stopped early" in final.stats
+    assert not registry.stop("me")  # the job left the registry
+
+    history = [final.take]
+    again, _ = studio.continue_prompt(bundle, history, 0)
+    assert again.ids[:len(prompt.ids)] == prompt.ids and len(again.ids) > len(prompt.ids)
+    assert again.seconds >= prompt.seconds and again.seconds % 2 == 0  # on a bar line
+    with pytest.raises(ComagenError, match="generate first"):
+        studio.continue_prompt(bundle, [], 0)
+
+
+def test_missing_fluidsynth_gives_a_note_and_everything_else(monkeypatch: pytest.MonkeyPatch,
+                                                             bundle: studio.Bundle, gallery: dict) -> None:
+    def no_synth(score: symusic.Score) -> None:
+        raise AudioUnavailableError("FluidSynth is not installed (apt install libfluidsynth3)")
+
+    monkeypatch.setattr(studio, "render_audio", no_synth)
+    prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
+    take = studio.Take(prompt, [[]], 0, 0, None, name)
+    (result,) = studio.render_take(bundle, take)
+    assert result.wav is None and "FluidSynth is not installed" in result.note
+    assert result.midi.is_file() and result.roll.size
+
+
+def test_live_roll_colours_prompt_and_continuation(bundle: studio.Bundle, gallery: dict) -> None:
+    prompt, _ = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
+    score = bundle.tokenizer.decode_ids(prompt.ids)
+    blue = studio.live_roll(score, 100.0).astype(int)  # everything before the split: prompt colour
+    orange = studio.live_roll(score, 0.0).astype(int)
+    assert blue.shape[1] == studio.LIVE_WIDTH
+    assert (blue[..., 2] > blue[..., 0]).any() and not (blue[..., 0] > blue[..., 2] + 60).any()
+    assert (orange[..., 0] > orange[..., 2] + 60).any()
+
+
+# ------------------------------------------------------------------------------ the endpoint
+
+
+def test_generate_endpoint_from_a_script(checkpoint: Path, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    with running_app(checkpoint, tmp_path / "app.log") as url:
+        client = Client(url, verbose=False)
+        out = client.predict(prompt=ELISE, upload=None, keep_seconds=4, seconds=4, seed=5, random_seed=False,
+                             api_name="/generate")
+        status, stats, seed = out[:3]
+        n = studio.MAX_VARIATIONS
+        roll, wav, midi = out[3 + n], out[3 + 2 * n], out[3 + 3 * n]
+        assert status == "Done." and seed == 5 and "tokens/s" in stats
+        assert symusic.Score.from_midi(Path(midi).read_bytes()).note_num() > 0
+        assert Path(wav).stat().st_size > 44 and Path(roll).is_file()
+
+        bad = tmp_path / "bad.mid"
+        bad.write_bytes(b"MThd\x00\x00\x00\x06broken")
+        with pytest.raises(Exception, match="bad.mid: the MIDI data is corrupt"):
+            client.predict(prompt=ELISE, upload=handle_file(str(bad)), seconds=4, api_name="/generate")
+        again = client.predict(prompt=studio.NOTHING, upload=None, seconds=2, api_name="/generate")
+        assert again[0] == "Done."

@@ -1,0 +1,87 @@
+"""The app in a real browser (Debian's chromium, headless, driven by Playwright): pick a gallery
+prompt, generate a short continuation, wait for the audio, MIDI download and piano roll; then a
+corrupt upload shows its error in the page and the next generation still works."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from app_support import app_checkpoint, running_app
+
+CHROMIUM = os.environ.get("COMAGEN_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+GENERATION_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"no chromium at {CHROMIUM} (scripts/setup.sh installs Debian's chromium)")
+    tmp = tmp_path_factory.mktemp("browser")
+    with running_app(app_checkpoint(tmp), tmp / "app.log") as url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
+            page.goto(url)
+            page.wait_for_selector("#generate", timeout=60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def _set_number(page, label: str, value: float) -> None:
+    box = page.get_by_label(f"number input for {label}")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def _status_starts(page, prefix: str) -> None:
+    page.wait_for_function(f"() => document.querySelector('#status')?.innerText.trim().startsWith('{prefix}')",
+                           timeout=GENERATION_TIMEOUT_MS)
+
+
+def test_gallery_prompt_generates_audio_midi_and_roll(page, tmp_path: Path) -> None:
+    gallery = page.get_by_label("gallery (type to search)")
+    gallery.click()
+    gallery.fill("Für Elise")
+    page.get_by_role("option", name="Für Elise").first.click()
+    page.wait_for_function("() => document.querySelector('#prompt-note')?.innerText.includes('beethoven_fur_elise')")
+    _set_number(page, "keep the first N seconds", 4)
+    _set_number(page, "length (seconds of new music)", 5)
+    page.click("#generate")
+    _status_starts(page, "Generating")
+    page.wait_for_function("() => (document.querySelector('#tokens-0 textarea')?.value || '').length > 0",
+                           timeout=GENERATION_TIMEOUT_MS)  # the token text streams in before the end
+    _status_starts(page, "Done")
+    page.wait_for_selector("#roll-0 img", timeout=30_000)
+    page.wait_for_selector("#audio-0 audio[src], #audio-0 [src*='.wav']", state="attached", timeout=30_000)
+    link = page.locator("#midi-0 a[href*='.mid']").first
+    link.wait_for(timeout=30_000)
+    with page.expect_download() as info:
+        link.click()
+    midi = tmp_path / "download.mid"
+    info.value.save_as(midi)
+    assert midi.read_bytes().startswith(b"MThd")
+    assert "tokens/s" in page.inner_text("#stats")
+    shot = tmp_path / "app.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+
+def test_corrupt_upload_shows_error_and_app_keeps_serving(page, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.mid"
+    bad.write_bytes(b"MThd\x00\x00\x00\x06not really midi")
+    page.set_input_files("#upload input[type=file]", str(bad))
+    page.wait_for_function("() => document.querySelector('#prompt-note')?.innerText.includes('Upload refused')",
+                           timeout=30_000)
+    assert "broken.mid: the MIDI data is corrupt" in page.inner_text("#prompt-note")
+    _set_number(page, "length (seconds of new music)", 3)
+    page.click("#generate")
+    _status_starts(page, "Generating")
+    _status_starts(page, "Done")
+    assert "tokens/s" in page.inner_text("#stats")

@@ -46,7 +46,8 @@ def one(name: str, length: int, threads: int) -> dict:
         torch.nn.functional.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()).backward()
         model.zero_grad(set_to_none=True)
 
-    step()  # warm-up
+    if length < 4096:  # warm-up; at long lengths one-off costs are negligible next to a multi-second step
+        step()
     start = time.perf_counter()
     for _ in range(steps):
         step()

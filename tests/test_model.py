@@ -154,7 +154,7 @@ def test_capture_shapes_and_normalisation() -> None:
     assert cap.windows == [4, 8] and cap.global_layers == []
     assert len(cap.probs) == 2 and all(len(layer) == 2 for layer in cap.probs)
     for layer in cap.probs:
-        for w, p in zip(cap.windows, layer):
+        for w, p in zip(cap.windows, layer, strict=True):
             assert p.shape == (4, 5, w)
             assert torch.allclose(p.sum(-1), torch.ones(4, 5), atol=1e-5)
     assert cap.scale_weights.shape == (2, 2) and torch.allclose(cap.scale_weights.sum(-1), torch.ones(2))
@@ -165,8 +165,8 @@ def test_capture_shapes_and_normalisation() -> None:
     state = model.new_state(2)
     _, state = model.prefill(x[:, :29], c, state)
     _, _, step_cap = model.step(x[:, 29], c, state, capture=True)
-    for a, b in zip(step_cap.probs, cap.probs):
-        for pa, pb in zip(a, b):
+    for a, b in zip(step_cap.probs, cap.probs, strict=True):
+        for pa, pb in zip(a, b, strict=True):
             assert torch.allclose(pa[:, 0], pb[:, -1], atol=1e-5)
 
 

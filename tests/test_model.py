@@ -16,6 +16,15 @@ TINY = dict(vocab_size=40, n_composers=4, dim=32, depth=2, heads=4, dropout=0.0,
             window_cap=16, conv_kernel=5, ff_mult=2, kv_heads=2, max_relative=16)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core box OpenMP spinning costs 5-10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny(arch: str = "conformer", **overrides: object) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_model(ModelConfig.from_dict({**TINY, "arch": arch, **overrides})).eval()

@@ -133,7 +133,8 @@ def parse_form(form: str | None) -> list[str]:
 
 @dataclass
 class Request:
-    """What to generate. Stops at EOS, `max_tokens`, `seconds` of new music, or the form's end."""
+    """What to generate. Stops at `max_tokens`, after `seconds` of new music or at the form's end;
+    at EOS only when neither a length in seconds nor a form was asked for."""
 
     max_tokens: int = 1024
     seconds: float | None = None
@@ -280,8 +281,8 @@ class Session:
             for i, r in enumerate(self.rows):
                 if r.forced and self.grammar.kind[r.forced[0]] == "Velocity":
                     allowed[i] = self.grammar.velocity_mask  # the variation: re-sample dynamics
-                if self.sections and not r.forced:
-                    allowed[i, self.grammar.eos_id] = False  # a form plays to its last section
+                if (self.sections or req.seconds is not None) and not r.forced:
+                    allowed[i, self.grammar.eos_id] = False  # play the whole form / the requested length
         sampled = sample_next(logits, allowed, req.sampling, generator).tolist()
         out: list[int | None] = []
         for i, r in enumerate(self.rows):

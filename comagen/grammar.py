@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from comagen.midi import PIANO_HIGH, PIANO_LOW
 from comagen.tokenizer import PianoTokenizer
 
 START, AFTER_BAR, AFTER_POSITION, AFTER_PITCH, AFTER_VELOCITY, AFTER_DURATION, ENDED = range(7)
@@ -40,6 +41,8 @@ class RemiGrammar:
                 self.position_id[int(value)] = i
             elif kind == "Pitch":
                 self.pitch_id[int(value)] = i
+                if not PIANO_LOW <= int(value) <= PIANO_HIGH:
+                    self.kind[i] = "OffPiano"  # a slot some vocabularies have but a piano cannot play
         self.bar_id = vocab["Bar_None"]
         self.eos_id = tokenizer.eos_id
 

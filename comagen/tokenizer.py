@@ -49,7 +49,7 @@ class TokenSettings:
 
     def miditok_config(self) -> TokenizerConfig:
         return TokenizerConfig(
-            pitch_range=(PIANO_LOW, PIANO_HIGH + 1),
+            pitch_range=(PIANO_LOW, PIANO_HIGH),  # both ends inclusive in miditok
             beat_res=self.beat_res(),
             num_velocities=self.num_velocities,
             special_tokens=list(SPECIAL_TOKENS),

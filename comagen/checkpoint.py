@@ -14,6 +14,7 @@ leaves a half-written checkpoint where a good one was.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ def save_bundle(
     card: str | None = None,
     trainer_state: dict[str, Any] | None = None,
     train_config: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Write a bundle atomically (temp folder, then rename) and return its path."""
     path = Path(path)
@@ -75,7 +77,10 @@ def save_bundle(
     (tmp / "config.json").write_text(json.dumps(config, indent=1))
     tokenizer.save(tmp / "tokenizer.json")
     composers.save(tmp / "composers.json")
-    save_model(_unwrap(model), str(tmp / "model.safetensors"))
+    plain = _unwrap(model)
+    if dtype != torch.float32:  # a copy, so training goes on in full precision
+        plain = copy.deepcopy(plain).to(dtype)
+    save_model(plain, str(tmp / "model.safetensors"))
     if card is not None:
         (tmp / "MODEL_CARD.md").write_text(card)
     if trainer_state is not None:

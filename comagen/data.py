@@ -249,7 +249,7 @@ class _TokenMaps:
         size = len(vocab)
         self.pitch = np.full(size, -1, dtype=np.int64)
         self.velocity = np.full(size, -1, dtype=np.int64)
-        self.pitch_id: dict[int, int] = {}
+        self.pitch_id = np.full(128, -1, dtype=np.int64)
         self.velocity_ids: list[int] = []
         for text, i in vocab.items():
             kind, _, value = text.partition("_")
@@ -334,7 +334,7 @@ class CropDataset(torch.utils.data.Dataset):
                 high = min(self.augment.transpose, 108 - int(present.max()))
                 shift = int(rng.integers(low, high + 1)) if high >= low else 0
                 sel = pitches >= 0
-                out[sel] = [self.maps.pitch_id[int(p) + shift] for p in pitches[sel]]
+                out[sel] = self.maps.pitch_id[pitches[sel] + shift]
         if self.augment.velocity:
             ranks = self.maps.velocity[window]
             sel = ranks >= 0

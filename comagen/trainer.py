@@ -70,6 +70,7 @@ class TrainConfig:
     compile: bool = False
     activation_checkpointing: bool = False
     bf16: bool = True  # autocast on CUDA only
+    save_dtype: str = "float32"  # weights in the bundle: "float32" or "bfloat16" (half the size)
     device: str = "auto"
     progress: bool = True
 
@@ -80,6 +81,8 @@ class TrainConfig:
             if key not in valid:
                 raise ConfigError(f"unknown train config key {key!r}; valid keys: {', '.join(valid)}")
         cfg = cls(**d)
+        if cfg.save_dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"train config save_dtype={cfg.save_dtype!r}: must be 'float32' or 'bfloat16'")
         if cfg.schedule not in ("cosine", "onecycle"):
             raise ConfigError(f"train config schedule={cfg.schedule!r}: must be 'cosine' or 'onecycle'")
         return cfg
@@ -280,7 +283,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True) -> T
     def save(name: str) -> None:
         card = model_card(out.name, summary(), model_cfg.to_dict())
         save_bundle(out / name, model, tokenizer, composers, summary=summary(), card=card,
-                    trainer_state=snapshot(), train_config=asdict(cfg))
+                    trainer_state=snapshot(), train_config=asdict(cfg), dtype=getattr(torch, cfg.save_dtype))
 
     model.train()
     while step < cfg.max_steps:
@@ -292,7 +295,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True) -> T
             break
         loss_sum = 0.0
         for micro in range(cfg.grad_accum):
-            batch = {k: v.to(device, non_blocking=True)
+            batch = {k: (v.pin_memory() if device.type == "cuda" else v).to(device, non_blocking=True)
                      for k, v in _batch(dataset, step, micro, cfg, rank, world).items()}
             with autocast:
                 logits = net(batch["input"], batch["composer"])

@@ -12,6 +12,7 @@ A full-attention config is skipped once the previous length took longer than --b
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -21,10 +22,10 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # repo root, not bench/ (bench/tokenize.py shadows stdlib)
 
-import torch  # noqa: E402
+import torch
 
-from bench import _common  # noqa: E402
-from comagen.model import ModelConfig, build_model  # noqa: E402
+from comagen.model import ModelConfig, build_model
+from comagen.report import format_table
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 MODELS = {"conformer": "default", "gpt2": "gpt2", "music_transformer": "music_transformer", "llama": "llama"}
@@ -58,7 +59,9 @@ def one(name: str, length: int, threads: int) -> dict:
 
 
 def main() -> None:
-    p = _common.parser(__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2, like a free Space)")
     p.add_argument("--lengths", default="1024,2048,4096,8192,16384")
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--budget", type=float, default=12.0, help="skip longer lengths once a step took this long (s)")
@@ -87,9 +90,10 @@ def main() -> None:
             rows.append({"model": arch, "length": length, "tok/s": r.get("tokens_per_s", "-"),
                          "step s": r.get("step_s", "-"), "peak RSS +MiB": r.get("peak_rss_delta_mib", "-"),
                          "note": r.get("skipped", "")})
-    print(_common.table(rows, ["model", "length", "tok/s", "step s", "peak RSS +MiB", "note"]))
+    print(format_table(rows, ["model", "length", "tok/s", "step s", "peak RSS +MiB", "note"]))
     print("batch 1, forward+backward, fp32 CPU; memory = growth of peak RSS after model build (not exact tensors)")
-    _common.emit(result, args.json)
+    if args.json:
+        print(json.dumps(result))
 
 
 def argparse_hidden() -> str:

@@ -93,10 +93,22 @@ def load_prompt(tokenizer: PianoTokenizer, source: str | Path | bytes | None,
     if seconds is not None:
         bars = max(1, round(seconds / SECONDS_PER_BAR))
         score = _clip(score, bars * ticks_per_bar)
-    end = max((n.time for t in score.tracks for n in t.notes), default=0)
-    bars = end // ticks_per_bar + 1
     ids = tokenizer.remi.encode(score)[0].ids if score.note_num() else []
-    return Prompt(list(ids), bars * SECONDS_PER_BAR)
+    return Prompt(list(ids), _next_bar_seconds(score))
+
+
+def prompt_from_ids(tokenizer: PianoTokenizer, ids: list[int]) -> Prompt:
+    """A prompt of token ids (e.g. a result to continue; EOS dropped), continuing on its next bar."""
+    ids = [t for t in ids if t != tokenizer.eos_id]
+    return Prompt(ids, _next_bar_seconds(tokenizer.decode_ids(ids)))
+
+
+def _next_bar_seconds(score: symusic.Score) -> float:
+    """Where the bar after the last onset starts, in seconds (0 for an empty score)."""
+    onsets = [n.time for t in score.tracks for n in t.notes]
+    if not onsets:
+        return 0.0
+    return (max(onsets) // (4 * score.ticks_per_quarter) + 1) * SECONDS_PER_BAR
 
 
 def _clip(score: symusic.Score, end_tick: int) -> symusic.Score:

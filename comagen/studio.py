@@ -29,7 +29,7 @@ from comagen.audio import render_audio, wav_bytes
 from comagen.checkpoint import FILES, Bundle, load_bundle
 from comagen.data import load_index
 from comagen.errors import CheckpointError, ComagenError, MidiTooLongError, NotMidiError
-from comagen.generate import Prompt, Request, Sampling, Session, capture_attention, load_prompt
+from comagen.generate import Prompt, Request, Sampling, Session, capture_attention, load_prompt, prompt_from_ids
 from comagen.midi import midi_bytes
 from comagen.pianoroll import BLACK_KEYS, CONTINUATION_COLOUR, PROMPT_COLOUR, piano_roll_figure
 
@@ -202,13 +202,7 @@ def resolve_prompt(bundle: Bundle, upload: str | Path | None, gallery: dict[str,
 
 def prompt_after(bundle: Bundle, ids: list[int]) -> Prompt:
     """A prompt of `ids` (EOS dropped) whose continuation starts on the bar after its last onset."""
-    ids = [t for t in ids if t != bundle.tokenizer.eos_id]
-    score = bundle.tokenizer.decode_ids(ids)
-    onsets = [n.time for t in score.tracks for n in t.notes]
-    if not onsets:
-        return Prompt(ids, 0.0)
-    ticks_per_bar = 4 * score.ticks_per_quarter
-    return Prompt(ids, (max(onsets) // ticks_per_bar + 1) * 2.0)
+    return prompt_from_ids(bundle.tokenizer, ids)
 
 
 # ------------------------------------------------------------------------------ settings

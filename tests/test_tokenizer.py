@@ -164,3 +164,20 @@ def test_roundtrip_cli_json_keys(validation_files: list[Path]) -> None:
 def test_every_midi_error_is_a_midi_error() -> None:
     for _, error in BAD.values():
         assert issubclass(error, MidiError)
+
+
+def test_bpe_tokenizer_is_shorter_and_decodes_the_same(validation_files: list[Path], tmp_path: Path) -> None:
+    from comagen.tokenizer import train_bpe
+
+    base = PianoTokenizer()
+    bpe = train_bpe(base, validation_files[:3], vocab_size=base.vocab_size + 100)
+    bpe.save(tmp_path / "bpe.json")
+    bpe = PianoTokenizer.load(tmp_path / "bpe.json")
+    assert bpe.is_bpe and bpe.vocab_size == base.vocab_size + 100
+    score = load_score(validation_files[3])
+    plain, merged = base.encode_score(score), bpe.encode_score(score)
+    assert len(merged) < len(plain)
+    assert bpe.base_tokens(merged) == [base.token_text(i) for i in plain]
+    a = base.decode_ids(plain).tracks[0].notes.numpy()
+    b = bpe.decode_ids(merged).tracks[0].notes.numpy()
+    assert (a["time"] == b["time"]).all() and (a["pitch"] == b["pitch"]).all()

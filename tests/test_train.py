@@ -96,3 +96,10 @@ def test_ddp_two_gloo_processes(tmp_path: Path, maestro_dir: Path, cache: Path) 
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["step"] == 2 and summary["tokens"] == 2 * 2 * 2 * 64  # steps x world x batch x seq
     assert load_bundle(tmp_path / "ddp" / "last").summary["step"] == 2
+
+
+def test_activation_checkpointing_gives_the_same_losses(tmp_path: Path, maestro_dir: Path, cache: Path) -> None:
+    plain = _run(tmp_path / "plain", maestro_dir, cache, "stop_after=2", "eval_every=0", "model.dropout=0.0")
+    ckpt = _run(tmp_path / "ckpt", maestro_dir, cache, "stop_after=2", "eval_every=0", "model.dropout=0.0",
+                "activation_checkpointing=true")
+    assert [round(v, 5) for _, v in ckpt.losses] == [round(v, 5) for _, v in plain.losses]

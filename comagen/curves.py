@@ -17,7 +17,9 @@ def read_scalars(log_dir: str | Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
-def _smooth(values: list[float], weight: float = 0.9) -> list[float]:
+def _smooth(values: list[float]) -> list[float]:
+    """Exponential moving average, lighter when there are few points."""
+    weight = 0.9 if len(values) > 200 else 0.6
     out, last = [], values[0] if values else 0.0
     for v in values:
         last = weight * last + (1 - weight) * v

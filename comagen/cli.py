@@ -96,19 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRA_PARSERS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_for_user(work: Callable[[], dict | None], *, as_json: bool, interrupted: str = "interrupted") -> int:
+    """Run a command: a user mistake is one line on stderr and exit 2; with `as_json` the result
+    is one JSON object on the last stdout line. Shared by every command-line entry point."""
     try:
-        result = COMMANDS[args.command](args)
+        result = work()
     except ComagenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
-    if getattr(args, "json", False) and result is not None:
+    if as_json and result is not None:
         print(json.dumps(result))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_for_user(lambda: COMMANDS[args.command](args), as_json=getattr(args, "json", False))
 
 
 @command("evaluate")

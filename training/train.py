@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from comagen.errors import ComagenError
+from comagen.cli import run_for_user
 from comagen.trainer import load_run_config, train
 
 
@@ -32,7 +32,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = parser.parse_args()
-    try:
+
+    def work() -> dict:
         overrides = list(args.overrides)
         for key in ("data", "out", "max_steps", "max_minutes"):
             value = getattr(args, key)
@@ -42,19 +43,13 @@ def main() -> int:
             overrides.append(f"train.out={json.dumps(str(Path('runs') / args.config.stem))}")
         model_cfg, train_cfg = load_run_config(args.config, overrides)
         result = train(model_cfg, train_cfg, resume=not args.fresh)
-    except ComagenError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the last periodic checkpoint is intact", file=sys.stderr)
-        return 130
-    summary = {"out": str(result.out), "step": result.step, "tokens": result.tokens,
-               "seconds": round(result.seconds, 1), "best_val_bits_per_note": result.best_bits_per_note,
-               "stopped": result.stopped, "final_loss": result.losses[-1][1] if result.losses else None}
-    print(" ".join(f"{k}={v}" for k, v in summary.items()))
-    if args.json:
-        print(json.dumps(summary))
-    return 0
+        summary = {"out": str(result.out), "step": result.step, "tokens": result.tokens,
+                   "seconds": round(result.seconds, 1), "best_val_bits_per_note": result.best_bits_per_note,
+                   "stopped": result.stopped, "final_loss": result.losses[-1][1] if result.losses else None}
+        print(" ".join(f"{k}={v}" for k, v in summary.items()))
+        return summary
+
+    return run_for_user(work, as_json=args.json, interrupted="interrupted: the last periodic checkpoint is intact")
 
 
 if __name__ == "__main__":

@@ -8,15 +8,14 @@ Prints tokens per note on validation files before and after BPE (with --json, on
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from comagen.cli import run_for_user
 from comagen.data import load_index, select_split
-from comagen.errors import ComagenError
 from comagen.midi import load_score
 from comagen.tokenizer import PianoTokenizer, train_bpe
 
@@ -34,7 +33,8 @@ def main() -> int:
     parser.add_argument("--max-files", type=int, default=None, help="train on the first N train files")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    try:
+
+    def work() -> dict:
         pieces = load_index(args.data)
         train = [p.path for p in select_split(pieces, "train")][: args.max_files]
         check = [p.path for p in select_split(pieces, "validation")][:10]
@@ -52,14 +52,11 @@ def main() -> int:
             "tokens_per_note_after": round(tokens_per_note(bpe, check), 4),
             "seconds": round(seconds, 1),
         }
-    except ComagenError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for key, value in result.items():
-        print(f"{key:>24}  {value}")
-    if args.json:
-        print(json.dumps(result))
-    return 0
+        for key, value in result.items():
+            print(f"{key:>24}  {value}")
+        return result
+
+    return run_for_user(work, as_json=args.json)
 
 
 if __name__ == "__main__":

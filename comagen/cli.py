@@ -171,7 +171,7 @@ def generate_cmd(args: argparse.Namespace) -> dict:
     bundle = load_bundle(args.checkpoint)
     prompt = load_prompt(bundle.tokenizer, args.prompt, args.prompt_seconds)
     composer = bundle.composers.find(args.composer) if args.composer else 0
-    max_tokens = args.tokens or (16384 if args.form else int(args.seconds * 60) + 64 if args.seconds else 1024)
+    max_tokens = args.tokens or (16384 if args.form else int(args.seconds * 150) + 256 if args.seconds else 1024)
     request = Request(max_tokens=min(max_tokens, 16384), seconds=args.seconds if not args.tokens else None,
                       sampling=Sampling(args.temperature, args.top_k, args.top_p, args.min_p), seed=args.seed,
                       variations=args.variations, composer=composer, guidance=args.guidance,

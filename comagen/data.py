@@ -261,6 +261,7 @@ class _TokenMaps:
         self.velocity_ids.sort(key=lambda i: int(tokenizer.remi[i].split("_")[1]))
         for rank, i in enumerate(self.velocity_ids):
             self.velocity[i] = rank
+        self.velocity_by_rank = np.asarray(self.velocity_ids, dtype=np.int64)
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -339,8 +340,8 @@ class CropDataset(torch.utils.data.Dataset):
             ranks = self.maps.velocity[window]
             sel = ranks >= 0
             shift = int(rng.integers(-self.augment.velocity, self.augment.velocity + 1))
-            top = len(self.maps.velocity_ids) - 1
-            out[sel] = np.asarray(self.maps.velocity_ids)[np.clip(ranks[sel] + shift, 0, top)]
+            top = len(self.maps.velocity_by_rank) - 1
+            out[sel] = self.maps.velocity_by_rank[np.clip(ranks[sel] + shift, 0, top)]
         return out
 
     def _stretch(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -208,9 +208,8 @@ class Session:
         self.sections = parse_form(request.form)
         if self.sections and self.grammar is None:
             raise ConfigError("musical forms need a plain REMI tokenizer, not BPE")
-        start = track(self.grammar, prompt.ids) if self.grammar else GrammarState()
-        self.rows = [_Row(start, sections=list(self.sections)) for _ in range(request.variations)]
-        self.prompt_notes = start.notes
+        self.start = track(self.grammar, prompt.ids) if self.grammar else GrammarState()
+        self.rows = [_Row(self.start, sections=list(self.sections)) for _ in range(request.variations)]
         self.elapsed = 0.0
         self.steps = 0
         self.stopped = False
@@ -226,7 +225,7 @@ class Session:
     def section_starts(self, row: int = 0) -> list[float]:
         """Start time in seconds of each form section of a row."""
         bar_times = []
-        state = track(self.grammar, self.prompt.ids) if self.grammar else GrammarState()
+        state = self.start
         for i, tok in enumerate(self.rows[row].ids):
             if i in self.rows[row].boundaries:
                 bar_times.append(state.bars * SECONDS_PER_BAR)
@@ -242,7 +241,7 @@ class Session:
                 "tokens_per_s": round(tokens / self.elapsed, 1) if self.elapsed else 0.0,
                 "music_seconds": round(new_music, 2),
                 "realtime_factor": round(new_music / self.elapsed, 2) if self.elapsed else 0.0,
-                "notes": sum(r.grammar.notes - self.prompt_notes for r in self.rows)}
+                "notes": sum(r.grammar.notes - self.start.notes for r in self.rows)}
 
     def stop(self) -> None:
         """Ask a running iteration to end after the current token (what was made is kept)."""

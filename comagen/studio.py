@@ -460,7 +460,7 @@ def _take_stats(job: Job) -> dict:
     session = job.session
     grammar = session.grammar
     stats = dict(session.stats)
-    stats["row_notes"] = [r.grammar.notes - session.prompt_notes for r in session.rows]
+    stats["row_notes"] = [r.grammar.notes - session.start.notes for r in session.rows]
     stats["row_seconds"] = [max(r.grammar.seconds(grammar) - session.prompt.seconds, 0.0) if grammar else 0.0
                             for r in session.rows]
     return stats

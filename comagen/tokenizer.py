@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import symusic
-from miditok import REMI, TokenizerConfig
+from miditok import REMI, TokenizerConfig, TokSequence
 from miditok.tokenizer_training_iterator import TokTrainingIterator
 
 from comagen.errors import ComagenError, ConfigError
@@ -114,8 +116,6 @@ class PianoTokenizer:
         """The REMI token strings behind ids, expanding BPE merges."""
         if not self.is_bpe:
             return [self.remi[int(i)] for i in ids]
-        from miditok import TokSequence
-
         seq = TokSequence(ids=[int(i) for i in ids], are_ids_encoded=True)
         self.remi.decode_token_ids(seq)
         self.remi.complete_sequence(seq)
@@ -127,11 +127,11 @@ class PianoTokenizer:
         return hashlib.sha256(payload).hexdigest()[:16]
 
     def to_dict(self) -> dict:
-        return {"settings": asdict(self.settings), "remi": json.loads(self._remi_json())}
+        return {"settings": asdict(self.settings), "remi": json.loads(self._remi_json)}
 
+    @cached_property
     def _remi_json(self) -> str:
-        import tempfile
-
+        """miditok's own serialisation, written once (the REMI vocabulary never changes after construction)."""
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "tokenizer.json"
             self.remi.save(path)
@@ -147,8 +147,6 @@ class PianoTokenizer:
             settings = TokenSettings(**data["settings"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path}: not a comagen tokenizer file ({exc})") from None
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmp:
             remi_path = Path(tmp) / "remi.json"
             remi_path.write_text(json.dumps(data["remi"]))
@@ -181,6 +179,7 @@ def train_bpe(tokenizer: PianoTokenizer, files: list[Path], vocab_size: int) -> 
         raise ConfigError("this tokenizer is already BPE-trained")
     if vocab_size <= tokenizer.vocab_size:
         raise ConfigError(f"--vocab-size must exceed the base vocabulary ({tokenizer.vocab_size})")
-    trained = PianoTokenizer(tokenizer.settings)
-    trained.remi.train(vocab_size=vocab_size, model="BPE", iterator=_PreparedIterator(trained, files))
-    return trained
+    remi = REMI(tokenizer.settings.miditok_config())
+    remi.train(vocab_size=vocab_size, model="BPE", iterator=_PreparedIterator(PianoTokenizer(tokenizer.settings, remi),
+                                                                               files))
+    return PianoTokenizer(tokenizer.settings, remi)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -86,8 +87,11 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path, maestro_dir: Pat
 
 def test_ddp_two_gloo_processes(tmp_path: Path, maestro_dir: Path, cache: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with socket.socket() as sock:  # a free port, so a run right after another cannot collide
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
          "training/train.py", "--config", str(TINY), "--data", str(maestro_dir), "--out", str(tmp_path / "ddp"),
          "--max-steps", "2", "--json", "device=\"cpu\"", f"cache={json.dumps(str(cache))}", "eval_every=0"],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,

@@ -8,8 +8,8 @@
     trainer.pt         (training checkpoints only) optimizer, scheduler, RNG, step; loaded with
                        torch.load(weights_only=True), which refuses arbitrary objects
 
-A bundle is written into a temporary sibling folder and renamed into place, so a crash never
-leaves a half-written checkpoint where a good one was.
+A bundle is written into a temporary sibling folder that takes the old one's place in one atomic
+swap, so a crash never leaves a half-written checkpoint where a good one was.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from safetensors.torch import load_model, save_model
 
 from comagen.data import Composers
 from comagen.errors import CheckpointError, ComagenError
+from comagen.files import exchange
 from comagen.model import Decoder, ModelConfig, build_model
 from comagen.tokenizer import PianoTokenizer
 
@@ -61,13 +63,33 @@ def save_bundle(
     train_config: dict[str, Any] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
-    """Write a bundle atomically (temp folder, then rename) and return its path."""
+    """Write a bundle atomically and return its path.
+
+    The files go into a temp folder of this call's own, which then takes the bundle's place in one
+    step, so a kill at any moment leaves the old bundle or the new one. A write that fails (a full
+    disk, an unwritable folder) raises `CheckpointError` and leaves the previous bundle as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        restore_interrupted(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+    try:
+        _write_files(tmp, model, tokenizer, composers, summary, card, trainer_state, train_config, dtype)
+        _replace_folder(tmp, path)
+    except (OSError, SafetensorError, RuntimeError) as exc:  # the last two: safetensors' and torch.save's I/O errors
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = " (the previous checkpoint is kept)" if path.is_dir() else ""
+        reason = getattr(exc, "strerror", None) or _short(exc)
+        raise CheckpointError(f"cannot write checkpoint {path}: {reason}{kept}") from None
+    return path
+
+
+def _write_files(tmp: Path, model: Decoder, tokenizer: PianoTokenizer, composers: Composers,
+                 summary: dict[str, Any] | None, card: str | None, trainer_state: dict[str, Any] | None,
+                 train_config: dict[str, Any] | None, dtype: torch.dtype) -> None:
     config = {
         "model": model.cfg.to_dict(),
         "tokenizer": tokenizer.to_dict()["settings"],
@@ -85,15 +107,37 @@ def save_bundle(
         (tmp / "MODEL_CARD.md").write_text(card)
     if trainer_state is not None:
         torch.save(trainer_state, tmp / "trainer.pt")
-    old = path.parent / f".{path.name}.old"
-    if path.exists():
+
+
+def _replace_folder(new: Path, path: Path) -> None:
+    """Put folder `new` at `path`: one atomic swap where the OS offers it, else two renames that
+    `restore_interrupted` can undo."""
+    if not path.exists():
+        new.rename(path)
+    elif exchange(new, path):
+        shutil.rmtree(new)  # now holds the old bundle
+    else:
+        old = _old_name(path)
         if old.exists():
             shutil.rmtree(old)
         path.rename(old)
-    tmp.rename(path)
-    if old.exists():
+        new.rename(path)
         shutil.rmtree(old)
-    return path
+
+
+def _old_name(path: Path) -> Path:
+    return path.parent / f".{path.name}.old"
+
+
+def restore_interrupted(path: str | Path) -> None:
+    """Undo a replacement that a kill cut between its two renames (the old bundle comes back),
+    and remove temp folders that killed writers left behind."""
+    path = Path(path)
+    old = _old_name(path)
+    if not path.exists() and old.is_dir():
+        old.rename(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

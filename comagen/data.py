@@ -20,11 +20,13 @@ import torch
 from tqdm import tqdm
 
 from comagen.errors import ComagenError, DatasetError
+from comagen.files import atomic_file, folder_lock, write_atomic
 from comagen.midi import load_score
 from comagen.tokenizer import PianoTokenizer
 
 CSV_NAME = "maestro-v3.0.0.csv"
 MIDI_SUFFIXES = (".mid", ".midi")
+MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,8 @@ def _tokenize_one(job: tuple[Piece, Path]) -> tuple[str, int, int, str | None]:
         ids = tokenizer.remi.encode(score)[0].ids if score.note_num() else []
         if not ids:
             return piece.key, 0, 0, "no notes"
-        np.save(out, np.asarray(ids, dtype=np.uint16))
+        with atomic_file(out) as fh:
+            np.save(fh, np.asarray(ids, dtype=np.uint16))
         return piece.key, score.note_num(), len(ids), None
     except ComagenError as exc:
         return piece.key, 0, 0, str(exc)
@@ -168,44 +171,57 @@ def tokenize_pieces(
     workers: int | None = None,
     progress: bool = True,
 ) -> TokenizeReport:
-    """Tokenize pieces into the cache (skipping those already there); bad files are listed, not fatal."""
+    """Tokenize pieces into the cache (skipping those already there); bad files are listed, not fatal.
+
+    Safe for several processes on one cache (DDP ranks, two runs): one builds under the folder's
+    lock while the others wait, then find everything cached.
+    """
     folder = cache_folder(cache_root, tokenizer)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict()))
-    manifest_path = folder / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"pieces": {}, "failed": {}}
-    todo = [p for p in pieces if p.key not in manifest["pieces"] or not (folder / f"{p.key}.npy").exists()]
-    cached = len(pieces) - len(todo)
-    workers = workers or max(1, min(os.cpu_count() or 1, len(todo)))
-    jobs = [(p, folder / f"{p.key}.npy") for p in todo]
-    bar = tqdm(total=len(jobs), desc="tokenizing", unit="file", disable=not progress)
-    results = []
-    if workers == 1 or len(jobs) <= 1:
-        _init_worker(tokenizer)
-        for job in jobs:
-            results.append(_tokenize_one(job))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(tokenizer,)) as pool:
-            for res in pool.map(_tokenize_one, jobs, chunksize=4):
-                results.append(res)
-                bar.update()
-    bar.close()
-    for key, notes, tokens, error in results:
-        if error is None:
-            manifest["pieces"][key] = {"notes": notes, "tokens": tokens}
-            manifest["failed"].pop(key, None)
-        else:
-            manifest["failed"][key] = error
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=0))
-    tmp.replace(manifest_path)
+    note = f"waiting for another process that is building the token cache {folder}"
+    with folder_lock(folder, waiting_note=note if progress else None):
+        write_atomic(folder / "tokenizer.json", json.dumps(tokenizer.to_dict()))
+        manifest = _read_manifest(folder)
+        todo = [p for p in pieces if p.key not in manifest["pieces"] or not (folder / f"{p.key}.npy").exists()]
+        for key, notes, tokens, error in _tokenize_all(todo, tokenizer, folder, workers, progress):
+            if error is None:
+                manifest["pieces"][key] = {"notes": notes, "tokens": tokens}
+                manifest["failed"].pop(key, None)
+            else:
+                manifest["failed"][key] = error
+        if todo:
+            write_atomic(folder / MANIFEST, json.dumps(manifest, indent=0))
     wanted = {p.key for p in pieces}
     failed = sorted((k, v) for k, v in manifest["failed"].items() if k in wanted)
     stats = [manifest["pieces"][k] for k in wanted if k in manifest["pieces"]]
     return TokenizeReport(
-        folder, len(todo), cached, failed, sum(s["notes"] for s in stats), sum(s["tokens"] for s in stats)
+        folder, len(todo), len(pieces) - len(todo), failed, sum(s["notes"] for s in stats),
+        sum(s["tokens"] for s in stats),
     )
+
+
+def _read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {"pieces": {}, "failed": {}}
+
+
+def _tokenize_all(todo: list[Piece], tokenizer: PianoTokenizer, folder: Path, workers: int | None,
+                  progress: bool) -> list[tuple[str, int, int, str | None]]:
+    """Tokenize `todo` into `folder`, in worker processes when there is more than one file."""
+    workers = workers or max(1, min(os.cpu_count() or 1, len(todo)))
+    jobs = [(p, folder / f"{p.key}.npy") for p in todo]
+    results = []
+    with tqdm(total=len(jobs), desc="tokenizing", unit="file", disable=not progress) as bar:
+        if workers == 1 or len(jobs) <= 1:
+            _init_worker(tokenizer)
+            for job in jobs:
+                results.append(_tokenize_one(job))
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(tokenizer,)) as pool:
+                for res in pool.map(_tokenize_one, jobs, chunksize=4):
+                    results.append(res)
+                    bar.update()
+    return results
 
 
 @dataclass
@@ -220,7 +236,7 @@ def load_tokenized(
 ) -> list[TokenizedPiece]:
     """Token arrays for pieces, tokenizing whatever the cache lacks first; failed files are skipped."""
     report = tokenize_pieces(pieces, tokenizer, cache_root, progress=progress)
-    manifest = json.loads((report.cache_dir / "manifest.json").read_text())["pieces"]
+    manifest = _read_manifest(report.cache_dir)["pieces"]
     out = []
     for p in pieces:
         if p.key in manifest:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,10 +24,11 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
-from comagen.checkpoint import load_bundle, load_trainer_state, save_bundle
+from comagen.checkpoint import load_bundle, load_trainer_state, restore_interrupted, save_bundle
 from comagen.data import Augment, Composers, CropDataset, load_index, load_tokenized, select_split
 from comagen.errors import ConfigError
 from comagen.evaluate import evaluate_pieces
+from comagen.files import folder_lock
 from comagen.model import Decoder, ModelConfig, build_model
 from comagen.model_card import model_card
 from comagen.tokenizer import PianoTokenizer
@@ -187,7 +189,31 @@ def _batch(dataset: CropDataset, step: int, micro: int, cfg: TrainConfig, rank: 
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True) -> TrainResult:
-    """Train (or resume) a model as configured; writes `<out>/last`, `<out>/best` and TensorBoard logs."""
+    """Train (or resume) a model as configured; writes `<out>/last`, `<out>/best` and TensorBoard logs.
+
+    The writing process holds `<out>`'s lock for the whole run, so a second run aimed at the same
+    folder stops at once with a clear error instead of overwriting the first one's checkpoints.
+    """
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train(model_cfg, cfg, resume=resume)
+    out = _writable_folder(Path(cfg.out))
+    with folder_lock(out, wait=False) as held:
+        if not held:
+            raise ConfigError(f"{out}: another training run is writing there; stop it or pick another --out")
+        return _train(model_cfg, cfg, resume=resume)
+
+
+def _writable_folder(out: Path) -> Path:
+    """`out`, created and proven writable, or one clear line saying why not."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def _train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool) -> TrainResult:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
@@ -231,6 +257,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True) -> T
         lr=cfg.lr, betas=(0.9, cfg.beta2), fused=fused,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_at(s, cfg))
+    if main:  # a kill between a save's two renames leaves the previous bundle aside: bring it back
+        restore_interrupted(out / "last")
+        restore_interrupted(out / "best")
+    if world > 1:
+        dist.barrier()
     if resume and (out / "last" / "trainer.pt").is_file():
         state = load_trainer_state(out / "last")
         bundle = load_bundle(out / "last", device)

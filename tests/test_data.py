@@ -146,3 +146,26 @@ def test_eval_windows_score_every_token_once(tokenizer: PianoTokenizer) -> None:
     assert sum(int(w["mask"].sum()) for w in windows) == len(ids) + 1  # every token + EOS
     assert all(w["input"].shape[0] <= 256 for w in windows)
     assert int(windows[0]["input"][0]) == tokenizer.bos_id
+
+
+def test_several_processes_build_one_cache_at_once(validation_files: list[Path], tmp_path: Path) -> None:
+    """Three `tokenize` runs start together on one empty cache: all succeed with one set of files."""
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    for path in validation_files[:4]:
+        (folder / path.name).symlink_to(path)
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "comagen", "tokenize", "--data", str(folder), "--cache", str(cache),
+           "--workers", "1", "--quiet", "--json"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+    reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert sorted(r["tokenized"] for r in reports) == [0, 0, 4]  # one built, the others waited and reused it
+    assert len({(r["notes"], r["tokens"], r["cache_dir"]) for r in reports}) == 1
+    built = Path(reports[0]["cache_dir"])
+    assert sorted(p.name for p in built.iterdir() if not p.name.startswith(".")) == sorted(
+        [f"{p.stem}.npy" for p in validation_files[:4]] + ["manifest.json", "tokenizer.json"])
+    assert not list(built.glob("*.tmp")) and not list(built.glob(".*.tmp"))

@@ -85,21 +85,35 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path, maestro_dir: Pat
         load_bundle(tmp_path)
 
 
-def test_ddp_two_gloo_processes(tmp_path: Path, maestro_dir: Path, cache: Path) -> None:
+def test_ddp_two_gloo_processes(tmp_path: Path, maestro_dir: Path) -> None:
+    """Both ranks start on an empty cache, so they also prove the cache lock under DDP."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with socket.socket() as sock:  # a free port, so a run right after another cannot collide
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
+    logs = tmp_path / "logs"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+         "--log-dir", str(logs), "--tee", "3",
          "training/train.py", "--config", str(TINY), "--data", str(maestro_dir), "--out", str(tmp_path / "ddp"),
-         "--max-steps", "2", "--json", "device=\"cpu\"", f"cache={json.dumps(str(cache))}", "eval_every=0"],
+         "--max-steps", "2", "--json", "device=\"cpu\"", f"cache={json.dumps(str(tmp_path / 'cache'))}",
+         "eval_every=0"],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0, _rank_logs(logs) + proc.stderr[-1500:]
+    summary = json.loads(_rank_output(logs, 0, "stdout").strip().splitlines()[-1])
     assert summary["step"] == 2 and summary["tokens"] == 2 * 2 * 2 * 64  # steps x world x batch x seq
     assert load_bundle(tmp_path / "ddp" / "last").summary["step"] == 2
+
+
+def _rank_output(logs: Path, rank: int, stream: str) -> str:
+    files = sorted(logs.glob(f"**/attempt_*/{rank}/{stream}.log"))
+    return files[-1].read_text() if files else ""
+
+
+def _rank_logs(logs: Path) -> str:
+    """Each rank's own stderr, which torchrun's summary hides."""
+    return "".join(f"--- rank {r} stderr ---\n{_rank_output(logs, r, 'stderr')[-3000:]}\n" for r in (0, 1))
 
 
 def test_activation_checkpointing_gives_the_same_losses(tmp_path: Path, maestro_dir: Path, cache: Path) -> None:

@@ -39,8 +39,8 @@ def main() -> int:
             value = getattr(args, key)
             if value is not None:
                 overrides.append(f"train.{key}={json.dumps(value)}")
-        if args.out is None:
-            overrides.append(f"train.out={json.dumps(str(Path('runs') / args.config.stem))}")
+        if args.out is None:  # first, so an explicit `out=...` override still wins
+            overrides.insert(0, f"train.out={json.dumps(str(Path('runs') / args.config.stem))}")
         model_cfg, train_cfg = load_run_config(args.config, overrides)
         result = train(model_cfg, train_cfg, resume=not args.fresh)
         summary = {"out": str(result.out), "step": result.step, "tokens": result.tokens,

@@ -9,7 +9,9 @@ import torch
 
 from comagen.errors import ConfigError
 from comagen.model import AttentionCapture, ModelConfig, build_model
+from comagen.model.attention import MultiScaleLocalAttention, window_context
 from comagen.model.hyper import HyperConnection
+from comagen.model.positional import DynamicPositionBias
 
 ARCHS = ["conformer", "gpt2", "music_transformer", "llama"]
 TINY = dict(vocab_size=40, n_composers=4, dim=32, depth=2, heads=4, dropout=0.0, max_seq_len=64, windows=[4, 8],
@@ -197,3 +199,56 @@ def test_shipped_configs_build(name: str) -> None:
     cfg = ModelConfig.from_dict(data["model"])
     params = build_model(cfg).num_parameters()
     assert params < 12_500_000
+
+
+def _one_scale(attn: MultiScaleLocalAttention, s: int) -> MultiScaleLocalAttention:
+    """Scale `s` of a multi-scale attention as a module of its own (its rows of every weight)."""
+    dim, h, scales = attn.to_out.in_features, attn.heads, attn.scales
+    single = MultiScaleLocalAttention(dim, h, 1, 0.0).eval()
+    rows = torch.cat([attn.to_qkv.weight[(t * scales + s) * dim:(t * scales + s + 1) * dim] for t in range(3)])
+    single.load_state_dict({"norm.weight": attn.norm.weight, "norm.bias": attn.norm.bias, "to_qkv.weight": rows,
+                            "q_scale": attn.q_scale[s * h:(s + 1) * h], "k_scale": attn.k_scale[s * h:(s + 1) * h],
+                            "scale_logits": torch.zeros(1), "to_out.weight": attn.to_out.weight})
+    return single
+
+
+@pytest.mark.parametrize("position", ["xpos", "dpb"])
+@pytest.mark.parametrize("start", [0, 40])
+def test_fused_scales_equal_one_call_per_scale(position: str, start: int) -> None:
+    """All scales in one pass == each scale alone in its own pass, mixed by the learned weights."""
+    torch.manual_seed(0)
+    windows, dim, heads, length = [4, 8, 16], 32, 2, 37
+    attn = MultiScaleLocalAttention(dim, heads, len(windows), 0.0).eval()
+    attn.scale_logits.data = torch.tensor([0.3, -0.2, 0.5])
+    dpb = torch.nn.ModuleList(DynamicPositionBias(heads) for _ in windows) if position == "dpb" else None
+    x, past = torch.randn(2, length, dim), torch.randn(2, start, dim)
+
+    def run(module: MultiScaleLocalAttention, ws: list[int], tables: torch.nn.ModuleList | None):
+        cache = module.new_cache(2, ws, torch.device("cpu"), torch.float32) if start else None
+        if cache is not None:  # fill the window with real past tokens first (the prefill path)
+            module(past, window_context(ws, start, 0, dim // heads, tables, past.device), cache)
+        return module(x, window_context(ws, length, start, dim // heads, tables, x.device), cache, need_probs=True)
+
+    with torch.no_grad():
+        fused, probs = run(attn, windows, dpb)
+        weights = attn.scale_weights()
+        parts = [run(_one_scale(attn, s), [w], None if dpb is None else torch.nn.ModuleList([dpb[s]]))
+                 for s, w in enumerate(windows)]
+    reference = sum(weights[s] * out for s, (out, _) in enumerate(parts))
+    assert torch.allclose(fused, reference, atol=1e-5)
+    for s, (_, single_probs) in enumerate(parts):
+        assert probs[s].shape == (2, heads, length, windows[s])
+        assert torch.allclose(probs[s], single_probs[0], atol=1e-5)
+
+
+def test_flex_path_equals_blockwise_on_cpu() -> None:
+    """The GPU training path (one flex_attention call for all scales), compiled for the CPU at tiny size.
+
+    The length is a multiple of flex's 128-token block, as training crops are (CPU inductor gives NaN
+    rows for a ragged last block)."""
+    x, c = tokens(length=128)
+    for position in ("xpos", "dpb"):
+        blockwise = tiny(position=position, windows=[4, 8, 16], heads=2, max_seq_len=128)
+        flex = tiny(position=position, windows=[4, 8, 16], heads=2, max_seq_len=128, attention_backend="flex")
+        with torch.no_grad():
+            assert torch.allclose(flex(x, c), blockwise(x, c), atol=1e-5)

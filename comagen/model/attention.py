@@ -3,6 +3,7 @@
 Blockwise windows: queries are cut into blocks of B; block i sees the keys from W-1 steps before
 its first query up to its last query, i.e. B + W - 1 keys, taken as an `unfold` view of the
 padded key sequence. Scores are [.., L/B, B, B + W - 1]: O(L * W) time and memory, never L x L.
+All scales share one pass: W is the widest window and each scale's heads are masked to their own.
 The same kernel runs training (past = zeros, masked), prompt prefill (past = cached window)
 and one-token steps (B = 1), so streaming and the full forward share their maths.
 
@@ -21,22 +22,29 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from comagen.errors import ConfigError
-from comagen.model.positional import DynamicPositionBias, apply_rotary, rotary_tables
+from comagen.model.positional import apply_rotary, rotary_tables
 from comagen.model.state import KVCache, WindowCache
 
 
 @dataclass
-class ScaleContext:
-    """Everything one attention scale needs for one call, shared by all layers."""
+class WindowContext:
+    """Everything the fused multi-scale attention needs for one call, shared by all layers.
 
-    window: int
+    All scales run in one pass: keys are padded to the widest window and each scale's group of
+    heads is masked to its own band, so there is one set of kernels whatever the number of scales.
+    """
+
+    windows: list[int]
     block: int
     nblocks: int
-    bias: Tensor  # additive mask (+ position bias): [heads or 1, nblocks or 1, block, block + window - 1]
-    rotary: tuple[Tensor | None, Tensor] | None  # q table [block, d/2] (None: identity), k table [block+window-1, d/2]
+    bias: Tensor  # additive mask (+ position bias): [S, heads or 1, nblocks or 1, block, block + max(W) - 1]
+    rotary: tuple[Tensor | None, Tensor] | None  # q table [block, d/2] (None: identity), k table [block+max(W)-1, d/2]
     flex: bool = False
-    dpb: Tensor | None = None  # [heads, window], for the flex path
+    dpb: Tensor | None = None  # [S, heads, max(W)] for the flex path (scale s's distances beyond its window unused)
+
+    @property
+    def wmax(self) -> int:
+        return max(self.windows)
 
 
 def _constant(fn):
@@ -52,21 +60,21 @@ def _constant(fn):
 
 
 @_constant
-def _band_mask(window: int, block: int, nblocks: int, invalid: int, device: torch.device) -> Tensor:
-    """Additive mask: query r of block i sees key j iff r <= j <= r + W - 1 and the key is real."""
-    r = torch.arange(block, device=device)[:, None]
-    j = torch.arange(block + window - 1, device=device)[None, :]
-    ok = (j >= r) & (j <= r + window - 1)
-    g = torch.arange(nblocks, device=device)[:, None, None] * block + j  # key index in [past ; chunk]
-    ok = ok & (g >= invalid)
+def _band_mask(windows: tuple[int, ...], block: int, nblocks: int, invalid: int, device: torch.device) -> Tensor:
+    """Additive mask [S, 1, n, B, B + max(W) - 1]: query r of block i sees key j of scale s iff
+    0 <= distance < W_s, where distance = max(W) - 1 + r - j, and the key is real."""
+    dist = _distances(max(windows), block, device)
+    j = torch.arange(block + max(windows) - 1, device=device)
+    real = (torch.arange(nblocks, device=device)[:, None, None] * block + j) >= invalid  # [n, 1, K]
+    ok = torch.stack([(dist >= 0) & (dist < w) & real for w in windows])[:, None]
     return torch.zeros(ok.shape, device=device).masked_fill(~ok, float("-inf"))
 
 
 @_constant
-def _distances(window: int, block: int, device: torch.device) -> Tensor:
+def _distances(wmax: int, block: int, device: torch.device) -> Tensor:
     r = torch.arange(block, device=device)[:, None]
-    j = torch.arange(block + window - 1, device=device)[None, :]
-    return (window - 1 + r - j).clamp(0, window - 1)
+    j = torch.arange(block + wmax - 1, device=device)[None, :]
+    return wmax - 1 + r - j
 
 
 @_constant
@@ -77,83 +85,93 @@ def _block_rotary(window: int, block: int, head_dim: int, device: torch.device) 
     return (None if block == 1 else q_table[window - 1:]), k_table
 
 
-def scale_context(window: int, length: int, start: int, head_dim: int, dpb: DynamicPositionBias | None,
-                  device: torch.device, flex: bool = False) -> ScaleContext:
-    """Context for `length` new queries after `start` already-seen tokens, for one window."""
+def window_context(windows: list[int], length: int, start: int, head_dim: int, dpb: nn.ModuleList | None,
+                   device: torch.device, flex: bool = False) -> WindowContext:
+    """Context for `length` new queries after `start` already-seen tokens, for all scales at once."""
+    wmax = max(windows)
     if flex:
-        return ScaleContext(window, length, 1, torch.empty(0), None, True, None if dpb is None else dpb(window))
-    block = min(window, length)
+        tables = None if dpb is None else torch.stack([F.pad(m(w), (0, wmax - w)) for m, w in zip(dpb, windows,
+                                                                                               strict=True)])
+        return WindowContext(list(windows), length, 1, torch.empty(0), None, True, tables)
+    block = min(wmax, length)
     nblocks = -(-length // block)
-    invalid = max(window - 1 - start, 0)
-    bias = _band_mask(window, block, nblocks if invalid else 1, invalid, device)[None]
+    invalid = max(wmax - 1 - start, 0)
+    bias = _band_mask(tuple(windows), block, nblocks if invalid else 1, invalid, device)
     if dpb is not None:
-        table = dpb(window)  # [heads, W]
-        bias = bias + table[:, _distances(window, block, device)][:, None]
-    rotary = None if dpb is not None else _block_rotary(window, block, head_dim, device)
-    return ScaleContext(window, block, nblocks, bias, rotary)
+        dist = _distances(wmax, block, device)
+        tables = [m(w)[:, dist.clamp(0, w - 1)] for m, w in zip(dpb, windows, strict=True)]  # [h, B, K] each
+        bias = bias + torch.stack(tables)[:, :, None]
+    rotary = None if dpb is not None else _block_rotary(wmax, block, head_dim, device)
+    return WindowContext(list(windows), block, nblocks, bias, rotary)
 
 
-def local_attention(q: Tensor, k_all: Tensor, v_all: Tensor, ctx: ScaleContext,
-                    need_probs: bool = False) -> tuple[Tensor, Tensor | None]:
-    """q [b, h, C, d]; k_all, v_all [b, h, W-1+C, d] (past window then chunk).
+def local_attention(q: Tensor, k_all: Tensor, v_all: Tensor, ctx: WindowContext,
+                    need_probs: bool = False) -> tuple[Tensor, list[Tensor] | None]:
+    """q [b, S*h, C, d]; k_all, v_all [b, S*h, max(W)-1+C, d] (past window then chunk).
 
-    Returns the output [b, h, C, d] and, if asked, probs [b, h, C, W] (column W-1 = self).
+    Returns the output [b, S, h, C, d] and, if asked, each scale's probs [b, h, C, W_s] (last column = self).
     """
-    w, blk, nb = ctx.window, ctx.block, ctx.nblocks
+    s, w, blk, nb = len(ctx.windows), ctx.wmax, ctx.block, ctx.nblocks
     c = q.shape[2]
     pad = nb * blk - c
     if pad:
         q, k_all, v_all = (F.pad(t, (0, 0, 0, pad)) for t in (q, k_all, v_all))
-    q = rearrange(q, "b h (n r) d -> b h n r d", r=blk)
-    k = k_all.unfold(2, blk + w - 1, blk).transpose(-1, -2)  # [b, h, n, B+W-1, d], a view
+    q = rearrange(q, "b (s h) (n r) d -> b s h n r d", s=s, r=blk)
+    k = k_all.unfold(2, blk + w - 1, blk).transpose(-1, -2)  # [b, S*h, n, B+W-1, d], a view
     v = v_all.unfold(2, blk + w - 1, blk).transpose(-1, -2)
     if ctx.rotary is not None:
         q_table, k_table = ctx.rotary
         k = apply_rotary(k, k_table)
         if q_table is not None:
             q = apply_rotary(q, q_table)
+    k, v = (rearrange(t, "b (s h) n j d -> b s h n j d", s=s) for t in (k, v))
     scores = q @ k.transpose(-1, -2) + ctx.bias  # q carries the 1/sqrt(d)
     probs = scores.softmax(dim=-1)
-    out = rearrange(probs @ v, "b h n r d -> b h (n r) d")[:, :, :c]
+    out = rearrange(probs @ v, "b s h n r d -> b s h (n r) d")[..., :c, :]
     if not need_probs:
         return out, None
     idx = torch.arange(blk, device=q.device)[:, None] + torch.arange(w, device=q.device)
-    band = probs.gather(-1, idx.expand(*probs.shape[:-1], w))
-    return out, rearrange(band, "b h n r w -> b h (n r) w")[:, :, :c]
+    band = rearrange(probs.gather(-1, idx.expand(*probs.shape[:-1], w)), "b s h n r w -> b s h (n r) w")
+    return out, [band[:, i, :, :c, w - ws:] for i, ws in enumerate(ctx.windows)]
 
 
 _compiled_flex = None
 
 
-def flex_local_attention(q: Tensor, k: Tensor, v: Tensor, ctx: ScaleContext) -> Tensor:
-    """Training-time sliding window on CUDA via flex_attention (same maths as the blockwise path).
+def flex_local_attention(q: Tensor, k: Tensor, v: Tensor, ctx: WindowContext) -> Tensor:
+    """Training-time sliding windows via one flex_attention call for all scales (same maths as
+    the blockwise path): each head reads its own scale's window from a per-head table.
 
     xpos uses absolute positions centred on the sequence, which keeps the decay factors of a
     training crop well inside fp32/bf16 range; only differences matter, as in the blockwise path.
+    Returns [b, S, h, L, d].
     """
     global _compiled_flex
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     if _compiled_flex is None:
         _compiled_flex = torch.compile(flex_attention)
-    length, w = q.shape[2], ctx.window
+    length, scales = q.shape[2], len(ctx.windows)
+    heads = q.shape[1] // scales
     if ctx.dpb is None:
         pos = torch.arange(length, device=q.device) - length // 2
         q_table, k_table = rotary_tables(pos, q.shape[-1], xpos=True)
         q, k = apply_rotary(q, q_table), apply_rotary(k, k_table)
+    window = torch.tensor(ctx.windows, device=q.device).repeat_interleave(heads)
 
     def sliding(b: Tensor, h: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
-        return (qi >= ki) & (qi - ki < w)
+        return (qi >= ki) & (qi - ki < window[h])
 
-    mask = create_block_mask(sliding, None, None, length, length, device=q.device)
+    mask = create_block_mask(sliding, None, q.shape[1], length, length, device=q.device)
     score_mod = None
     if ctx.dpb is not None:
-        table = ctx.dpb.to(q.dtype)
+        table = ctx.dpb.to(q.dtype).flatten(0, 1)  # [S*h, max(W)]
 
         def score_mod(score: Tensor, b: Tensor, h: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
-            return score + table[h, (qi - ki).clamp(0, w - 1)]
+            return score + table[h, (qi - ki).clamp(0, ctx.wmax - 1)]
 
-    return _compiled_flex(q, k, v, score_mod=score_mod, block_mask=mask, scale=1.0)  # q carries 1/sqrt(d)
+    out = _compiled_flex(q, k, v, score_mod=score_mod, block_mask=mask, scale=1.0)  # q carries 1/sqrt(d)
+    return rearrange(out, "b (s h) n d -> b s h n d", s=scales)
 
 
 @dataclass
@@ -216,7 +234,7 @@ class MultiScaleLocalAttention(nn.Module):
         return [WindowCache.zeros(batch, self.scales * self.heads, keep, self.head_dim, device, dtype)
                 for _ in range(2)]
 
-    def forward(self, x: Tensor, ctx: list[ScaleContext] | StepContext, cache: list[WindowCache] | None = None,
+    def forward(self, x: Tensor, ctx: WindowContext | StepContext, cache: list[WindowCache] | None = None,
                 need_probs: bool = False) -> tuple[Tensor, list[Tensor] | None]:
         qkv = self.to_qkv(self.norm(x))
         q, k, v = rearrange(qkv, "b n (t sh d) -> t b sh n d", t=3, d=self.head_dim)
@@ -244,31 +262,20 @@ class MultiScaleLocalAttention(nn.Module):
         h = self.heads
         return out, [probs[:, s * h:(s + 1) * h, :, probs.shape[-1] - w:] for s, w in enumerate(ctx.windows)]
 
-    def _blocks(self, q: Tensor, k: Tensor, v: Tensor, ctxs: list[ScaleContext],
-                need_probs: bool) -> tuple[Tensor, list[Tensor]]:
-        weights, h, wmax = self.scale_weights(), self.heads, max(c.window for c in ctxs)
-        cached = k.shape[2] > q.shape[2]
-        out, probs = 0.0, []
-        for s, ctx in enumerate(ctxs):
-            heads = slice(s * h, (s + 1) * h)
-            qs, ks, vs = q[:, heads], k[:, heads], v[:, heads]
-            if ctx.flex:
-                o, p = flex_local_attention(qs, ks, vs, ctx), None
-            else:
-                if cached:  # this scale's own window of the shared past
-                    ks, vs = ks[:, :, wmax - ctx.window:], vs[:, :, wmax - ctx.window:]
-                else:
-                    ks, vs = (F.pad(t, (0, 0, ctx.window - 1, 0)) for t in (ks, vs))
-                o, p = local_attention(qs, ks, vs, ctx, need_probs)
-            out = out + weights[s] * o
-            probs.append(p)
-        return out, probs
+    def _blocks(self, q: Tensor, k: Tensor, v: Tensor, ctx: WindowContext,
+                need_probs: bool) -> tuple[Tensor, list[Tensor] | None]:
+        if ctx.flex:
+            out, probs = flex_local_attention(q, k, v, ctx), None
+        else:
+            if k.shape[2] == q.shape[2]:  # no cache: the window before the first token is empty
+                k, v = (F.pad(t, (0, 0, ctx.wmax - 1, 0)) for t in (k, v))
+            out, probs = local_attention(q, k, v, ctx, need_probs)
+        return torch.einsum("s,bshnd->bhnd", self.scale_weights().to(out.dtype), out), probs
 
 
 def resolve_flex(backend: str, device: torch.device) -> bool:
-    """Whether the training-time forward uses flex_attention."""
-    if backend == "flex" and device.type != "cuda":
-        raise ConfigError("attention_backend 'flex' needs a CUDA device; use 'auto' or 'blockwise'")
+    """Whether the training-time forward uses flex_attention: on CUDA by default ("auto"), and on
+    the CPU when asked for ("flex", compiled by inductor's CPU backend: slow to compile, for checks)."""
     return backend == "flex" or (backend == "auto" and device.type == "cuda")
 
 

@@ -13,8 +13,8 @@ from comagen.model.attention import (
     FullAttention,
     MultiScaleLocalAttention,
     resolve_flex,
-    scale_context,
     step_context,
+    window_context,
 )
 from comagen.model.capture import AttentionCapture
 from comagen.model.config import ModelConfig
@@ -116,8 +116,7 @@ class Conformer(Decoder):
         if caches is not None and length == 1:
             ctxs = step_context(windows, start, self.cfg.heads, head_dim, self.dpb, device)
         else:
-            ctxs = [scale_context(w, length, start, head_dim, None if self.dpb is None else self.dpb[s], device, flex)
-                    for s, w in enumerate(windows)]
+            ctxs = window_context(windows, length, start, head_dim, self.dpb, device, flex)
         rope = None
         if self.cfg.global_layers:
             rope = rotary_tables(torch.arange(start, start + length, device=device), head_dim)[0]

@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     threads: int = 0  # CPU threads (0 = torch default)
+    loader_workers: int = -1  # processes building batches ahead (-1 = 2 on CUDA, none on the CPU)
     augment_transpose: int = 3
     augment_velocity: int = 1
     augment_stretch: float = 0.0
@@ -186,6 +188,34 @@ def _batch(dataset: CropDataset, step: int, micro: int, cfg: TrainConfig, rank: 
     drop = torch.from_numpy(rng.random(batch_size) < cond_dropout)
     batch["composer"] = torch.where(drop, torch.zeros_like(batch["composer"]), batch["composer"])
     return batch
+
+
+class MicroBatches(torch.utils.data.Dataset):
+    """Micro-batch k (step k // grad_accum) of this rank, so loader workers can build the next
+    batches while the device trains on this one, and a resumed run starts at any k."""
+
+    def __init__(self, dataset: CropDataset, cfg: TrainConfig, rank: int, world: int) -> None:
+        self.dataset, self.cfg, self.rank, self.world = dataset, cfg, rank, world
+
+    def __len__(self) -> int:
+        return self.cfg.max_steps * self.cfg.grad_accum
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        step, micro = divmod(k, self.cfg.grad_accum)
+        return _batch(self.dataset, step, micro, self.cfg, self.rank, self.world)
+
+
+def _micro_batches(dataset: CropDataset, cfg: TrainConfig, rank: int, world: int, first_step: int,
+                   device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+    """The run's micro-batches from `first_step` on: built ahead in `loader_workers` processes
+    and pinned on CUDA; the same batches in the same order whatever the worker count."""
+    source = MicroBatches(dataset, cfg, rank, world)
+    workers = cfg.loader_workers if cfg.loader_workers >= 0 else (2 if device.type == "cuda" else 0)
+    loader = torch.utils.data.DataLoader(
+        source, batch_size=None, sampler=range(first_step * cfg.grad_accum, len(source)), num_workers=workers,
+        pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
+        generator=torch.Generator())  # its own: drawing a loader seed from the global RNG would shift dropout
+    return iter(loader)
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True) -> TrainResult:
@@ -316,6 +346,7 @@ def _train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool) -> TrainRe
         save_bundle(out / name, model, tokenizer, composers, summary=summary(), card=card,
                     trainer_state=snapshot(), train_config=asdict(cfg), dtype=getattr(torch, cfg.save_dtype))
 
+    batches = _micro_batches(dataset, cfg, rank, world, step, device)
     model.train()
     while step < cfg.max_steps:
         if deadline and time.monotonic() > deadline:
@@ -325,9 +356,8 @@ def _train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool) -> TrainRe
             stopped = "stop_after"
             break
         loss_sum = 0.0
-        for micro in range(cfg.grad_accum):
-            batch = {k: (v.pin_memory() if device.type == "cuda" else v).to(device, non_blocking=True)
-                     for k, v in _batch(dataset, step, micro, cfg, rank, world).items()}
+        for _ in range(cfg.grad_accum):
+            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
             with autocast:
                 logits = net(batch["input"], batch["composer"])
                 loss = F.cross_entropy(logits.float().flatten(0, 1), batch["target"].flatten(),

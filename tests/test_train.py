@@ -121,3 +121,9 @@ def test_activation_checkpointing_gives_the_same_losses(tmp_path: Path, maestro_
     ckpt = _run(tmp_path / "ckpt", maestro_dir, cache, "stop_after=2", "eval_every=0", "model.dropout=0.0",
                 "activation_checkpointing=true")
     assert [round(v, 5) for _, v in ckpt.losses] == [round(v, 5) for _, v in plain.losses]
+
+
+def test_prefetching_loader_workers_give_the_same_losses(tmp_path: Path, maestro_dir: Path, cache: Path) -> None:
+    inline = _run(tmp_path / "inline", maestro_dir, cache, "stop_after=3", "eval_every=0", "loader_workers=0")
+    workers = _run(tmp_path / "workers", maestro_dir, cache, "stop_after=3", "eval_every=0", "loader_workers=2")
+    assert [round(v, 6) for _, v in workers.losses] == [round(v, 6) for _, v in inline.losses]

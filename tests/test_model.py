@@ -9,7 +9,7 @@ import torch
 
 from comagen.errors import ConfigError
 from comagen.model import AttentionCapture, ModelConfig, build_model
-from comagen.model.attention import MultiScaleLocalAttention, window_context
+from comagen.model.attention import MultiScaleLocalAttention, window_contexts
 from comagen.model.hyper import HyperConnection
 from comagen.model.positional import DynamicPositionBias
 
@@ -212,12 +212,14 @@ def _one_scale(attn: MultiScaleLocalAttention, s: int) -> MultiScaleLocalAttenti
     return single
 
 
+@pytest.mark.parametrize("windows", [[4, 8, 16], [4, 8, 64]])  # one fused call; [4, 8] fused and 64 alone
 @pytest.mark.parametrize("position", ["xpos", "dpb"])
 @pytest.mark.parametrize("start", [0, 40])
-def test_fused_scales_equal_one_call_per_scale(position: str, start: int) -> None:
+def test_fused_scales_equal_one_call_per_scale(windows: list[int], position: str, start: int) -> None:
     """All scales in one pass == each scale alone in its own pass, mixed by the learned weights."""
+    assert len(window_contexts(windows, 8, 0, 16, None, torch.device("cpu"))) == (1 if max(windows) < 64 else 2)
     torch.manual_seed(0)
-    windows, dim, heads, length = [4, 8, 16], 32, 2, 37
+    dim, heads, length = 32, 2, 37
     attn = MultiScaleLocalAttention(dim, heads, len(windows), 0.0).eval()
     attn.scale_logits.data = torch.tensor([0.3, -0.2, 0.5])
     dpb = torch.nn.ModuleList(DynamicPositionBias(heads) for _ in windows) if position == "dpb" else None
@@ -226,8 +228,8 @@ def test_fused_scales_equal_one_call_per_scale(position: str, start: int) -> Non
     def run(module: MultiScaleLocalAttention, ws: list[int], tables: torch.nn.ModuleList | None):
         cache = module.new_cache(2, ws, torch.device("cpu"), torch.float32) if start else None
         if cache is not None:  # fill the window with real past tokens first (the prefill path)
-            module(past, window_context(ws, start, 0, dim // heads, tables, past.device), cache)
-        return module(x, window_context(ws, length, start, dim // heads, tables, x.device), cache, need_probs=True)
+            module(past, window_contexts(ws, start, 0, dim // heads, tables, past.device), cache)
+        return module(x, window_contexts(ws, length, start, dim // heads, tables, x.device), cache, need_probs=True)
 
     with torch.no_grad():
         fused, probs = run(attn, windows, dpb)

@@ -34,13 +34,14 @@ class WindowContext:
     heads is masked to its own band, so there is one set of kernels whatever the number of scales.
     """
 
-    windows: list[int]
+    windows: list[int]  # of the scales this context covers, from scale `first` on
     block: int
     nblocks: int
     bias: Tensor  # additive mask (+ position bias): [S, heads or 1, nblocks or 1, block, block + max(W) - 1]
     rotary: tuple[Tensor | None, Tensor] | None  # q table [block, d/2] (None: identity), k table [block+max(W)-1, d/2]
     flex: bool = False
     dpb: Tensor | None = None  # [S, heads, max(W)] for the flex path (scale s's distances beyond its window unused)
+    first: int = 0
 
     @property
     def wmax(self) -> int:
@@ -85,14 +86,39 @@ def _block_rotary(window: int, block: int, head_dim: int, device: torch.device) 
     return (None if block == 1 else q_table[window - 1:]), k_table
 
 
-def window_context(windows: list[int], length: int, start: int, head_dim: int, dpb: nn.ModuleList | None,
-                   device: torch.device, flex: bool = False) -> WindowContext:
-    """Context for `length` new queries after `start` already-seen tokens, for all scales at once."""
+def window_contexts(windows: list[int], length: int, start: int, head_dim: int, dpb: nn.ModuleList | None,
+                    device: torch.device, flex: bool = False) -> list[WindowContext]:
+    """Contexts for `length` new queries after `start` already-seen tokens: one call for all scales,
+    except that the blockwise path splits off a scale whose padding to a much wider window would
+    cost more than a call of its own (flex skips masked blocks, so it always fuses)."""
+    groups = [list(range(len(windows)))] if flex else _scale_groups(windows)
+    return [window_context([windows[i] for i in g], length, start, head_dim,
+                           None if dpb is None else [dpb[i] for i in g], device, flex, first=g[0])
+            for g in groups]
+
+
+def _scale_groups(windows: list[int]) -> list[list[int]]:
+    """Consecutive scales share a call while padding them to the group's widest window at most
+    doubles their attention work (S * max(W) <= 2 * sum(W))."""
+    groups: list[list[int]] = []
+    for i, w in enumerate(windows):
+        group = groups[-1] if groups else None
+        ws = [windows[j] for j in group] + [w] if group else []
+        if group and len(ws) * max(ws) <= 2 * sum(ws):
+            group.append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def window_context(windows: list[int], length: int, start: int, head_dim: int, dpb: list[nn.Module] | None,
+                   device: torch.device, flex: bool = False, first: int = 0) -> WindowContext:
+    """Context for `length` new queries after `start` already-seen tokens, for the scales `windows`."""
     wmax = max(windows)
     if flex:
         tables = None if dpb is None else torch.stack([F.pad(m(w), (0, wmax - w)) for m, w in zip(dpb, windows,
                                                                                                strict=True)])
-        return WindowContext(list(windows), length, 1, torch.empty(0), None, True, tables)
+        return WindowContext(list(windows), length, 1, torch.empty(0), None, True, tables, first)
     block = min(wmax, length)
     nblocks = -(-length // block)
     invalid = max(wmax - 1 - start, 0)
@@ -102,7 +128,7 @@ def window_context(windows: list[int], length: int, start: int, head_dim: int, d
         tables = [m(w)[:, dist.clamp(0, w - 1)] for m, w in zip(dpb, windows, strict=True)]  # [h, B, K] each
         bias = bias + torch.stack(tables)[:, :, None]
     rotary = None if dpb is not None else _block_rotary(wmax, block, head_dim, device)
-    return WindowContext(list(windows), block, nblocks, bias, rotary)
+    return WindowContext(list(windows), block, nblocks, bias, rotary, first=first)
 
 
 def local_attention(q: Tensor, k_all: Tensor, v_all: Tensor, ctx: WindowContext,
@@ -234,7 +260,7 @@ class MultiScaleLocalAttention(nn.Module):
         return [WindowCache.zeros(batch, self.scales * self.heads, keep, self.head_dim, device, dtype)
                 for _ in range(2)]
 
-    def forward(self, x: Tensor, ctx: WindowContext | StepContext, cache: list[WindowCache] | None = None,
+    def forward(self, x: Tensor, ctx: list[WindowContext] | StepContext, cache: list[WindowCache] | None = None,
                 need_probs: bool = False) -> tuple[Tensor, list[Tensor] | None]:
         qkv = self.to_qkv(self.norm(x))
         q, k, v = rearrange(qkv, "b n (t sh d) -> t b sh n d", t=3, d=self.head_dim)
@@ -262,15 +288,25 @@ class MultiScaleLocalAttention(nn.Module):
         h = self.heads
         return out, [probs[:, s * h:(s + 1) * h, :, probs.shape[-1] - w:] for s, w in enumerate(ctx.windows)]
 
-    def _blocks(self, q: Tensor, k: Tensor, v: Tensor, ctx: WindowContext,
+    def _blocks(self, q: Tensor, k: Tensor, v: Tensor, ctxs: list[WindowContext],
                 need_probs: bool) -> tuple[Tensor, list[Tensor] | None]:
-        if ctx.flex:
-            out, probs = flex_local_attention(q, k, v, ctx), None
-        else:
-            if k.shape[2] == q.shape[2]:  # no cache: the window before the first token is empty
-                k, v = (F.pad(t, (0, 0, ctx.wmax - 1, 0)) for t in (k, v))
-            out, probs = local_attention(q, k, v, ctx, need_probs)
-        return torch.einsum("s,bshnd->bhnd", self.scale_weights().to(out.dtype), out), probs
+        weights, h, c = self.scale_weights(), self.heads, q.shape[2]
+        out, probs = 0.0, []
+        for ctx in ctxs:
+            n = len(ctx.windows)
+            heads = slice(ctx.first * h, (ctx.first + n) * h)
+            qs, ks, vs = q[:, heads], k[:, heads], v[:, heads]
+            if ctx.flex:
+                o, p = flex_local_attention(qs, ks, vs, ctx), None
+            else:
+                if k.shape[2] == c:  # no cache: the window before the first token is empty
+                    ks, vs = (F.pad(t, (0, 0, ctx.wmax - 1, 0)) for t in (ks, vs))
+                else:  # this group's own window of the shared past
+                    ks, vs = ks[:, :, k.shape[2] - c - (ctx.wmax - 1):], vs[:, :, k.shape[2] - c - (ctx.wmax - 1):]
+                o, p = local_attention(qs, ks, vs, ctx, need_probs)
+            out = out + torch.einsum("s,bshnd->bhnd", weights[ctx.first:ctx.first + n].to(o.dtype), o)
+            probs.extend(p or [])
+        return out, (probs if need_probs else None)
 
 
 def resolve_flex(backend: str, device: torch.device) -> bool:

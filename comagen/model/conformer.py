@@ -14,7 +14,7 @@ from comagen.model.attention import (
     MultiScaleLocalAttention,
     resolve_flex,
     step_context,
-    window_context,
+    window_contexts,
 )
 from comagen.model.capture import AttentionCapture
 from comagen.model.config import ModelConfig
@@ -116,7 +116,7 @@ class Conformer(Decoder):
         if caches is not None and length == 1:
             ctxs = step_context(windows, start, self.cfg.heads, head_dim, self.dpb, device)
         else:
-            ctxs = window_context(windows, length, start, head_dim, self.dpb, device, flex)
+            ctxs = window_contexts(windows, length, start, head_dim, self.dpb, device, flex)
         rope = None
         if self.cfg.global_layers:
             rope = rotary_tables(torch.arange(start, start + length, device=device), head_dim)[0]

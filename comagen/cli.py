@@ -135,6 +135,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         print(f"{result['files']} files, {result['notes']} notes, {result['tokens']} tokens: "
               f"{result['nll_per_token']:.4f} nats/token, {result['bits_per_note']:.4f} bits/note, "
               f"perplexity {result['perplexity']:.3f}")
+        for kind, bits in result.get("bits_per_note_by_type", {}).items():
+            print(f"  {kind:<10} {bits:7.3f} bits/note")
     return result
 
 
@@ -175,8 +177,11 @@ def generate_cmd(args: argparse.Namespace) -> dict:
     request = Request(max_tokens=min(max_tokens, 16384), seconds=args.seconds if not args.tokens else None,
                       sampling=Sampling(args.temperature, args.top_k, args.top_p, args.min_p), seed=args.seed,
                       variations=args.variations, composer=composer, guidance=args.guidance,
-                      windows=_windows(args.windows), form=args.form, section_bars=args.section_bars)
+                      windows=_windows(args.windows), form=args.form, section_bars=args.section_bars,
+                      runtime=args.runtime)
     session = generate(bundle, prompt, request)
+    if session.runtime.note:
+        print(f"note: {session.runtime.note}", file=sys.stderr)
     out = Path(args.out)
     written = []
     for row in range(args.variations):
@@ -237,6 +242,9 @@ def _generate_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (1 = plain conditional)")
     p.add_argument("--form", default=None, help="AABA, ABAB, ABAC, verse-chorus-bridge, ...")
     p.add_argument("--section-bars", type=int, default=4)
+    p.add_argument("--runtime", default="auto",
+                   help="what computes the logits: auto (the fastest the bundle's ONNX export measured, else "
+                        "torch), onnx, onnx-fp32, onnx-int8 or torch")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--json", action="store_true")
 
@@ -251,3 +259,30 @@ def _generate_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 EXTRA_PARSERS.append(_generate_parsers)
+
+
+@command("export")
+def export_cmd(args: argparse.Namespace) -> dict:
+    from comagen.checkpoint import load_bundle
+    from comagen.runtime.export import export_bundle
+
+    result = export_bundle(load_bundle(args.checkpoint), args.out, int8=args.int8, threads=args.threads)
+    if not args.json:
+        timing = ", ".join(f"{k} {v} ms" for k, v in result["step_ms"].items())
+        print(f"wrote {', '.join(result['files'])} to {result['out']} in {result['seconds']} s "
+              f"(batch-1 step: {timing}; auto runs {result['prefer']})")
+    return result
+
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a conformer's one-token step to ONNX for the CPU runtime")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=None, help="folder for the files (default: CHECKPOINT/runtime, "
+                                                          "where generation looks for them)")
+    p.add_argument("--int8", action="store_true", help="also write an int8 (weights) quantised step")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads to time the step with (default: $COMAGEN_ONNX_THREADS or 1)")
+    p.add_argument("--json", action="store_true")
+
+
+EXTRA_PARSERS.append(_export_parser)

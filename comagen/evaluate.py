@@ -20,6 +20,16 @@ from comagen.tokenizer import PianoTokenizer
 LN2 = math.log(2.0)
 
 
+def token_kinds(tokenizer: PianoTokenizer) -> tuple[list[str], torch.Tensor]:
+    """Kind names (Pitch, Velocity, Duration, Position, Bar, ...) and each token id's kind index
+    (a BPE token mixes kinds: all are one kind there)."""
+    if tokenizer.is_bpe:
+        return ["BPE"], torch.zeros(tokenizer.vocab_size, dtype=torch.long)
+    kinds = [tokenizer.token_text(i).split("_")[0] for i in range(tokenizer.vocab_size)]
+    names = sorted(set(kinds))
+    return names, torch.tensor([names.index(k) for k in kinds])
+
+
 @torch.no_grad()
 def evaluate_pieces(
     model: torch.nn.Module,
@@ -34,8 +44,11 @@ def evaluate_pieces(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> dict:
-    """NLL per token, bits per note, perplexity, counts, and a per-composer breakdown."""
+    """NLL per token, bits per note, perplexity, counts, a per-composer breakdown and (plain REMI)
+    bits per note by token type, so a change can be traced to what it taught the model."""
     stride = stride or seq_len // 2
+    kind_names, kind_of = token_kinds(tokenizer)
+    by_kind = torch.zeros(len(kind_names), dtype=torch.float64)
     pitch_ids = torch.tensor(sorted(i for t, i in tokenizer.remi.vocab.items() if t.startswith("Pitch_")))
     totals = defaultdict(lambda: {"nll": 0.0, "tokens": 0, "notes": 0.0, "files": 0})
     for piece in tqdm(pieces, desc="evaluating", unit="file", disable=not progress):
@@ -56,6 +69,8 @@ def evaluate_pieces(
             logits = model(inputs, composer.expand(len(group)))
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
             nll += float((loss * mask.flatten()).sum())
+            by_kind += torch.bincount(kind_of[targets.flatten().cpu()], (loss * mask.flatten()).double().cpu(),
+                                      minlength=len(kind_names))
             count += int(mask.sum())
         if tokenizer.is_bpe or max_tokens is None or len(ids) == len(piece.ids):
             notes = piece.notes * len(ids) / max(len(piece.ids), 1)
@@ -75,5 +90,9 @@ def evaluate_pieces(
                 "tokens": t["tokens"]}
 
     result = summarise(totals.pop("all"))
+    if not tokenizer.is_bpe:
+        notes = max(result["notes"], 1e-9)
+        result["bits_per_note_by_type"] = {name: float(v) / LN2 / notes for name, v in zip(kind_names, by_kind,
+                                                                                            strict=True) if v > 0}
     result["per_composer"] = {name: summarise(t) for name, t in sorted(totals.items())}
     return result

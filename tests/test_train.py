@@ -46,6 +46,9 @@ def test_train_writes_a_bundle_that_loads_and_evaluates(tmp_path: Path, maestro_
     for key in ("nll_per_token", "bits_per_note", "perplexity", "files", "notes", "tokens", "per_composer"):
         assert key in metrics
     assert metrics["files"] == 2 and metrics["bits_per_note"] > 0
+    by_type = metrics["bits_per_note_by_type"]
+    assert {"Pitch", "Velocity", "Duration", "Position"} <= set(by_type)
+    assert sum(by_type.values()) == pytest.approx(metrics["bits_per_note"], rel=1e-6)
 
 
 def test_stop_and_resume_equals_uninterrupted(tmp_path: Path, maestro_dir: Path, cache: Path) -> None:

@@ -1,0 +1,90 @@
+"""Continuation benchmark: does the model keep the prompt's key, pace, dynamics and register?
+
+    python bench/continuation.py [--checkpoint assets/checkpoints/default] [--split validation]
+        [--pieces 16] [--temperatures 1.0] [--top-ps 0.95] [--min-ps 0] [--top-k 0] [--json]
+
+4 bars of prompt from the middle of each of N pieces spread over the split, 12 bars (24 s) of
+continuation, compared with the real next 12 bars (ceiling) and another piece's next 12 bars
+(floor); see comagen/continuation.py for the statistics. Several values per sampling option give
+a sweep (every combination, one row each, same prompts and seeds). Tune on validation only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import itertools
+import os
+
+import numpy as np
+from tqdm import tqdm
+
+from comagen.checkpoint import load_bundle
+from comagen.continuation import CONTINUATION_BARS, compare, continue_excerpt, excerpt, pooled_overlap
+from comagen.data import load_index, load_tokenized, select_split
+from comagen.generate import SECONDS_PER_BAR, Request, Sampling
+from comagen.report import emit
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("key", "density", "velocity_gap", "register_gap", "silence")
+
+
+def floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v]
+
+
+def mean_of(rows: list[dict]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in KEYS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "assets" / "checkpoints" / "default")
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("COMAGEN_MAESTRO_DIR",
+                                                                          ROOT.parent / "shared" / "data" / "maestro")))
+    parser.add_argument("--cache", type=Path, default=ROOT / "cache")
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--pieces", type=int, default=16)
+    parser.add_argument("--temperatures", type=floats, default=[1.0])
+    parser.add_argument("--top-ps", type=floats, default=[0.95])
+    parser.add_argument("--min-ps", type=floats, default=[0.0])
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    bundle = load_bundle(args.checkpoint)
+    pieces = sorted(select_split(load_index(args.data), args.split), key=lambda p: p.key)
+    spread = [pieces[i] for i in np.linspace(0, len(pieces) - 1, min(len(pieces), 2 * args.pieces)).astype(int)]
+    items = [e for e in (excerpt(t, bundle.tokenizer) for t in load_tokenized(spread, bundle.tokenizer, args.cache,
+                                                                               progress=False)) if e][:args.pieces]
+    prompts, reals = [i.prompt_notes() for i in items], [i.real_notes() for i in items]
+    ceiling = mean_of([compare(p, r) for p, r in zip(prompts, reals, strict=True)])
+    floor = mean_of([compare(p, reals[(i + 1) % len(reals)]) for i, p in enumerate(prompts)])
+    half = len(reals) // 2
+    rows = [{"setting": "real next 12 bars (ceiling)", **ceiling,
+             "pooled": pooled_overlap(reals[:half], reals[half:])["mean"]},
+            {"setting": "another piece (floor)", **floor, "pooled": float("nan")}]
+    seconds = CONTINUATION_BARS * SECONDS_PER_BAR
+    for t, p, m in itertools.product(args.temperatures, args.top_ps, args.min_ps):
+        request = Request(max_tokens=150 * int(seconds), seconds=seconds, sampling=Sampling(t, args.top_k, p, m),
+                          seed=args.seed)
+        ours = [continue_excerpt(bundle, item, request)
+                for item in tqdm(items, desc=f"T={t} top-p={p} min-p={m}", disable=args.json, leave=False)]
+        stats = mean_of([compare(a, b) for a, b in zip(prompts, ours, strict=True)])
+        reached = {k: (stats[k] - floor[k]) / (ceiling[k] - floor[k]) for k in ("key", "density")
+                   if ceiling[k] != floor[k]}
+        rows.append({"setting": f"T={t} top-p={p} min-p={m} top-k={args.top_k}", **stats,
+                     "pooled": pooled_overlap(ours, reals)["mean"], "key_reached": reached.get("key", float("nan")),
+                     "density_reached": reached.get("density", float("nan"))})
+    emit(f"continuation bench: {bundle.name}, {len(items)} {args.split} pieces, 4 bars in, "
+         f"{CONTINUATION_BARS} bars out", rows, {"checkpoint": str(args.checkpoint), "split": args.split,
+                                                 "pieces": len(items)}, as_json=args.json)
+
+
+if __name__ == "__main__":
+    main()

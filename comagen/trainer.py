@@ -54,6 +54,7 @@ class TrainConfig:
     weight_decay: float = 0.1
     beta2: float = 0.99
     clip: float = 1.0
+    scale_lr_mult: float = 1.0  # learning-rate multiplier for the attention scale-mix logits
     label_smoothing: float = 0.0
     cond_dropout: float = 0.1  # share of crops trained without composer (for guidance)
     max_steps: int = 5000
@@ -171,6 +172,20 @@ def _use_activation_checkpointing(model: Decoder) -> None:
         block.forward = forward
 
 
+def _param_groups(model: Decoder, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Weight decay on matrices only; the attention scale-mix logits get `scale_lr_mult` x the
+    learning rate: each is one scalar against a scale's whole value projection, which can absorb
+    the same change, so at the base rate they barely leave uniform in a short run."""
+    named = list(model.named_parameters())
+    mix = [p for n, p in named if n.endswith("scale_logits")]
+    decay = [p for n, p in named if p.dim() >= 2 and "emb" not in n]
+    no_decay = [p for n, p in named if (p.dim() < 2 or "emb" in n) and not n.endswith("scale_logits")]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if mix:
+        groups.append({"params": mix, "weight_decay": 0.0, "lr": cfg.lr * cfg.scale_lr_mult})
+    return groups
+
+
 def _device(cfg: TrainConfig, rank: int) -> torch.device:
     if cfg.device != "auto":
         return torch.device(cfg.device)
@@ -280,10 +295,7 @@ def _train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool) -> TrainRe
     step, tokens_seen, elapsed, best = 0, 0, 0.0, None
     history: list[tuple[int, float]] = []
     fused = device.type == "cuda"
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "emb" in n]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg),
         lr=cfg.lr, betas=(0.9, cfg.beta2), fused=fused,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_at(s, cfg))

@@ -254,3 +254,14 @@ def test_flex_path_equals_blockwise_on_cpu() -> None:
         flex = tiny(position=position, windows=[4, 8, 16], heads=2, max_seq_len=128, attention_backend="flex")
         with torch.no_grad():
             assert torch.allclose(flex(x, c), blockwise(x, c), atol=1e-5)
+
+
+def test_xtransformers_peer_is_causal_and_refuses_streaming_clearly() -> None:
+    model = tiny("xtransformers")
+    x, c = tokens()
+    with torch.no_grad():
+        changed = x.clone()
+        changed[:, 30] = (changed[:, 30] + 1) % TINY["vocab_size"]
+        assert torch.equal(model(x, c)[:, :30], model(changed, c)[:, :30])
+    with pytest.raises(ConfigError, match="no streaming"):
+        model.new_state(2)

@@ -1,6 +1,7 @@
-"""Train the conformer and the three baselines on the same tokens in the same order, same budget.
+"""Train the conformer, the three baselines and an outside peer (lucidrains' x-transformers) on the
+same tokens in the same order, same budget.
 
-    python training/compare.py --data DIR [--steps 150] [--out runs/compare] [--json]
+    python training/compare.py --data DIR [--steps 150] [--out runs/compare] [--archs default,gpt2] [--json]
 
 Each run uses its config in training/configs/ with the default config's training keys (same
 crops: batch k is a pure function of the seed and k, whatever the architecture), then reports
@@ -23,7 +24,7 @@ from comagen.report import emit
 from comagen.trainer import load_run_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHS = ("default", "gpt2", "music_transformer", "llama")
+ARCHS = ("default", "gpt2", "music_transformer", "llama", "xtransformers")
 
 
 def main() -> None:
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--cache", default="cache")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "compare_curves.png")
+    parser.add_argument("--archs", default=",".join(ARCHS), help="configs to train, comma-separated")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     shared = json.loads((ROOT / "training/configs/default.json").read_text())["train"]
@@ -41,7 +43,7 @@ def main() -> None:
                   eval_every=args.steps, save_every=0, threads=args.threads, data=args.data, cache=args.cache,
                   progress=False, log_every=5)
     rows, logs = [], {}
-    for name in ARCHS:
+    for name in args.archs.split(","):
         overrides = [f"train.{k}={json.dumps(v)}" for k, v in shared.items()]
         overrides += [f"train.out={json.dumps(str(args.out / name))}", "model.dropout=0.0"]
         model_cfg, cfg = load_run_config(ROOT / "training/configs" / f"{name}.json", overrides)

@@ -7,6 +7,7 @@ from comagen.model.capture import AttentionCapture
 from comagen.model.config import ModelConfig
 from comagen.model.conformer import Conformer
 from comagen.model.decoder import Decoder
+from comagen.model.peer import XTransformersPeer
 from comagen.model.state import DecodeState
 
 ARCHITECTURES: dict[str, type[Decoder]] = {
@@ -14,6 +15,7 @@ ARCHITECTURES: dict[str, type[Decoder]] = {
     "gpt2": GPT2,
     "music_transformer": MusicTransformer,
     "llama": Llama,
+    "xtransformers": XTransformersPeer,
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from comagen.errors import ConfigError
 
-ARCHS = ("conformer", "gpt2", "music_transformer", "llama")
+ARCHS = ("conformer", "gpt2", "music_transformer", "llama", "xtransformers")
 POSITIONS = ("xpos", "dpb")
 BACKENDS = ("auto", "blockwise", "flex")
 

@@ -1,6 +1,7 @@
 """Batch-1 streaming decode speed: CoMA conformer (cached windows) against full-attention baselines.
 
     python bench/decode.py [--json] [--tokens 1000,4000,16000] [--threads 2] [--checkpoint DIR]
+                           [--sections models,engine,runtime] [--runtime-checkpoints DIR,DIR]
 
 Random weights at the shipped configs (training/configs/*.json, roughly equal parameter
 counts). Tokens/s at each mark is measured over the stretch of tokens just before it, so a
@@ -9,6 +10,13 @@ With a checkpoint (default: assets/checkpoints/default when present), it also me
 real-time factor of the whole generation engine (grammar, sampling, guidance): seconds of music
 produced per second of wall time for 20 s of music from a shipped prompt, with and without
 classifier-free guidance.
+The runtime section compares the decode runtimes on trained bundles (default: the shipped default
+and flagship): the bare batch-1 step of torch / ONNX fp32 / ONNX int8 at 1 and 2 threads, the
+whole engine at batch 1 (grammar and sampling included; the three runtimes take turns every 64
+tokens, so load from other processes hits all alike) with tokens/s just before each mark and the
+real-time factor so far, and int8 against fp32 on a validation file: mean KL, top-1 agreement
+and bits per note, teacher-forced. A bundle without a current export is exported into a temporary
+copy first.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # repo root, not bench/ 
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 
 import torch
@@ -89,20 +99,140 @@ def realtime_factor(checkpoint: Path, seconds: float = 20.0) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2, like a free Space)")
-    p.add_argument("--tokens", default="1000,4000,16000", help="comma-separated marks (generated tokens)")
-    p.add_argument("--models", default="default,gpt2,llama", help="configs from training/configs")
-    p.add_argument("--checkpoint", type=Path, default=ROOT / "assets" / "checkpoints" / "default",
-                   help="trained bundle for the real-time factor (skipped when absent)")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    marks = [int(t) for t in args.tokens.split(",")]
-    rows, result = [], {"threads": args.threads, "marks": marks, "models": {}}
-    for name in args.models.split(","):
+RUNTIME_NAMES = ("torch", "onnx-fp32", "onnx-int8")
+MAESTRO = ROOT.parent / "shared" / "data" / "maestro"
+
+
+def exported(checkpoint: Path, scratch: Path) -> tuple[Path, str]:
+    """The bundle if its export is current, else a scratch copy exported now (and a note saying so)."""
+    from comagen.checkpoint import load_bundle
+    from comagen.errors import ConfigError
+    from comagen.runtime import choose_runtime
+    from comagen.runtime.export import export_bundle
+
+    bundle = load_bundle(checkpoint)
+    try:
+        if all(choose_runtime(bundle, name).note is None for name in RUNTIME_NAMES[1:]):
+            return checkpoint, "its own export"
+    except ConfigError:  # no export at all
+        pass
+    copy = scratch / checkpoint.name
+    shutil.copytree(checkpoint, copy, ignore=shutil.ignore_patterns("runtime"))
+    t0 = time.perf_counter()
+    export_bundle(load_bundle(copy), int8=True, measure_steps=0)
+    return copy, f"exported for this run in {time.perf_counter() - t0:.0f} s"
+
+
+def step_table(path: Path, threads: list[int], steps: int = 48) -> dict[int, dict[str, float]]:
+    """Bare batch-1 step time (ms, median, window full) of each runtime at each thread count."""
+    from comagen.checkpoint import load_bundle
+    from comagen.runtime.export import FILES, measure
+    from comagen.runtime.step import StepFunction
+
+    step = StepFunction(load_bundle(path).model)
+    files = {p: path / "runtime" / name for p, name in FILES.items()}
+    return {n: measure(step, files, n, steps) for n in threads}
+
+
+def engine_runs(path: Path, marks: list[int], budget: float, chunk: int = 64) -> tuple[list[dict], int]:
+    """The generation engine at batch 1 on each runtime from a shipped prompt, taking turns every
+    `chunk` tokens until the largest mark or the time budget; returns rows and the tokens reached."""
+    from comagen.checkpoint import load_bundle
+    from comagen.generate import Request, Session, load_prompt
+
+    bundle = load_bundle(path)
+    prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
+    sessions = {name: Session(bundle, prompt, Request(max_tokens=max(marks), seconds=1e6, seed=0, runtime=name))
+                for name in RUNTIME_NAMES}
+    assert all(s.runtime.name == name for name, s in sessions.items()), "a runtime fell back to torch"
+    steps = {name: iter(s) for name, s in sessions.items()}
+    clock = {name: [0.0] for name in RUNTIME_NAMES}  # own wall time after each token
+    music = {name: [0.0] for name in RUNTIME_NAMES}
+    start = time.perf_counter()
+    while len(clock["torch"]) <= max(marks) and time.perf_counter() - start < budget:
+        for name in RUNTIME_NAMES:
+            for _ in range(chunk):
+                t0 = time.perf_counter()
+                step = next(steps[name], None)
+                if step is None:
+                    break
+                clock[name].append(clock[name][-1] + time.perf_counter() - t0)
+                music[name].append(step.seconds[0] - prompt.seconds)
+    reached = min(len(c) for c in clock.values()) - 1
+    rows = []
+    for name in RUNTIME_NAMES:
+        row = {"runtime": name, "threads": getattr(sessions[name].runtime, "threads", torch.get_num_threads())}
+        for m in marks:
+            if m > reached:
+                row[f"tok/s@{m}"], row[f"rtf@{m}"] = "-", "-"
+                continue
+            span = min(512, m // 2)
+            row[f"tok/s@{m}"] = round(span / (clock[name][m] - clock[name][m - span]), 1)
+            row[f"rtf@{m}"] = round(music[name][m] / clock[name][m], 2)
+        rows.append(row)
+    return rows, reached
+
+
+def int8_quality(path: Path, data: Path, tokens: int) -> dict:
+    """int8 against fp32 ONNX, teacher-forced on the first `tokens` tokens of the first validation
+    file: mean KL(fp32 || int8) per token, top-1 agreement, and each one's bits per note."""
+    import math
+
+    from comagen.checkpoint import load_bundle
+    from comagen.data import load_index, select_split
+    from comagen.generate import load_prompt
+    from comagen.runtime import choose_runtime
+
+    bundle = load_bundle(path)
+    piece = sorted(select_split(load_index(data), "validation"), key=lambda p: p.key)[0]
+    ids = [bundle.tokenizer.bos_id, *load_prompt(bundle.tokenizer, piece.path).ids][: tokens + 1]
+    composers = torch.tensor([bundle.composers.id_of(piece.composer)])
+    logp = {}
+    with torch.inference_mode():
+        for name in ("onnx-fp32", "onnx-int8"):
+            stream = choose_runtime(bundle, name).open(composers)
+            out = [stream.prefill(torch.tensor([ids[:1]]))]
+            out += [stream.step(torch.tensor([t])) for t in ids[1:-1]]
+            logp[name] = torch.cat(out).float().log_softmax(-1)
+    fp32, int8 = logp["onnx-fp32"], logp["onnx-int8"]
+    target = torch.tensor(ids[1:])
+    notes = sum(bundle.tokenizer.token_text(t).startswith("Pitch") for t in ids[1:])
+    bits = {name: round(-lp.gather(1, target[:, None]).sum().item() / math.log(2) / max(notes, 1), 4)
+            for name, lp in logp.items()}
+    return {"file": piece.path.name, "tokens": len(target), "notes": notes,
+            "kl_fp32_int8": round((fp32.exp() * (fp32 - int8)).sum(-1).mean().item(), 5),
+            "top1_agreement": round((fp32.argmax(-1) == int8.argmax(-1)).float().mean().item(), 4),
+            "bits_per_note_fp32": bits["onnx-fp32"], "bits_per_note_int8": bits["onnx-int8"]}
+
+
+def runtime_section(checkpoints: list[Path], marks: list[int], budget: float, data: Path,
+                    quality_tokens: int) -> dict:
+    """Steps, engine and int8 quality per checkpoint, printed as tables; returns the JSON part."""
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="comagen-bench-") as scratch:
+        for checkpoint in checkpoints:
+            name = checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT) else checkpoint
+            path, origin = exported(checkpoint, Path(scratch))
+            steps = step_table(path, [1, 2])
+            engine, reached = engine_runs(path, marks, budget)
+            quality = int8_quality(path, data, quality_tokens) if data.is_dir() else None
+            out[str(name)] = {"export": origin, "step_ms": steps, "engine": engine, "engine_tokens": reached,
+                              "int8_vs_fp32": quality}
+            print(f"\nruntimes on {name} ({origin}): bare batch-1 step, ms (window full)")
+            print(format_table([{"threads": n, **{k: v for k, v in t.items()}} for n, t in steps.items()]))
+            print(f"whole engine, batch 1, {reached} tokens reached (budget {budget:.0f} s; "
+                  "tok/s over the 512 tokens before each mark, real-time factor so far)")
+            print(format_table(engine))
+            if quality:
+                print("int8 against fp32, teacher-forced: " + ", ".join(f"{k} {v}" for k, v in quality.items()))
+            shutil.rmtree(Path(scratch) / checkpoint.name, ignore_errors=True)
+    return out
+
+
+def models_section(models: list[str], marks: list[int]) -> dict:
+    """Random-weight decode speed of each config, plus the recompute baseline (printed as a table)."""
+    rows, result = [], {"models": {}}
+    for name in models:
         model = load(name)
         label = "conformer (streaming)" if name == "default" else f"{name} (KV cache)"
         r = decode_speed(model, max(marks), marks)
@@ -123,12 +253,43 @@ def main() -> None:
     result["conformer_flatness"] = round(conf[max(marks)] / conf[min(marks)], 3)
     print(f"conformer tok/s at {max(marks)} / at {min(marks)}: {result['conformer_flatness']}; "
           f"recompute measured with a {min(marks)}-token context, 8 tokens")
-    if args.checkpoint.is_dir():
+    return result
+
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2, like a free Space)")
+    p.add_argument("--tokens", default="1000,4000,16000", help="comma-separated marks (generated tokens)")
+    p.add_argument("--models", default="default,gpt2,llama", help="configs from training/configs")
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "assets" / "checkpoints" / "default",
+                   help="trained bundle for the real-time factor (skipped when absent)")
+    p.add_argument("--sections", default="models,engine,runtime",
+                   help="models (random-weight decode), engine (real-time factor), runtime (torch vs ONNX)")
+    p.add_argument("--runtime-checkpoints", default="assets/checkpoints/default,assets/checkpoints/flagship",
+                   help="bundles for the runtime section (relative to the repo root or absolute)")
+    p.add_argument("--runtime-budget", type=float, default=150.0,
+                   help="seconds per bundle for the runtime section's engine runs (marks past it are skipped)")
+    p.add_argument("--quality-tokens", type=int, default=1024, help="validation tokens for int8 vs fp32")
+    p.add_argument("--data", type=Path, default=MAESTRO, help="MAESTRO folder for int8 vs fp32 (skipped if absent)")
+    args = p.parse_args()
+    sections = set(args.sections.split(","))
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    marks = [int(t) for t in args.tokens.split(",")]
+    result = {"threads": args.threads, "marks": marks}
+    if "models" in sections:
+        result.update(models_section(args.models.split(","), marks))
+    if "engine" in sections and args.checkpoint.is_dir():
         engine = realtime_factor(args.checkpoint)
         name = args.checkpoint.relative_to(ROOT) if args.checkpoint.is_relative_to(ROOT) else args.checkpoint
         result["engine"] = {"checkpoint": str(name), "rows": engine}
         print(f"\ngeneration engine on {result['engine']['checkpoint']} (20 s of music from a shipped prompt)")
         print(format_table(engine))
+    if "runtime" in sections:
+        checkpoints = [ROOT / c for c in args.runtime_checkpoints.split(",") if (ROOT / c).is_dir()]
+        result["runtime"] = runtime_section(checkpoints, marks, args.runtime_budget, args.data, args.quality_tokens)
     if args.json:
         print(json.dumps(result))
 

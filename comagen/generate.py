@@ -27,6 +27,7 @@ from comagen.errors import ComagenError, ConfigError
 from comagen.grammar import AFTER_DURATION, ENDED, GrammarState, RemiGrammar, track
 from comagen.midi import load_score
 from comagen.model import AttentionCapture
+from comagen.runtime import check_runtime, choose_runtime
 from comagen.tokenizer import PianoTokenizer
 
 SECONDS_PER_BAR = 2.0  # 4/4 at 120 bpm on our grid
@@ -146,7 +147,8 @@ def parse_form(form: str | None) -> list[str]:
 @dataclass
 class Request:
     """What to generate. Stops at `max_tokens`, after `seconds` of new music or at the form's end;
-    at EOS only when neither a length in seconds nor a form was asked for."""
+    at EOS only when neither a length in seconds nor a form was asked for. `runtime` picks what
+    computes the logits (see comagen.runtime.choose); the music depends only on the logits."""
 
     max_tokens: int = 1024
     seconds: float | None = None
@@ -158,8 +160,10 @@ class Request:
     windows: list[int] | None = None
     form: str | None = None
     section_bars: int = 4
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
+        check_runtime(self.runtime)
         if not 1 <= self.max_tokens <= MAX_TOKENS_CAP:
             raise ConfigError(f"max_tokens must be between 1 and {MAX_TOKENS_CAP}")
         if not 1 <= self.variations <= 16:
@@ -210,6 +214,7 @@ class Session:
             raise ConfigError("musical forms need a plain REMI tokenizer, not BPE")
         self.start = track(self.grammar, prompt.ids) if self.grammar else GrammarState()
         self.rows = [_Row(self.start, sections=list(self.sections)) for _ in range(request.variations)]
+        self.runtime = choose_runtime(bundle, request.runtime, request.windows)
         self.elapsed = 0.0
         self.steps = 0
         self.stopped = False
@@ -241,7 +246,7 @@ class Session:
                 "tokens_per_s": round(tokens / self.elapsed, 1) if self.elapsed else 0.0,
                 "music_seconds": round(new_music, 2),
                 "realtime_factor": round(new_music / self.elapsed, 2) if self.elapsed else 0.0,
-                "notes": sum(r.grammar.notes - self.start.notes for r in self.rows)}
+                "notes": sum(r.grammar.notes - self.start.notes for r in self.rows), "runtime": self.runtime.name}
 
     def stop(self) -> None:
         """Ask a running iteration to end after the current token (what was made is kept)."""
@@ -259,9 +264,9 @@ class Session:
         generator = torch.Generator().manual_seed(req.seed)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            state = model.new_state(batch, device, windows=req.windows)
+            stream = self.runtime.open(composers)
             context = [self.tokenizer.bos_id, *self.prompt.ids]
-            logits, state = model.prefill(torch.tensor([context] * batch, device=device), composers, state)
+            logits = stream.prefill(torch.tensor([context] * batch, device=device))
             for r in self.rows:
                 if self.sections:
                     self._enter_section(r, 0)
@@ -280,7 +285,7 @@ class Session:
                     break
                 feed = [t if t is not None else self.tokenizer.pad_id for t in chosen]
                 feed = torch.tensor(feed * (2 if guided else 1), device=device)
-                logits, state = model.step(feed, composers, state)
+                logits = stream.step(feed)
         self.elapsed = time.perf_counter() - t0
 
     def _choose(self, logits: torch.Tensor, generator: torch.Generator) -> list[int | None]:

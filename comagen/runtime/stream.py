@@ -1,0 +1,63 @@
+"""What the generation engine asks of a runtime: open a batch of streams, prefill, step.
+
+The engine (generate.Session) keeps grammar masking and sampling; a runtime only turns tokens into
+logits. `TorchRuntime` is the reference: the model's own `new_state` / `prefill` / `step`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from torch import Tensor
+
+from comagen.model import Decoder
+
+
+class Stream(Protocol):
+    """A batch of decode streams with fixed composer rows."""
+
+    def prefill(self, tokens: Tensor) -> Tensor:
+        """Consume a prompt [B, L]; logits [B, V] for its last position."""
+        ...
+
+    def step(self, token: Tensor) -> Tensor:
+        """One token per row [B] in, logits [B, V] out."""
+        ...
+
+
+class Runtime(Protocol):
+    """How logits are computed; `name` is reported in the generation stats, `note` says why a
+    fallback happened (None when the asked-for runtime is the one running)."""
+
+    name: str
+    note: str | None
+
+    def open(self, composers: Tensor) -> Stream:
+        """Streams for one row per composer id in `composers` [B]."""
+        ...
+
+
+class TorchStream:
+    def __init__(self, model: Decoder, composers: Tensor, windows: list[int] | None) -> None:
+        self.model, self.composers = model, composers
+        self.state = model.new_state(len(composers), composers.device, windows=windows)
+
+    def prefill(self, tokens: Tensor) -> Tensor:
+        logits, self.state = self.model.prefill(tokens, self.composers, self.state)
+        return logits
+
+    def step(self, token: Tensor) -> Tensor:
+        logits, self.state = self.model.step(token, self.composers, self.state)
+        return logits
+
+
+class TorchRuntime:
+    """The PyTorch model itself (any architecture, any device, any window override)."""
+
+    name = "torch"
+
+    def __init__(self, model: Decoder, windows: list[int] | None = None, note: str | None = None) -> None:
+        self.model, self.windows, self.note = model, windows, note
+
+    def open(self, composers: Tensor) -> TorchStream:
+        return TorchStream(self.model, composers, self.windows)

@@ -3,7 +3,14 @@
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override)
 
 Layout and events only; what happens lives in `comagen.studio`. Environment: COMAGEN_CHECKPOINT
-(default assets/checkpoints/default), COMAGEN_MAESTRO_DIR (adds MAESTRO pieces to the gallery).
+(default assets/checkpoints/default), COMAGEN_MAESTRO_DIR (adds MAESTRO pieces to the gallery),
+COMAGEN_OUT_MAX_AGE (seconds an upload or result file lives on the server, default 3600).
+
+Everything the server writes (results, and gradio's cache of uploads, result copies and streamed
+images) lives under studio.OUT_ROOT, which `studio.start_cleaner` sweeps; a GRADIO_TEMP_DIR set by
+hand moves gradio's cache out of it, and is then not swept (it may be shared). Not gradio's own
+`delete_cache`: it only sees files of the page's original components, not of the per-session copies
+gradio makes once an event updates them (all of ours).
 """
 
 from __future__ import annotations
@@ -216,16 +223,19 @@ def build_demo(checkpoints: studio.Checkpoints, default: str, gallery: dict[str,
 
 def main() -> None:
     env_checkpoint, maestro_dir = studio.env_settings()
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.OUT_ROOT / "gradio"))  # before any component exists
     folders = studio.find_checkpoints(extra=env_checkpoint)
     if not folders:
         raise SystemExit(f"no checkpoint found under {studio.CHECKPOINTS_DIR}; set COMAGEN_CHECKPOINT")
     checkpoints = studio.Checkpoints(folders)
     try:
+        studio.OUT_MAX_AGE = studio.out_max_age_from_env()
         default = checkpoints.names[0] if env_checkpoint or "default" not in folders else "default"
         demo = build_demo(checkpoints, default, studio.build_gallery(maestro_dir=maestro_dir))
     except ComagenError as exc:
         raise SystemExit(str(exc)) from None
     studio.OUT_ROOT.mkdir(parents=True, exist_ok=True)
+    studio.start_cleaner()  # files expire on an idle server too
     demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY, max_size=QUEUE_SIZE)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
 from comagen.data import Composers
@@ -147,43 +147,113 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
-    """Load a bundle, or raise `CheckpointError` with one line saying what is wrong."""
+    """Load a bundle, or raise `CheckpointError` with one line saying what is wrong.
+
+    A bundle may come from anyone, so nothing in it runs code (JSON and safetensors only), no
+    file may lead outside the folder (a symlink to /etc/passwd is refused, not read), and the
+    config must describe exactly the tensors in the weights file, checked on its header before
+    any memory is allocated (a config claiming a huge model cannot exhaust memory)."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such checkpoint folder")
     missing = [f for f in FILES if not (path / f).is_file()]
     if missing:
         raise CheckpointError(f"{path}: not a comagen checkpoint (missing {', '.join(missing)})")
+    for name in FILES:
+        size = _inside_bundle(path, name).stat().st_size
+        if name.endswith(".json") and size > MAX_JSON_BYTES:
+            raise CheckpointError(f"{path / name}: {size / 1e6:.0f} MB is too large for a checkpoint's JSON file")
+    config = _read_json(path / "config.json")
     try:
-        config = json.loads((path / "config.json").read_text())
+        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+            raise TypeError("expected an object with a 'model' object")
+        if not isinstance(config.get("summary", {}), dict):
+            raise TypeError("'summary' must be an object")
         model_cfg = ModelConfig.from_dict(config["model"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path / 'config.json'}: unreadable ({exc})") from None
     except ComagenError as exc:
-        raise CheckpointError(f"{path / 'config.json'}: {exc}") from None
+        raise CheckpointError(f"{path / 'config.json'}: {_short(exc)}") from None
+    except Exception as exc:  # any wrong type or value (ModelConfig compares and iterates what it is given)
+        raise CheckpointError(f"{path / 'config.json'}: unreadable ({_short(exc)})") from None
     try:
         tokenizer = PianoTokenizer.load(path / "tokenizer.json")
-        composers = Composers.load(path / "composers.json")
-    except (ComagenError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: tokenizer or composers file unreadable ({exc})") from None
-    model = build_model(model_cfg)
+    except Exception as exc:  # miditok raises whatever a malformed file provokes
+        raise CheckpointError(f"{path / 'tokenizer.json'}: not a tokenizer this code reads ({_short(exc)})") from None
+    table = _read_json(path / "composers.json")
+    if not isinstance(table, dict) or set(table) != {str(i) for i in range(len(table))} \
+            or not all(isinstance(n, str) for n in table.values()):
+        raise CheckpointError(f"{path / 'composers.json'}: not a table of composer names by id")
+    composers = Composers.load(path / "composers.json")
+    if tokenizer.vocab_size != model_cfg.vocab_size or len(composers) > model_cfg.n_composers:
+        raise CheckpointError(f"{path}: the tokenizer ({tokenizer.vocab_size} tokens) or composers "
+                              f"({len(composers)}) do not fit the model (vocab {model_cfg.vocab_size}, "
+                              f"{model_cfg.n_composers} composers)")
+    weights = path / "model.safetensors"
+    _check_shapes(weights, model_cfg)
     try:
-        missing_keys, unexpected = load_model(model, str(path / "model.safetensors"), strict=False, device=str(device))
+        model = build_model(model_cfg)
+        missing_keys, unexpected = load_model(model, str(weights), strict=False, device=str(device))
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path / 'model.safetensors'}: truncated or not our weights ({_short(exc)})") from None
+        raise CheckpointError(f"{weights}: truncated or not our weights ({_short(exc)})") from None
     tied = {"head.weight", "token_emb.weight"} if model_cfg.tie_embeddings else set()
     if unexpected or len(set(missing_keys) - tied) or len(set(missing_keys) & tied) > 1:
-        raise CheckpointError(f"{path / 'model.safetensors'}: weights do not match the config "
+        raise CheckpointError(f"{weights}: weights do not match the config "
                               f"(missing {list(missing_keys)[:3]}, unexpected {list(unexpected)[:3]})")
     model.to(device).eval()
     return Bundle(path, model, model_cfg, tokenizer, composers, config.get("summary", {}))
 
 
+MAX_JSON_BYTES = 64 * 1024 * 1024  # a BPE tokenizer.json is a few MB; anything far larger is not ours
+
+
+def _inside_bundle(folder: Path, name: str) -> Path:
+    """`folder / name`, refused when it (through symlinks) lies outside the bundle folder."""
+    file = folder / name
+    root = folder.resolve()
+    target = file.resolve()
+    if target.parent != root:
+        raise CheckpointError(f"{file}: leads outside the checkpoint folder (to {target}); refusing to read it")
+    return file
+
+
+def _read_json(file: Path) -> Any:
+    """Parse a bundle's JSON file; CheckpointError for anything else (not UTF-8 JSON, or nested too
+    deep for the parser)."""
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{file}: unreadable ({_short(exc)})") from None
+
+
+def _check_shapes(weights: Path, cfg: ModelConfig) -> None:
+    """The tensors the config implies against those the weights file lists (its header only):
+    a mismatch is refused before the model is built, so a forged config allocates nothing."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{weights}: truncated or not our weights ({_short(exc)})") from None
+    if cfg.depth > len(stored):  # every layer has tensors; this bounds the skeleton built below
+        raise CheckpointError(f"{weights}: weights do not match the config (depth {cfg.depth}, "
+                              f"{len(stored)} tensors)")
+    try:
+        with torch.device("meta"):  # shapes only, no memory
+            expected = {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
+    except Exception as exc:  # a config the model code cannot build
+        raise CheckpointError(f"{weights}: the config describes no buildable model ({_short(exc)})") from None
+    wrong = sorted(k for k in stored if expected.get(k, stored[k]) != stored[k])
+    unexpected = sorted(set(stored) - set(expected))
+    if wrong or unexpected:
+        raise CheckpointError(f"{weights}: weights do not match the config (shapes differ for {wrong[:3]}, "
+                              f"unexpected {unexpected[:3]})")
+
+
 def load_trainer_state(path: str | Path) -> dict[str, Any]:
-    """Optimizer/scheduler/RNG/step of a training checkpoint, loaded without arbitrary unpickling."""
+    """Optimizer/scheduler/RNG/step of a training checkpoint, loaded without arbitrary unpickling
+    (torch's weights_only loader refuses any pickled object that is not plain data)."""
     file = Path(path) / "trainer.pt"
     if not file.is_file():
         raise CheckpointError(f"{path}: no trainer.pt to resume from")
+    _inside_bundle(Path(path), "trainer.pt")
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file; all mean the same here

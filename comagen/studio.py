@@ -8,14 +8,16 @@ per thread, and Gradio resumes a streaming generator on whichever worker thread 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import math
 import os
 import random
 import re
-import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from comagen.attention_figure import attention_figure
 from comagen.audio import render_audio, wav_bytes
 from comagen.checkpoint import FILES, Bundle, load_bundle
 from comagen.data import load_index
-from comagen.errors import CheckpointError, ComagenError, MidiTooLongError, NotMidiError
+from comagen.errors import CheckpointError, ComagenError, ConfigError, MidiError, MidiTooLongError, NotMidiError
 from comagen.generate import Prompt, Request, Sampling, Session, capture_attention, load_prompt, prompt_from_ids
 from comagen.midi import midi_bytes
 from comagen.pianoroll import BLACK_KEYS, CONTINUATION_COLOUR, PROMPT_COLOUR, piano_roll_figure
@@ -44,13 +46,16 @@ PROMPT_MAX_SECONDS = 60.0
 MAX_SECONDS = 60  # longest continuation one request may ask for
 TOKEN_CAP = 6000  # per variation and request: ~60 s of dense piano
 CONTEXT_CAP = 12000  # prompt + continuations a Continue may build on
+PROMPT_MAX_TOKENS = CONTEXT_CAP  # an upload denser than this (thousands of notes a second) is refused
 MAX_VARIATIONS = 4
 MAX_SCALES = 4  # window sliders the page has room for
 TEXT_INTERVAL = 0.25  # token text refresh (s)
 ROLL_MIN_INTERVAL = 0.5  # live piano roll: at most 2 redraws a second ...
 ROLL_COST_FACTOR = 4.0  # ... and drawing may take at most a quarter of the wall time
 TEXT_TAIL = 1500  # tokens of text shown live (the page stays light on long pieces)
-OUT_MAX_AGE = 3600.0  # result files older than this are removed
+OUT_MAX_AGE = 3600.0  # result and upload files older than this are removed (COMAGEN_OUT_MAX_AGE overrides)
+OUT_MIN_AGE = 2.0  # the smallest COMAGEN_OUT_MAX_AGE (a file must outlive its own download)
+NAME_MAX = 80  # characters of an upload's name kept in result file names (a file name has 255 bytes)
 LIVE_WIDTH = 1000  # pixels across the live piano roll
 PROMPT_RGB = np.array(to_rgb(PROMPT_COLOUR)) * 255
 CONTINUATION_RGB = np.array(to_rgb(CONTINUATION_COLOUR)) * 255
@@ -170,7 +175,10 @@ def build_gallery(prompts_dir: Path = PROMPTS_DIR, maestro_dir: str | None = Non
 def read_upload(path: str | Path) -> bytes:
     """The bytes of an uploaded file, refusing oversized and non-MIDI names before parsing."""
     path = Path(path)
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except OSError:  # removed by the cache cleaner while the request waited in the queue
+        raise MidiError(f"{path.name}: the uploaded file is no longer on the server; upload it again") from None
     if size > UPLOAD_MAX_BYTES:
         raise MidiTooLongError(f"{path.name}: {size / 1e6:.1f} MB is over the "
                                f"{UPLOAD_MAX_BYTES / 1e6:.0f} MB upload limit")
@@ -182,15 +190,22 @@ def read_upload(path: str | Path) -> bytes:
 def resolve_prompt(bundle: Bundle, upload: str | Path | None, gallery: dict[str, GalleryItem], choice: str | None,
                    keep_seconds: float) -> tuple[Prompt, str]:
     """The prompt (an upload wins over the gallery) and a short name for it; MidiError if unusable."""
-    keep = min(float(keep_seconds), PROMPT_MAX_SECONDS)
+    keep = float(keep_seconds)
+    if not math.isfinite(keep) or keep <= 0:
+        raise ComagenError(f"keep_seconds must be between 1 and {PROMPT_MAX_SECONDS:.0f}")
+    keep = min(keep, PROMPT_MAX_SECONDS)
     if upload:
-        name = Path(upload).name
+        name = Path(upload).name  # only the last part: a client's file name never becomes a path here
         try:
             prompt = load_prompt(bundle.tokenizer, read_upload(upload), keep)
         except ComagenError as exc:
             message = str(exc)
             raise type(exc)(message.replace("upload:", f"{name}:", 1) if message.startswith("upload:")
                             else message) from None
+        if len(prompt.ids) > PROMPT_MAX_TOKENS:
+            raise MidiTooLongError(f"{name}: its first {prompt.seconds:.0f} s make {len(prompt.ids)} tokens, over the "
+                                   f"app's {PROMPT_MAX_TOKENS}-token prompt limit (too many notes at once); keep "
+                                   "fewer seconds or upload a sparser piece")
         return prompt, Path(name).stem
     item = gallery.get(choice or NOTHING)
     if item is None:
@@ -303,6 +318,10 @@ class Registry:
             if self._jobs.get(key) is job:
                 del self._jobs[key]
 
+    def get(self, key: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(key)
+
     def stop(self, key: str) -> bool:
         with self._lock:
             job = self._jobs.get(key)
@@ -392,23 +411,98 @@ def _roll(bundle: Bundle, prompt: Prompt, ids: list[int]) -> np.ndarray:
     return live_roll(bundle.tokenizer.decode_ids(prompt.ids + ids), prompt.seconds if prompt.ids else None)
 
 
+def out_max_age_from_env() -> float:
+    """COMAGEN_OUT_MAX_AGE (seconds a result or upload file lives), OUT_MAX_AGE when unset."""
+    raw = os.environ.get("COMAGEN_OUT_MAX_AGE", "").strip()
+    if not raw:
+        return OUT_MAX_AGE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < OUT_MIN_AGE:
+        raise ConfigError(f"COMAGEN_OUT_MAX_AGE={raw!r}: must be a number of seconds, at least {OUT_MIN_AGE:.0f}")
+    return value
+
+
+def clean_interval(max_age: float) -> float:
+    """Longest sleep of the cleaner between sweeps: a twentieth of the age, 1 to 60 s."""
+    return min(max(max_age / 20, 1.0), 60.0)
+
+
+def clean_out_dir(max_age: float | None = None, roots: list[Path] | None = None) -> float | None:
+    """Remove every file under `roots` (default OUT_ROOT) once it is `max_age` old, and folders left
+    empty as long; return when (epoch seconds) the next file expires, None when none is left.
+
+    A file's age counts from its ctime, when it appeared in this folder: gradio copies results
+    with their original mtime, and a copy must not expire before its first download."""
+    max_age = OUT_MAX_AGE if max_age is None else max_age
+    next_expiry = None
+    for root in roots if roots is not None else [OUT_ROOT]:
+        if not root.is_dir():
+            continue
+        for folder, _, files in os.walk(root, topdown=False):
+            for name in files:
+                path = Path(folder) / name
+                try:
+                    expiry = path.lstat().st_ctime + max_age
+                    if expiry <= time.time():
+                        path.unlink()
+                        continue
+                except FileNotFoundError:  # removed meanwhile (a download finished, another sweep)
+                    continue
+                next_expiry = expiry if next_expiry is None else min(next_expiry, expiry)
+            here = Path(folder)
+            try:
+                if here != root and here.lstat().st_ctime + max_age <= time.time() and not any(here.iterdir()):
+                    here.rmdir()
+            except OSError:  # filled or removed meanwhile
+                continue
+    return next_expiry
+
+
+def start_cleaner(max_age: float | None = None, roots: list[Path] | None = None,
+                  stop: threading.Event | None = None) -> threading.Thread:
+    """A daemon thread that removes each upload and result file as soon as it is `max_age` old.
+
+    `new_out_dir` alone only cleans when a new result is made, so an idle server would keep the
+    last results (and gradio's copies of them) forever; this wakes when the next file expires, and
+    at least every `clean_interval` to see new ones. Each sweep also returns freed heap to the OS,
+    so a server at rest goes back near its resting RSS after a busy spell. Set `stop` to end it.
+    """
+    stop = stop or threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            age = OUT_MAX_AGE if max_age is None else max_age
+            try:
+                expiry = clean_out_dir(age, roots)
+            except OSError:  # a sweep that fails (permissions, a vanished mount) tries again later
+                expiry = None
+            release_memory()
+            wait = clean_interval(age) if expiry is None else expiry - time.time()
+            stop.wait(min(max(wait, 0.05), clean_interval(age)))
+
+    thread = threading.Thread(target=loop, daemon=True, name="comagen-cleaner")
+    thread.start()
+    return thread
+
+
 def new_out_dir() -> Path:
-    """A fresh folder for one result's files; folders older than OUT_MAX_AGE are removed."""
+    """A fresh folder for one result's files; files older than OUT_MAX_AGE are removed."""
     OUT_ROOT.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for old in OUT_ROOT.iterdir():
-        if old.is_dir() and now - old.stat().st_mtime > OUT_MAX_AGE:
-            shutil.rmtree(old, ignore_errors=True)
+    clean_out_dir()
     return Path(tempfile.mkdtemp(prefix="take-", dir=OUT_ROOT))
 
 
 def render_take(bundle: Bundle, take: Take, out_dir: Path | None = None) -> list[Rendered]:
     """Piano roll, audio, MIDI and attention figure of every variation of a take."""
     out_dir = out_dir or new_out_dir()
+    safe_name = re.sub(r"[^A-Za-z0-9_-]+", "_", take.name)[:NAME_MAX]  # from a client's file name: no path
     results = []
     for i, ids in enumerate(take.rows):
         score = bundle.tokenizer.decode_ids(take.prompt.ids + ids)
-        stem = f"comagen_{re.sub(r'[^A-Za-z0-9_-]+', '_', take.name)}_seed{take.seed}_v{i + 1}"
+        stem = f"comagen_{safe_name}_seed{take.seed}_v{i + 1}"
         midi = out_dir / f"{stem}.mid"
         midi.write_bytes(midi_bytes(score))
         wav, note = _audio(score, out_dir / f"{stem}.wav")
@@ -476,7 +570,7 @@ def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, regis
     job = Job(bundle, prompt, request)
     if registry is not None:
         registry.put(key, job)
-    try:
+    try:  # a consumer that leaves (the browser closed, gradio closes this generator) stops the job
         last_roll, roll_interval = 0.0, ROLL_MIN_INTERVAL
         while not job.wait(TEXT_INTERVAL):
             rows = job.generated()
@@ -492,6 +586,8 @@ def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, regis
                 roll_interval = max(ROLL_MIN_INTERVAL, ROLL_COST_FACTOR * (last_roll - t0))
             yield frame
     finally:
+        if not job.done:  # closed mid-stream: no one will read the rest, so stop sampling now
+            job.stop()
         if registry is not None:
             registry.drop(key, job)
     if job.error:
@@ -502,9 +598,30 @@ def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, regis
     yield Frame([token_text(bundle, ids) for ids in rows], "Rendering audio and figures ...",
                 first_token_s=job.first_token_at)
     results = render_take(bundle, take)
+    release_memory()
     yield Frame([token_text(bundle, ids) for ids in rows], "Stopped; kept what was generated." if stopped
                 else "Done.", [r.roll for r in results], take, results, stats_markdown(take, stopped),
                 job.first_token_at)
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None on another C library."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def release_memory() -> None:
+    """Give freed heap pages back to the OS. glibc keeps what a thread freed in that thread's
+    arena, and every generation runs on a new thread, so without this a server's RSS climbs
+    towards the sum of its arenas' peaks instead of returning to its resting size."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def continue_prompt(bundle: Bundle, history: list[Take], variation: int) -> tuple[Prompt, str]:

@@ -3,6 +3,7 @@ and the `generate` endpoint called through gradio_client the way a script would.
 
 from __future__ import annotations
 
+import threading
 import time
 import wave
 from pathlib import Path
@@ -87,13 +88,26 @@ def test_window_sliders_follow_the_checkpoint(bundle: studio.Bundle) -> None:
 # ------------------------------------------------------------------------------ uploads and limits
 
 
+def _dense(path: Path) -> Path:
+    """20,000 notes in one second: more tokens than any prompt may hold."""
+    score = symusic.Score(480)
+    track = symusic.Track("piano", 0, False)
+    for i in range(20000):
+        track.notes.append(symusic.Note(i * 960 // 20000, 10, 21 + i % 88, 80))
+    score.tracks.append(track)
+    path.write_bytes(score.dumps_midi())
+    return path
+
+
 @pytest.mark.parametrize("make, error", [
     (lambda p: p.write_bytes(b"MThd\x00\x00\x00\x06garbage"), MidiError),
     (lambda p: p.write_bytes(b""), EmptyMidiError),
     (lambda p: p.write_bytes(b"hello, not a midi file at all"), NotMidiError),
     (_drums, DrumOnlyError),
     (lambda p: p.write_bytes(b"MThd" + bytes(studio.UPLOAD_MAX_BYTES)), MidiTooLongError),
-])
+    (_dense, MidiTooLongError),
+    (lambda p: None, MidiError),  # gone: expired from the cache while its request waited
+], ids=["corrupt", "empty", "not-midi", "drums", "too-big", "too-dense", "gone"])
 def test_bad_uploads_give_one_clear_line_naming_the_file(tmp_path: Path, bundle: studio.Bundle, gallery: dict,
                                                          make, error) -> None:
     upload = tmp_path / "mine.mid"
@@ -133,6 +147,70 @@ def test_settings_enforce_limits_and_draw_a_seed(bundle: studio.Bundle) -> None:
             bad.request(bundle)
     composer = bundle.composers.names[1]
     assert studio.Settings(composer=composer).request(bundle).composer == 1
+
+
+def test_keep_seconds_must_be_a_real_length(bundle: studio.Bundle, gallery: dict) -> None:
+    for bad in (float("nan"), float("inf"), 0, -3):
+        with pytest.raises(ComagenError, match="keep_seconds"):
+            studio.resolve_prompt(bundle, None, gallery, ELISE, bad)
+
+
+# ------------------------------------------------------------------------------ temp files
+
+
+def test_cleaner_removes_files_once_they_reach_the_age_and_says_when_next(tmp_path: Path) -> None:
+    old = tmp_path / "out" / "take-1" / "a.mid"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"x")
+    time.sleep(1.0)  # the cleaner counts from ctime, which a test cannot backdate
+    fresh = tmp_path / "out" / "gradio" / "abc" / "b.png"
+    fresh.parent.mkdir(parents=True)
+    fresh.write_bytes(b"x")
+    born = {p: p.stat().st_ctime for p in (old, fresh)}
+    age = time.time() - (born[old] + born[fresh]) / 2  # old is ~0.5 s past it, fresh ~0.5 s short
+    next_expiry = studio.clean_out_dir(age, [tmp_path / "out"])
+    assert not old.exists() and fresh.exists()
+    assert next_expiry == pytest.approx(born[fresh] + age)
+    assert studio.clean_out_dir(age, [tmp_path / "nowhere"]) is None
+
+
+def test_an_idle_server_still_loses_its_files_on_time(tmp_path: Path) -> None:
+    """new_out_dir cleans only when a result is made; the cleaner thread does it on its own."""
+    root = tmp_path / "out"
+    stop = threading.Event()
+    cleaner = studio.start_cleaner(2.0, [root], stop)
+    try:
+        made = time.time()
+        file = root / "take-x" / "x.mid"
+        file.parent.mkdir(parents=True)
+        file.write_bytes(b"x")
+        deadline = made + 30  # generous: the cleaner wakes at the expiry itself
+        while file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert not file.exists() and time.time() - made >= 1.9  # file times run a tick behind
+    finally:
+        stop.set()
+        cleaner.join(10)
+    assert not cleaner.is_alive()
+
+
+@pytest.mark.parametrize("value, expected", [(None, studio.OUT_MAX_AGE), ("", studio.OUT_MAX_AGE), ("90", 90.0),
+                                             ("2.5", 2.5)])
+def test_out_max_age_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str | None,
+                                                expected: float) -> None:
+    if value is None:
+        monkeypatch.delenv("COMAGEN_OUT_MAX_AGE", raising=False)
+    else:
+        monkeypatch.setenv("COMAGEN_OUT_MAX_AGE", value)
+    assert studio.out_max_age_from_env() == expected
+
+
+@pytest.mark.parametrize("value", ["soon", "nan", "inf", "-5", "0.5"])
+def test_a_bad_out_max_age_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("COMAGEN_OUT_MAX_AGE", value)
+    with pytest.raises(ComagenError, match="COMAGEN_OUT_MAX_AGE") as info:
+        studio.out_max_age_from_env()
+    assert "\n" not in str(info.value)
 
 
 # ------------------------------------------------------------------------------ streaming and results
@@ -179,6 +257,20 @@ def test_stop_keeps_what_was_made_and_continue_extends_it(bundle: studio.Bundle,
     assert again.seconds >= prompt.seconds and again.seconds % 2 == 0  # on a bar line
     with pytest.raises(ComagenError, match="generate first"):
         studio.continue_prompt(bundle, [], 0)
+
+
+def test_a_client_that_leaves_stops_its_job(bundle: studio.Bundle, gallery: dict) -> None:
+    """gradio closes the stream of a client that disconnected; sampling must stop with it, not run
+    on to the requested length while other users wait."""
+    prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
+    registry = studio.Registry()
+    req = studio.Settings(seconds=studio.MAX_SECONDS, random_seed=False).request(bundle)
+    frames = studio.stream(bundle, prompt, req, name, registry=registry, key="gone", live_rolls=False)
+    next(frames)
+    job = registry.get("gone")
+    frames.close()
+    assert job is not None and job.wait(60) and job.session.stopped
+    assert job.session.stats["music_seconds"] < studio.MAX_SECONDS and registry.get("gone") is None
 
 
 def test_missing_fluidsynth_gives_a_note_and_everything_else(monkeypatch: pytest.MonkeyPatch,

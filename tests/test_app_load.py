@@ -1,0 +1,51 @@
+"""The app under load and hostile input: bench/app_load.py's own run, with fewer clients and short
+pieces, against a real `python app.py` (real gradio_client clients, real uploads over HTTP)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from app_support import ROOT, app_checkpoint
+
+MAX_AGE = 6.0  # seconds a temp file may live: short, so the test sees them all expire
+
+
+def _bench() -> ModuleType:
+    """bench/app_load.py as a module (bench/ is not a package, and must not go on sys.path)."""
+    spec = importlib.util.spec_from_file_location("bench_app_load", ROOT / "bench" / "app_load.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_app_serves_clients_at_once_refuses_bad_uploads_and_cleans_up(tmp_path: Path,
+                                                                      validation_files: list[Path]) -> None:
+    bench = _bench()
+    rows, summary = bench.run_load(app_checkpoint(tmp_path), tmp_path / "load", clients=4, seconds=2,
+                                   max_age=MAX_AGE, source=validation_files[0])
+    assert summary["failures"] == 0, "\n".join(summary["failure_list"])
+
+    by_name = {r["request"]: r for r in rows}
+    good = [r for r in rows if r["kind"] == "good"]
+    assert len(good) == 4 + 2 and all(r["outcome"] == "Done." and r["notes"] > 0 for r in good)
+    for bad in bench.HOSTILE:  # each bad upload: one line naming the file, not a traceback
+        outcome = by_name[bad.name]["outcome"]
+        if bad.message:
+            assert bad.message in outcome and "Traceback" not in outcome, outcome
+            assert outcome.startswith(bad.name + ": ") or not bad.names_file, outcome
+        else:
+            assert outcome == "Done." and by_name[bad.name]["notes"] > 0
+    for attack in ("path outside uploads", "../ path out of uploads"):
+        assert by_name[attack]["outcome"].startswith("error"), by_name[attack]
+    assert by_name["upload named ../../x.mid"]["outcome"] == "Done. as comagen_comagen-escape_seed1_v1.mid"
+    assert by_name["leaves mid-stream"]["outcome"].startswith("idle after")
+    assert not (tmp_path / "load" / "comagen-escape.mid").exists()
+
+    assert summary["server_alive_after"] and summary["temp_files_expired"]
+    assert summary["oldest_temp_file_s"] <= MAX_AGE + bench.AGE_SLACK
+    assert summary["requests_served"] == len(rows) - 1  # all but the client that left
+    assert summary["rss_start_mib"] < summary["rss_peak_mib"]

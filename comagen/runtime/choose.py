@@ -1,8 +1,8 @@
 """Which runtime a generation runs on: "auto", "onnx", "onnx-fp32", "onnx-int8" or "torch".
 
 auto: whichever of torch, the ONNX fp32 step and the ONNX int8 step measured fastest when the
-bundle was exported (int8 only if it was the fastest), else torch without a word; "onnx" is the
-faster of the two ONNX files. An explicit ONNX choice on a bundle
+bundle was exported (int8 only if it was the fastest); a bundle without an export runs on torch
+without a word. "onnx" is the faster of the two ONNX files; an explicit ONNX choice on a bundle
 without an export is a user error. Whatever was asked, a request the export cannot serve (other
 windows, a model on a GPU) or an export that is stale or damaged runs on torch with a one-line note.
 """

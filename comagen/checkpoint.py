@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
-from comagen.data import Composers
+from comagen.composers import Composers
 from comagen.errors import CheckpointError, ComagenError
 from comagen.files import exchange
 from comagen.model import Decoder, ModelConfig, build_model

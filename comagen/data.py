@@ -19,6 +19,7 @@ import symusic
 import torch
 from tqdm import tqdm
 
+from comagen.composers import Composers
 from comagen.errors import ComagenError, DatasetError
 from comagen.files import atomic_file, folder_lock, write_atomic
 from comagen.midi import load_score
@@ -76,49 +77,6 @@ def select_split(pieces: list[Piece], split: str | None) -> list[Piece]:
     if not chosen:
         raise DatasetError(f"no pieces in split {split!r} (splits: {sorted({p.split for p in pieces})})")
     return chosen
-
-
-class Composers:
-    """Composer name <-> conditioning id; id 0 means unconditional (no composer)."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.names = ["<none>", *names]
-        self._ids = {n: i for i, n in enumerate(self.names)}
-
-    @classmethod
-    def from_pieces(cls, pieces: list[Piece]) -> Composers:
-        return cls(sorted({p.composer for p in pieces if p.composer}))
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def id_of(self, name: str | None) -> int:
-        return self._ids.get(name or "", 0)
-
-    def find(self, query: str) -> int:
-        """Id of the composer whose name contains `query` (case-insensitive), e.g. 'chopin'."""
-        if not query:
-            return 0
-        if query in self._ids:
-            return self._ids[query]
-        hits = [i for i, n in enumerate(self.names[1:], 1) if query.lower() in n.lower()]
-        if len(hits) == 1:
-            return hits[0]
-        if not hits:
-            raise ComagenError(f"unknown composer {query!r}; try one of: {', '.join(self.names[1:8])}, ...")
-        exact = [i for i in hits if self.names[i].lower().endswith(query.lower())]
-        if len(exact) == 1:
-            return exact[0]
-        raise ComagenError(f"composer {query!r} is ambiguous: {', '.join(self.names[i] for i in hits[:6])}")
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({str(i): n for i, n in enumerate(self.names)}, indent=1, ensure_ascii=False))
-
-    @classmethod
-    def load(cls, path: str | Path) -> Composers:
-        table = json.loads(Path(path).read_text())
-        names = [table[str(i)] for i in range(len(table))]
-        return cls(names[1:])
 
 
 # ---------------------------------------------------------------- token cache

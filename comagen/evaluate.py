@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from comagen.data import Composers, TokenizedPiece, eval_windows
+from comagen.composers import NO_COMPOSER, Composers
+from comagen.data import TokenizedPiece, eval_windows
 from comagen.tokenizer import PianoTokenizer
 
 LN2 = math.log(2.0)
@@ -76,7 +77,7 @@ def evaluate_pieces(
             notes = piece.notes * len(ids) / max(len(piece.ids), 1)
         else:
             notes = float(torch.isin(torch.from_numpy(ids.astype("int64")), pitch_ids).sum())
-        for key in ("all", piece.piece.composer or "<none>"):
+        for key in ("all", piece.piece.composer or NO_COMPOSER):
             t = totals[key]
             t["nll"] += nll
             t["tokens"] += count

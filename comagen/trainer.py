@@ -26,7 +26,8 @@ from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
 from comagen.checkpoint import load_bundle, load_trainer_state, restore_interrupted, save_bundle
-from comagen.data import Augment, Composers, CropDataset, load_index, load_tokenized, select_split
+from comagen.composers import Composers
+from comagen.data import Augment, CropDataset, load_index, load_tokenized, select_split
 from comagen.errors import ConfigError
 from comagen.evaluate import evaluate_pieces
 from comagen.files import folder_lock

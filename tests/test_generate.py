@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from comagen.checkpoint import Bundle, save_bundle
-from comagen.data import Composers
+from comagen.composers import Composers
 from comagen.generate import (
     Prompt,
     Request,

@@ -16,7 +16,7 @@ import torch
 
 from comagen.checkpoint import Bundle, load_bundle, save_bundle
 from comagen.cli import main as cli_main
-from comagen.data import Composers
+from comagen.composers import Composers
 from comagen.errors import CheckpointError, ConfigError
 from comagen.generate import Prompt, Request, Sampling, generate, load_prompt
 from comagen.grammar import RemiGrammar, track

@@ -14,7 +14,7 @@ import torch
 
 from comagen import studio
 from comagen.checkpoint import Bundle, load_bundle, load_trainer_state, save_bundle
-from comagen.data import Composers
+from comagen.composers import Composers
 from comagen.errors import CheckpointError
 from comagen.generate import load_prompt
 from comagen.model import ModelConfig, build_model

@@ -155,45 +155,34 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
 EXTRA_PARSERS.append(_evaluate_parser)
 
 
-def _windows(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(w) for w in text.split(",")]
-    except ValueError:
-        raise ComagenError(f"--windows must be comma-separated integers like 32,64, not {text!r}") from None
-
-
 @command("generate")
 def generate_cmd(args: argparse.Namespace) -> dict:
     from comagen.checkpoint import load_bundle
-    from comagen.generate import Request, Sampling, generate, load_prompt
+    from comagen.generate import MAX_TOKENS_CAP, generate, load_prompt
     from comagen.midi import midi_bytes
+    from comagen.settings import NO_FORM, settings_from_cli
 
+    settings = settings_from_cli(args)
     bundle = load_bundle(args.checkpoint)
     prompt = load_prompt(bundle.tokenizer, args.prompt, args.prompt_seconds)
-    composer = bundle.composers.find(args.composer) if args.composer else 0
-    max_tokens = args.tokens or (16384 if args.form else int(args.seconds * 150) + 256 if args.seconds else 1024)
-    request = Request(max_tokens=min(max_tokens, 16384), seconds=args.seconds if not args.tokens else None,
-                      sampling=Sampling(args.temperature, args.top_k, args.top_p, args.min_p), seed=args.seed,
-                      variations=args.variations, composer=composer, guidance=args.guidance,
-                      windows=_windows(args.windows), form=args.form, section_bars=args.section_bars,
-                      runtime=args.runtime)
+    max_tokens = args.tokens or (MAX_TOKENS_CAP if settings.form != NO_FORM else int(settings.seconds * 150) + 256)
+    request = settings.request(bundle.composers, bundle.config.windows, max_tokens=min(max_tokens, MAX_TOKENS_CAP),
+                               runtime=args.runtime, until_seconds=not args.tokens)
     session = generate(bundle, prompt, request)
     if session.runtime.note:
         print(f"note: {session.runtime.note}", file=sys.stderr)
     out = Path(args.out)
     written = []
-    for row in range(args.variations):
-        path = out if args.variations == 1 else out.with_name(f"{out.stem}_{row + 1}{out.suffix}")
+    for row in range(request.variations):
+        path = out if request.variations == 1 else out.with_name(f"{out.stem}_{row + 1}{out.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(midi_bytes(session.score(row)))
         written.append(str(path))
     score = session.score(0)
     result = {"out": written, "prompt_tokens": len(prompt.ids), "prompt_seconds": prompt.seconds,
               "continuation_seconds": round(max(score.to("second").end() - prompt.seconds, 0.0), 2),
-              "composer": bundle.composers.names[composer], **session.stats}
-    if args.form:
+              "composer": bundle.composers.names[request.composer], **session.stats}
+    if request.form:
         result["section_starts"] = session.section_starts(0)
     if not args.json:
         print(f"wrote {', '.join(written)}: {result['tokens']} tokens, {result['notes']} notes, "
@@ -207,12 +196,13 @@ def attention_cmd(args: argparse.Namespace) -> dict:
     from comagen.attention_figure import attention_figure
     from comagen.checkpoint import load_bundle
     from comagen.generate import capture_attention, load_prompt
+    from comagen.settings import parse_windows
 
     bundle = load_bundle(args.checkpoint)
     prompt = load_prompt(bundle.tokenizer, args.prompt, args.prompt_seconds)
     if not prompt.ids:
         raise ComagenError(f"{args.prompt}: no tokens to look at")
-    capture = capture_attention(bundle, prompt.ids, windows=_windows(args.windows), last=args.last)
+    capture = capture_attention(bundle, prompt.ids, windows=list(parse_windows(args.windows)) or None, last=args.last)
     labels = [bundle.tokenizer.token_text(t) for t in prompt.ids[-args.last:]]
     fig = attention_figure(capture, token_labels=labels)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -225,23 +215,14 @@ def attention_cmd(args: argparse.Namespace) -> dict:
 
 
 def _generate_parsers(sub: argparse._SubParsersAction) -> None:
+    from comagen.settings import add_cli_options
+
     p = sub.add_parser("generate", help="continue a prompt (or start from nothing) and write MIDI")
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--prompt", type=Path, default=None)
     p.add_argument("--prompt-seconds", type=float, default=None, help="keep the prompt's first S seconds")
-    p.add_argument("--tokens", type=int, default=None, help="generate N tokens")
-    p.add_argument("--seconds", type=float, default=None, help="generate S seconds of music")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--min-p", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variations", type=int, default=1)
-    p.add_argument("--windows", default=None, help="per-scale attention windows, e.g. 32,64")
-    p.add_argument("--composer", default=None, help="a MAESTRO composer, e.g. Chopin")
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (1 = plain conditional)")
-    p.add_argument("--form", default=None, help="AABA, ABAB, ABAC, verse-chorus-bridge, ...")
-    p.add_argument("--section-bars", type=int, default=4)
+    p.add_argument("--tokens", type=int, default=None, help="generate N tokens (instead of --seconds)")
+    add_cli_options(p)
     p.add_argument("--runtime", default="auto",
                    help="what computes the logits: auto (the fastest the bundle's ONNX export measured, else "
                         "torch), onnx, onnx-fp32, onnx-int8 or torch")

@@ -1,0 +1,101 @@
+"""The one definition of what a user may ask of a generation: each setting's default, range and help.
+
+The CLI's options (`add_cli_options`) and the app's controls are generated from `Settings`' fields,
+so a setting added here appears in both without touching either. `Settings.request` turns the
+user's values into the engine's `Request`; windows are checked once, by the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import Field, dataclass, field, fields
+from typing import Any
+
+from comagen.composers import NO_COMPOSER, Composers
+from comagen.errors import ConfigError
+from comagen.generate import FORMS, Request, Sampling
+
+NO_FORM = "none"
+
+
+def setting(default: Any, help: str, *, low: float | None = None, high: float | None = None,  # noqa: A002
+            step: float | None = None, choices: list[str] | None = None, group: str = "main") -> Any:
+    """A dataclass field carrying what a control or an option needs: range, step, choices, help."""
+    meta = {"help": help, "low": low, "high": high, "step": step, "choices": choices, "group": group}
+    if isinstance(default, list | tuple):
+        return field(default=tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A generation request as the user sees it: plain values, names rather than ids."""
+
+    seconds: float = setting(20.0, "length (seconds of new music)", low=1, high=600, step=1)
+    temperature: float = setting(1.0, "temperature (0 = greedy)", low=0, high=2, step=0.05)
+    top_k: int = setting(0, "top-k (0 = off)", low=0, high=200, step=1)
+    top_p: float = setting(0.95, "top-p (1 = off)", low=0.05, high=1, step=0.01)
+    min_p: float = setting(0.0, "min-p (0 = off)", low=0, high=0.5, step=0.01)
+    seed: int = setting(0, "seed")
+    variations: int = setting(1, "variations", low=1, high=16, step=1)
+    composer: str = setting(NO_COMPOSER, "composer (a MAESTRO name, e.g. Chopin)", group="more")
+    guidance: float = setting(1.0, "guidance (1 = plain conditioning, >1 = more of the composer)",
+                              low=0, high=4, step=0.1, group="more")
+    windows: tuple[int, ...] = setting((), "per-scale attention windows (empty = as trained)", low=1, step=1,
+                                       group="more")
+    form: str = setting(NO_FORM, "musical form", choices=[NO_FORM, *sorted(FORMS)], group="more")
+    section_bars: int = setting(4, "bars per section", low=1, high=16, step=1, group="more")
+
+    def request(self, composers: Composers, trained_windows: list[int] | None, *, max_tokens: int,
+                seed: int | None = None, runtime: str = "auto", until_seconds: bool = True) -> Request:
+        """The engine's request: composer name to id, the trained windows to None, "none" form to None;
+        without `until_seconds` it runs to `max_tokens` (or EOS) rather than to `seconds`."""
+        windows = [int(w) for w in self.windows] or None
+        if windows == list(trained_windows or []):
+            windows = None
+        return Request(max_tokens=max_tokens, seconds=float(self.seconds) if until_seconds else None,
+                       sampling=Sampling(float(self.temperature), int(self.top_k), float(self.top_p),
+                                         float(self.min_p)),
+                       seed=int(self.seed) if seed is None else seed, variations=int(self.variations),
+                       composer=composers.find(self.composer) if self.composer != NO_COMPOSER else 0,
+                       guidance=float(self.guidance), windows=windows,
+                       form=None if self.form in ("", NO_FORM) else self.form,
+                       section_bars=int(self.section_bars), runtime=runtime)
+
+
+def knobs() -> list[Field]:
+    """The settings' fields, in the order the CLI and the app show them."""
+    return list(fields(Settings))
+
+
+# ------------------------------------------------------------------------------ the CLI's options
+
+
+def add_cli_options(parser: argparse.ArgumentParser) -> None:
+    """One `--name` option per setting, with the setting's default and help."""
+    for f in knobs():
+        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
+        if f.name == "windows":
+            parser.add_argument(flag, default="", help=f"{meta['help']}, e.g. 32,64")
+        elif meta["choices"] and f.name == "form":
+            parser.add_argument(flag, default=f.default, help=f"{meta['help']}: AABA, ABAB, verse-chorus-bridge, ...")
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default, help=f"{meta['help']} "
+                                f"(default {f.default})")
+
+
+def settings_from_cli(args: argparse.Namespace) -> Settings:
+    """The settings a parsed command line asks for."""
+    values = {f.name: getattr(args, f.name) for f in knobs()}
+    values["windows"] = parse_windows(values["windows"])
+    return Settings(**values)
+
+
+def parse_windows(text: str | None) -> tuple[int, ...]:
+    """'32,64' -> (32, 64); one clear line for anything else."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--windows must be comma-separated integers like 32,64, not {text!r}") from None

@@ -15,208 +15,318 @@ gradio makes once an event updates them (all of ours).
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import Field, dataclass
+from dataclasses import field as dc_field
 
 import gradio as gr
 
 from comagen import studio
+from comagen.composers import NO_COMPOSER
 from comagen.errors import ComagenError
-from comagen.generate import FORMS
+from comagen.settings import Settings, knobs
 
 QUEUE_CONCURRENCY = 1  # one generation at a time on a 2-core machine; the rest wait in turn
 QUEUE_SIZE = 32
 
 
-def build_demo(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, studio.GalleryItem]) -> gr.Blocks:
-    """The page: prompt and controls on top, streamed results per variation below."""
-    registry = studio.Registry()
-    bundle = checkpoints.get(default)
-    shipped = [label for label, item in gallery.items() if item.path and item.path.parent == studio.PROMPTS_DIR]
+def setting_control(f: Field, bundle: studio.Bundle, limits: studio.AppLimits) -> gr.components.Component:
+    """The control for one `Settings` field, from its default, range and help (the app's caps on top)."""
+    meta = f.metadata
+    if f.name == "composer":
+        return gr.Dropdown(bundle.composers.names, value=f.default, label=meta["help"], filterable=True)
+    if meta["choices"]:
+        return gr.Dropdown(meta["choices"], value=f.default, label=meta["help"])
+    if isinstance(f.default, bool):
+        return gr.Checkbox(value=f.default, label=meta["help"])
+    if meta["low"] is None or meta["high"] is None:
+        return gr.Number(value=f.default, precision=0 if isinstance(f.default, int) else None, label=meta["help"])
+    cap = {"seconds": limits.max_seconds, "variations": limits.max_variations}.get(f.name, meta["high"])
+    return gr.Slider(meta["low"], min(meta["high"], cap), value=f.default, step=meta["step"], label=meta["help"])
 
-    with gr.Blocks(title="comagen studio") as demo:
-        gr.Markdown("# comagen studio\nContinue a piano piece with a multi-scale-attention Conformer. "
-                    "Pick or upload a prompt, press **Generate**, listen, download, **Continue** or **Undo**.")
-        model_info = gr.Markdown(studio.describe_checkpoint(bundle))
-        history = gr.State([])
-        chosen = gr.State(0)
-        with gr.Row():
-            with gr.Column():
-                gr.Markdown("### Prompt")
-                checkpoint = gr.Dropdown(checkpoints.names, value=default, label="checkpoint")
-                prompt_choice = gr.Dropdown(list(gallery), value=shipped[0] if shipped else studio.NOTHING,
-                                            label="gallery (type to search)", filterable=True)
-                upload = gr.File(label=f"or upload a .mid/.midi (up to {studio.UPLOAD_MAX_BYTES // 2**20} MB)",
-                                 file_types=[".mid", ".midi"], type="filepath", elem_id="upload")
-                keep = gr.Slider(1, studio.PROMPT_MAX_SECONDS, value=8, step=1, label="keep the first N seconds")
-                prompt_note = gr.Markdown(elem_id="prompt-note")
-                prompt_roll = gr.Image(label="prompt", type="numpy", format="png", interactive=False, height=160)
-            with gr.Column():
-                gr.Markdown("### Controls")
-                seconds = gr.Slider(2, studio.MAX_SECONDS, value=20, step=1, label="length (seconds of new music)")
-                temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="temperature (0 = greedy)")
-                with gr.Row():
-                    top_k = gr.Slider(0, 200, value=0, step=1, label="top-k (0 = off)")
-                    top_p = gr.Slider(0.05, 1, value=0.95, step=0.01, label="top-p")
-                with gr.Row():
-                    seed = gr.Number(value=0, precision=0, label="seed")
-                    random_seed = gr.Checkbox(value=True, label="random seed (the one used is shown)")
-                variations = gr.Slider(1, studio.MAX_VARIATIONS, value=1, step=1, label="variations")
-                with gr.Accordion("composer, attention windows, form", open=False):
-                    composer = gr.Dropdown(bundle.composers.names, value="<none>", label="composer", filterable=True)
-                    guidance = gr.Slider(0, 4, value=1.0, step=0.1,
-                                         label="guidance (1 = plain conditioning, >1 = more of the composer)")
-                    windows = [gr.Slider(minimum=1, step=1, **{"maximum": 1024, **s})
-                               for s in studio.window_sliders(bundle)]
-                    form = gr.Dropdown(["none", *sorted(FORMS)], value="none", label="musical form")
-                    section_bars = gr.Slider(1, 16, value=4, step=1, label="bars per section")
-        with gr.Row():
-            generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
-            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
-            continue_btn = gr.Button("Continue", elem_id="continue")
-            undo_btn = gr.Button("Undo", elem_id="undo")
-        status = gr.Markdown(elem_id="status")
-        tabs, texts, rolls, audios, midis, attentions, notes = [], [], [], [], [], [], []
-        with gr.Tabs():
-            for i in range(studio.MAX_VARIATIONS):
-                with gr.Tab(f"Variation {i + 1}", visible=i == 0, id=i) as tab:
-                    rolls.append(gr.Image(label="piano roll (blue prompt, orange continuation, paler = softer)",
+
+def settings_controls(bundle: studio.Bundle, group: str,
+                      limits: studio.AppLimits) -> dict[str, gr.components.Component]:
+    """The controls of one group of settings, in `Settings`' order; windows become one slider per
+    possible scale (shown per checkpoint), and the seed is followed by the app's own random-seed box."""
+    out: dict[str, gr.components.Component] = {}
+    for f in knobs():
+        if f.metadata["group"] != group:
+            continue
+        if f.name == "windows":
+            for i, s in enumerate(studio.window_sliders(bundle)):
+                out[f"window_{i + 1}"] = gr.Slider(minimum=1, step=1, **{"maximum": 1024, **s})
+            continue
+        out[f.name] = setting_control(f, bundle, limits)
+        if f.name == "seed":
+            out["random_seed"] = gr.Checkbox(value=True, label="random seed (the one used is shown)")
+    return out
+
+
+def settings_from_values(values: dict) -> tuple[Settings, bool]:
+    """The page's control values (by name) as `Settings`, and whether to draw a random seed."""
+    names = {f.name for f in knobs()}
+    scales = sorted((int(k.removeprefix("window_")), v) for k, v in values.items() if k.startswith("window_"))
+    windows = tuple(int(v) for _, v in scales)
+    chosen = {k: v for k, v in values.items() if k in names and k != "windows"}
+    ints = {f.name for f in knobs() if isinstance(f.default, int)}
+    chosen = {k: int(v or 0) if k in ints else v for k, v in chosen.items()}
+    return Settings(**chosen, windows=windows), bool(values.get("random_seed", True))
+
+
+def named_handler(fn: Callable[..., Iterator[dict]], names: list[str]) -> Callable[..., Iterator[dict]]:
+    """`fn(values_by_name, history, variation, request)` as a gradio handler whose parameters carry
+    the controls' names, so the HTTP API keeps named parameters however many controls there are."""
+    def handler(*args: object) -> Iterator[dict]:
+        *values, history, variation, request = args
+        yield from fn(dict(zip(names, values, strict=True)), history, variation, request)
+
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in [*names, "history", "variation"]]
+    params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request))
+    handler.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    handler.__annotations__ = {"request": gr.Request}
+    handler.__doc__ = fn.__doc__
+    return handler
+
+
+@dataclass
+class Results:
+    """The per-variation result components (one tab each)."""
+
+    tabs: list = dc_field(default_factory=list)
+    texts: list = dc_field(default_factory=list)
+    rolls: list = dc_field(default_factory=list)
+    audios: list = dc_field(default_factory=list)
+    midis: list = dc_field(default_factory=list)
+    attentions: list = dc_field(default_factory=list)
+    notes: list = dc_field(default_factory=list)
+
+    def all(self) -> list:
+        return [*self.tabs, *self.texts, *self.rolls, *self.audios, *self.midis, *self.attentions, *self.notes]
+
+    def show(self, rendered: list[studio.Rendered] | None, rows: int) -> dict:
+        """Per-tab updates: the rendered results, or cleared tabs."""
+        out: dict = {}
+        for i in range(studio.MAX_VARIATIONS):
+            r = rendered[i] if rendered and i < len(rendered) else None
+            out[self.tabs[i]] = gr.Tab(visible=i < max(rows, 1))
+            out[self.rolls[i]] = r.roll if r else None
+            out[self.audios[i]] = str(r.wav) if r and r.wav else None
+            out[self.midis[i]] = str(r.midi) if r else None
+            out[self.attentions[i]] = r.attention if r else None
+            out[self.notes[i]] = r.note if r else ""
+        return out
+
+
+def result_tabs(chosen: gr.State) -> Results:
+    """One tab per possible variation: piano roll, audio, MIDI, notes, tokens, attention."""
+    res = Results()
+    with gr.Tabs():
+        for i in range(studio.MAX_VARIATIONS):
+            with gr.Tab(f"Variation {i + 1}", visible=i == 0, id=i) as tab:
+                res.rolls.append(gr.Image(label="piano roll (blue prompt, orange continuation, paler = softer)",
                                           type="numpy", format="png", interactive=False, elem_id=f"roll-{i}"))
-                    with gr.Row():
-                        audios.append(gr.Audio(label="listen", type="filepath", interactive=False,
+                with gr.Row():
+                    res.audios.append(gr.Audio(label="listen", type="filepath", interactive=False,
                                                elem_id=f"audio-{i}"))
-                        midis.append(gr.File(label="MIDI download", interactive=False, elem_id=f"midi-{i}"))
-                    notes.append(gr.Markdown())
-                    texts.append(gr.Textbox(label="tokens", lines=5, max_lines=10, autoscroll=True,
+                    res.midis.append(gr.File(label="MIDI download", interactive=False, elem_id=f"midi-{i}"))
+                res.notes.append(gr.Markdown())
+                res.texts.append(gr.Textbox(label="tokens", lines=5, max_lines=10, autoscroll=True,
                                             interactive=False, elem_id=f"tokens-{i}"))
-                    attentions.append(gr.Image(label="attention: where the last tokens looked, per layer and scale",
-                                               type="numpy", format="png", interactive=False))
-                tab.select(lambda i=i: i, None, chosen)
-                tabs.append(tab)
-        stats = gr.Markdown(elem_id="stats")
+                gr.Markdown("attention: where the last tokens looked, per layer and scale")
+                res.attentions.append(gr.Image(label="attention", show_label=False, type="numpy", format="png",
+                                               interactive=False))  # no label chip over the first panel's title
+            tab.select(lambda i=i: i, None, chosen)
+            res.tabs.append(tab)
+    return res
 
-        controls = [checkpoint, prompt_choice, upload, keep, seconds, temperature, top_k, top_p, seed, random_seed,
-                    variations, composer, guidance, *windows, form, section_bars]
-        results = [*tabs, *texts, *rolls, *audios, *midis, *attentions, *notes]
-        outputs = [status, stats, seed, history, *results]
 
-        def show(results_list: list[studio.Rendered] | None, rows: int) -> dict:
-            """Per-tab updates: the rendered results, or cleared tabs."""
-            out: dict = {}
-            for i in range(studio.MAX_VARIATIONS):
-                r = results_list[i] if results_list and i < len(results_list) else None
-                out[tabs[i]] = gr.Tab(visible=i < max(rows, 1))
-                out[rolls[i]] = r.roll if r else None
-                out[audios[i]] = str(r.wav) if r and r.wav else None
-                out[midis[i]] = str(r.midi) if r else None
-                out[attentions[i]] = r.attention if r else None
-                out[notes[i]] = r.note if r else ""
-            return out
+@dataclass
+class Page:
+    """The page's components that events read or update."""
 
-        def run(mode: str, name: str, choice: str, up: str | None, keep_s: float, settings: studio.Settings,
-                past: list[studio.Take], pick: int, request: gr.Request) -> Iterator[dict]:
-            try:
-                b = checkpoints.get(name)
-                req = settings.request(b)
-                if mode == "continue":
-                    prompt, label = studio.continue_prompt(b, past, pick)
-                else:
-                    prompt, label = studio.resolve_prompt(b, up, gallery, choice, keep_s)
-                yield {status: "Starting ...", seed: req.seed,
-                       **{texts[i]: "" for i in range(studio.MAX_VARIATIONS)},
-                       **{tabs[i]: gr.Tab(visible=i < req.variations) for i in range(studio.MAX_VARIATIONS)}}
-                for frame in studio.stream(b, prompt, req, label, registry=registry, key=request.session_hash):
-                    update = {status: frame.status, **{texts[i]: t for i, t in enumerate(frame.texts)}}
-                    if frame.rolls:
-                        update.update({rolls[i]: r for i, r in enumerate(frame.rolls)})
-                    if frame.take:
-                        new_history = ([] if mode == "generate" else list(past)) + [frame.take]
-                        update.update(show(frame.results, len(frame.take.rows)))
-                        update.update({stats: frame.stats, history: new_history, seed: req.seed})
-                    yield update
-            except ComagenError as exc:
-                yield {status: f"**Error:** {exc}"}
-                raise gr.Error(str(exc), print_exception=False) from None
+    model_info: gr.Markdown
+    history: gr.State
+    chosen: gr.State
+    checkpoint: gr.Dropdown
+    prompt_choice: gr.Dropdown
+    upload: gr.File
+    keep: gr.Slider
+    prompt_note: gr.Markdown
+    prompt_roll: gr.Image
+    controls: dict[str, gr.components.Component]
+    buttons: dict[str, gr.Button]
+    status: gr.Markdown
+    stats: gr.Markdown
+    results: Results
 
-        def generate(checkpoint: str, prompt: str, upload: str | None, keep_seconds: float, seconds: float,
-                     temperature: float, top_k: int, top_p: float, seed: int, random_seed: bool, variations: int,
-                     composer: str, guidance: float, window_1: int, window_2: int, window_3: int, window_4: int,
-                     form: str, section_bars: int, history: list[studio.Take], variation: int,
-                     request: gr.Request) -> Iterator[dict]:
-            """Continue a prompt (an upload wins over the gallery choice); streams, then returns
-            status, stats, seed used, and per variation: token text, piano roll, WAV, MIDI, attention."""
-            settings = studio.Settings(seconds, temperature, top_k, top_p, int(seed or 0), random_seed,
-                                       int(variations), composer, guidance,
-                                       [window_1, window_2, window_3, window_4], form, int(section_bars))
-            yield from run("generate", checkpoint, prompt, upload, keep_seconds, settings, history, variation, request)
+    def windows(self) -> list:
+        return [c for name, c in self.controls.items() if name.startswith("window_")]
 
-        def extend(checkpoint: str, prompt: str, upload: str | None, keep_seconds: float, seconds: float,
-                   temperature: float, top_k: int, top_p: float, seed: int, random_seed: bool, variations: int,
-                   composer: str, guidance: float, window_1: int, window_2: int, window_3: int, window_4: int,
-                   form: str, section_bars: int, history: list[studio.Take], variation: int,
-                   request: gr.Request) -> Iterator[dict]:
-            """Continue the last result (the selected variation's tab) with the current settings."""
-            settings = studio.Settings(seconds, temperature, top_k, top_p, int(seed or 0), random_seed,
-                                       int(variations), composer, guidance,
-                                       [window_1, window_2, window_3, window_4], form, int(section_bars))
-            yield from run("continue", checkpoint, prompt, upload, keep_seconds, settings, history, variation, request)
 
-        def stop(request: gr.Request) -> None:
-            registry.stop(request.session_hash)
+def layout(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, studio.GalleryItem],
+           shipped: list[str], limits: studio.AppLimits) -> Page:
+    """Header and buttons (above the fold), prompt and controls side by side, results below."""
+    bundle = checkpoints.get(default)
+    gr.Markdown("# comagen studio\nContinue a piano piece with a multi-scale-attention Conformer. "
+                "Pick or upload a prompt, press **Generate**, listen, download, **Continue** or **Undo**.")
+    model_info = gr.Markdown(studio.describe_checkpoint(bundle))
+    with gr.Row():
+        buttons = {"generate": gr.Button("Generate", variant="primary", elem_id="generate"),
+                   "stop": gr.Button("Stop", variant="stop", elem_id="stop"),
+                   "continue": gr.Button("Continue", elem_id="continue"),
+                   "undo": gr.Button("Undo", elem_id="undo")}
+    status = gr.Markdown(elem_id="status")
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown("### Prompt")
+            checkpoint = gr.Dropdown(checkpoints.names, value=default, label="checkpoint")
+            prompt_choice = gr.Dropdown(list(gallery), value=shipped[0] if shipped else studio.NOTHING,
+                                        label="gallery (type to search)", filterable=True)
+            upload = gr.File(label=f"or upload a .mid/.midi (up to {studio.UPLOAD_MAX_BYTES // 2**20} MB)",
+                             file_types=[".mid", ".midi"], type="filepath", elem_id="upload")
+            keep = gr.Slider(1, studio.PROMPT_MAX_SECONDS, value=8, step=1, label="keep the first N seconds")
+            prompt_note = gr.Markdown(elem_id="prompt-note")
+            prompt_roll = gr.Image(label="prompt", type="numpy", format="png", interactive=False, height=160)
+        with gr.Column():
+            gr.Markdown("### Controls")
+            controls = settings_controls(bundle, "main", limits)
+            with gr.Accordion("composer, attention windows, form", open=False):
+                controls.update(settings_controls(bundle, "more", limits))
+    chosen = gr.State(0)
+    results = result_tabs(chosen)
+    return Page(model_info, gr.State([]), chosen, checkpoint, prompt_choice, upload, keep, prompt_note, prompt_roll,
+                controls, buttons, status, gr.Markdown(elem_id="stats"), results)
 
-        def undo(name: str, past: list[studio.Take]) -> dict:
-            """Drop the last continuation and show the one before it again."""
-            if not past:
-                return {status: "Nothing to undo."}
-            past = past[:-1]
-            if not past:
-                return {status: "Undone: back to an empty page.", stats: "", history: past, **show(None, 1),
-                        **{texts[i]: "" for i in range(studio.MAX_VARIATIONS)}}
-            b, last = checkpoints.get(name), past[-1]
-            return {status: f"Undone: {len(past)} take(s) left.", stats: studio.stats_markdown(last, False),
-                    history: past, **show(studio.render_take(b, last), len(last.rows)),
-                    **{texts[i]: studio.token_text(b, ids) for i, ids in enumerate(last.rows)}}
 
-        def preview(name: str, choice: str, up: str | None, keep_s: float) -> dict:
-            """Check the prompt at once (bad uploads are refused here, with the reason)."""
-            try:
-                b = checkpoints.get(name)
-                prompt, label = studio.resolve_prompt(b, up, gallery, choice, keep_s)
-            except ComagenError as exc:
-                return {prompt_note: f"**Upload refused:** {exc}. Using the gallery prompt instead."
-                        if up else f"**Error:** {exc}", upload: None, prompt_roll: None}
-            if not prompt.ids:
-                return {prompt_note: "Starting from nothing.", prompt_roll: None}
-            score = b.tokenizer.decode_ids(prompt.ids)
-            return {prompt_note: f"Prompt **{label}**: {score.note_num()} notes, continuing at {prompt.seconds:.0f} s.",
-                    prompt_roll: studio.live_roll(score, None, width=600, row_px=2)}
+def wire_generation(page: Page, checkpoints: studio.Checkpoints, gallery: dict[str, studio.GalleryItem],
+                    registry: studio.Registry) -> None:
+    """Generate and Continue: one handler, two modes."""
+    res, status, stats, history, seed = page.results, page.status, page.stats, page.history, page.controls["seed"]
+    outputs = [status, stats, seed, history, *res.all()]
+    names = ["checkpoint", "prompt", "upload", "keep_seconds", *page.controls]
+    inputs = [page.checkpoint, page.prompt_choice, page.upload, page.keep, *page.controls.values(), history,
+              page.chosen]
 
-        def switch(name: str) -> dict:
-            """Load another checkpoint: its composers and window sliders; the history is cleared."""
-            try:
-                b = checkpoints.get(name)
-            except ComagenError as exc:
-                return {model_info: f"**Error:** {exc}"}
-            return {model_info: studio.describe_checkpoint(b), history: [],
-                    composer: gr.Dropdown(choices=b.composers.names, value="<none>"),
-                    **{w: gr.Slider(**s) for w, s in zip(windows, studio.window_sliders(b), strict=True)}}
+    def run(mode: str, values: dict, past: list[studio.Take], pick: int, request: gr.Request) -> Iterator[dict]:
+        try:
+            b = checkpoints.get(values["checkpoint"])
+            settings, random_seed = settings_from_values(values)
+            req = studio.app_request(b, settings, random_seed)
+            if mode == "continue":
+                prompt, label = studio.continue_prompt(b, past, pick)
+            else:
+                prompt, label = studio.resolve_prompt(b, values["upload"], gallery, values["prompt"],
+                                                      values["keep_seconds"])
+            yield {status: "Starting ...", seed: req.seed,
+                   **{res.texts[i]: "" for i in range(studio.MAX_VARIATIONS)},
+                   **{res.tabs[i]: gr.Tab(visible=i < req.variations) for i in range(studio.MAX_VARIATIONS)}}
+            for frame in studio.stream(b, prompt, req, label, registry=registry, key=request.session_hash):
+                update = {status: frame.status, **{res.texts[i]: t for i, t in enumerate(frame.texts)}}
+                if frame.rolls:
+                    update.update({res.rolls[i]: r for i, r in enumerate(frame.rolls)})
+                if frame.take:
+                    new_history = ([] if mode == "generate" else list(past)) + [frame.take]
+                    update.update(res.show(frame.results, len(frame.take.rows)))
+                    update.update({stats: frame.stats, history: new_history, seed: req.seed})
+                yield update
+        except ComagenError as exc:
+            yield {status: f"**Error:** {exc}"}
+            raise gr.Error(str(exc), print_exception=False) from None
 
-        preview_io = dict(inputs=[checkpoint, prompt_choice, upload, keep], outputs=[prompt_note, upload, prompt_roll])
-        generate_btn.click(generate, [*controls, history, chosen], outputs, api_name="generate", concurrency_id="model")
-        continue_btn.click(extend, [*controls, history, chosen], outputs, api_name="continue", concurrency_id="model")
-        stop_btn.click(stop, None, None, api_name="stop", concurrency_limit=None)
-        undo_btn.click(undo, [checkpoint, history], outputs, api_name="undo", concurrency_id="model")
-        upload.upload(preview, **preview_io, api_name=False)
-        prompt_choice.change(preview, **preview_io, api_name=False)
-        keep.release(preview, **preview_io, api_name=False)
-        checkpoint.change(switch, checkpoint, [model_info, history, composer, *windows], api_name=False)
-        demo.load(preview, **preview_io, api_name=False)
+    def generate(values: dict, past: list[studio.Take], pick: int, request: gr.Request) -> Iterator[dict]:
+        """Continue a prompt (an upload wins over the gallery choice); streams, then returns
+        status, stats, seed used, and per variation: token text, piano roll, WAV, MIDI, attention."""
+        yield from run("generate", values, past, pick, request)
 
+    def extend(values: dict, past: list[studio.Take], pick: int, request: gr.Request) -> Iterator[dict]:
+        """Continue the last result (the selected variation's tab) with the current settings."""
+        yield from run("continue", values, past, pick, request)
+
+    for mode, fn in (("generate", generate), ("continue", extend)):
+        page.buttons[mode].click(named_handler(fn, names), inputs, outputs, api_name=mode, concurrency_id="model")
+    wire_stop_undo(page, checkpoints, registry, outputs)
+
+
+def wire_stop_undo(page: Page, checkpoints: studio.Checkpoints, registry: studio.Registry, outputs: list) -> None:
+    """Stop keeps what was made; Undo shows the take before the last again."""
+    res, status, stats, history = page.results, page.status, page.stats, page.history
+
+    def stop(request: gr.Request) -> None:
+        registry.stop(request.session_hash)
+
+    def undo(name: str, past: list[studio.Take]) -> dict:
+        """Drop the last continuation and show the one before it again."""
+        if not past:
+            return {status: "Nothing to undo."}
+        past = past[:-1]
+        if not past:
+            return {status: "Undone: back to an empty page.", stats: "", history: past, **res.show(None, 1),
+                    **{res.texts[i]: "" for i in range(studio.MAX_VARIATIONS)}}
+        b, last = checkpoints.get(name), past[-1]
+        return {status: f"Undone: {len(past)} take(s) left.", stats: studio.stats_markdown(last, False),
+                history: past, **res.show(studio.render_take(b, last), len(last.rows)),
+                **{res.texts[i]: studio.token_text(b, ids) for i, ids in enumerate(last.rows)}}
+
+    page.buttons["stop"].click(stop, None, None, api_name="stop", concurrency_limit=None)
+    page.buttons["undo"].click(undo, [page.checkpoint, history], outputs, api_name="undo", concurrency_id="model")
+
+
+def wire_prompt(demo: gr.Blocks, page: Page, checkpoints: studio.Checkpoints,
+                gallery: dict[str, studio.GalleryItem]) -> None:
+    """The prompt preview (bad uploads refused at once) and switching checkpoints."""
+    note, roll, upload = page.prompt_note, page.prompt_roll, page.upload
+
+    def preview(name: str, choice: str, up: str | None, keep_s: float) -> dict:
+        """Check the prompt at once (bad uploads are refused here, with the reason)."""
+        try:
+            b = checkpoints.get(name)
+            prompt, label = studio.resolve_prompt(b, up, gallery, choice, keep_s)
+        except ComagenError as exc:
+            return {note: f"**Upload refused:** {exc}. Using the gallery prompt instead."
+                    if up else f"**Error:** {exc}", upload: None, roll: None}
+        if not prompt.ids:
+            return {note: "Starting from nothing.", roll: None}
+        score = b.tokenizer.decode_ids(prompt.ids)
+        return {note: f"Prompt **{label}**: {score.note_num()} notes, continuing at {prompt.seconds:.0f} s.",
+                roll: studio.live_roll(score, None, width=600, row_px=2)}
+
+    def switch(name: str) -> dict:
+        """Load another checkpoint: its composers and window sliders; the history is cleared."""
+        try:
+            b = checkpoints.get(name)
+        except ComagenError as exc:
+            return {page.model_info: f"**Error:** {exc}"}
+        return {page.model_info: studio.describe_checkpoint(b), page.history: [],
+                page.controls["composer"]: gr.Dropdown(choices=b.composers.names, value=NO_COMPOSER),
+                **{w: gr.Slider(**s) for w, s in zip(page.windows(), studio.window_sliders(b), strict=True)}}
+
+    preview_io = dict(inputs=[page.checkpoint, page.prompt_choice, upload, page.keep], outputs=[note, upload, roll])
+    upload.upload(preview, **preview_io, api_name=False)
+    page.prompt_choice.change(preview, **preview_io, api_name=False)
+    page.keep.release(preview, **preview_io, api_name=False)
+    page.checkpoint.change(switch, page.checkpoint,
+                           [page.model_info, page.history, page.controls["composer"], *page.windows()], api_name=False)
+    demo.load(preview, **preview_io, api_name=False)
+
+
+def build_demo(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, studio.GalleryItem],
+               limits: studio.AppLimits = studio.LIMITS) -> gr.Blocks:
+    """The page: buttons, prompt and controls on top, streamed results per variation below."""
+    shipped = [label for label, item in gallery.items() if item.path and item.path.parent == studio.PROMPTS_DIR]
+    with gr.Blocks(title="comagen studio") as demo:
+        page = layout(checkpoints, default, gallery, shipped, limits)
+        wire_generation(page, checkpoints, gallery, studio.Registry())
+        wire_prompt(demo, page, checkpoints, gallery)
         examples = [[choice, 8, 20, 1.0, 0, 0.95, 1, "none"] for choice in shipped[:2]]
         if len(shipped) > 2:
             examples += [[shipped[2], 6, 16, 0.9, 40, 0.95, 2, "none"], [shipped[-1], 4, 16, 1.0, 0, 0.95, 1, "AABA"]]
         if examples:
-            gr.Examples(examples, [prompt_choice, keep, seconds, temperature, top_k, top_p, variations, form],
+            c = page.controls
+            gr.Examples(examples, [page.prompt_choice, page.keep, c["seconds"], c["temperature"], c["top_k"],
+                                   c["top_p"], c["variations"], c["form"]],
                         label="Examples (good settings to start from)")
     return demo
 

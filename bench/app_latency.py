@@ -18,6 +18,7 @@ import time
 
 from comagen import studio
 from comagen.report import emit
+from comagen.settings import Settings
 
 PROMPTS = ['L. van Beethoven: Bagatelle in A minor, WoO 59 "Für Elise"', "E. Satie: Gymnopédie No. 1"]
 
@@ -40,7 +41,7 @@ def main() -> None:
     for label in PROMPTS:
         for seed in range(args.runs):
             prompt, name = studio.resolve_prompt(bundle, None, gallery, label, args.keep)
-            request = studio.Settings(seconds=args.seconds, random_seed=False, seed=seed).request(bundle)
+            request = studio.app_request(bundle, Settings(seconds=args.seconds, seed=seed), random_seed=False)
             start = time.perf_counter()
             gaps, last, sampled_at = [], start, None
             for frame in studio.stream(bundle, prompt, request, name):

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +31,10 @@ from comagen.audio import render_audio, wav_bytes
 from comagen.checkpoint import FILES, Bundle, load_bundle
 from comagen.data import load_index
 from comagen.errors import CheckpointError, ComagenError, ConfigError, MidiError, MidiTooLongError, NotMidiError
-from comagen.generate import Prompt, Request, Sampling, Session, capture_attention, load_prompt, prompt_from_ids
+from comagen.generate import Prompt, Request, Session, capture_attention, load_prompt, prompt_from_ids
 from comagen.midi import midi_bytes
 from comagen.pianoroll import BLACK_KEYS, CONTINUATION_COLOUR, PROMPT_COLOUR, piano_roll_figure
+from comagen.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS_DIR = ROOT / "assets" / "checkpoints"
@@ -98,10 +99,15 @@ class Checkpoints:
             return self._loaded[name]
 
 
+def scales_of(bundle: Bundle) -> list[int]:
+    """The trained window of each attention scale (none for a model without multi-scale attention)."""
+    return list(bundle.config.windows) if bundle.config.arch == "conformer" else []
+
+
 def window_sliders(bundle: Bundle) -> list[dict]:
     """Settings of the MAX_SCALES window sliders for a checkpoint (hidden beyond its scales)."""
     cfg = bundle.config
-    windows = cfg.windows if cfg.arch == "conformer" else []
+    windows = scales_of(bundle)
     out = []
     for i in range(MAX_SCALES):
         if i < len(windows):
@@ -223,44 +229,30 @@ def prompt_after(bundle: Bundle, ids: list[int]) -> Prompt:
 # ------------------------------------------------------------------------------ settings
 
 
-@dataclass
-class Settings:
-    """The page's generation controls, checked and turned into a `Request`."""
+@dataclass(frozen=True)
+class AppLimits:
+    """The app's own caps on top of `Settings`' ranges: what one request of a shared server may cost."""
 
-    seconds: float = 20.0
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 0.95
-    seed: int = 0
-    random_seed: bool = True
-    variations: int = 1
-    composer: str = "<none>"
-    guidance: float = 1.0
-    windows: list[int] = field(default_factory=list)
-    form: str = "none"
-    section_bars: int = 4
+    max_seconds: int = MAX_SECONDS
+    max_variations: int = MAX_VARIATIONS
+    token_cap: int = TOKEN_CAP
+    max_scales: int = MAX_SCALES
 
-    def request(self, bundle: Bundle) -> Request:
-        """A request within the app's limits; the seed is drawn here when random is on."""
-        if not 1 <= self.seconds <= MAX_SECONDS:
-            raise ComagenError(f"length must be between 1 and {MAX_SECONDS} seconds")
-        if not 1 <= int(self.variations) <= MAX_VARIATIONS:
-            raise ComagenError(f"variations must be between 1 and {MAX_VARIATIONS}")
-        seed = random.randrange(2**31) if self.random_seed else int(self.seed)
-        cfg = bundle.config
-        windows = None
-        if cfg.arch == "conformer" and self.windows:
-            windows = [int(w) for w in self.windows[:len(cfg.windows)]]
-            if any(not 1 <= w <= cfg.window_cap for w in windows):
-                raise ComagenError(f"windows must be between 1 and {cfg.window_cap}")
-            windows = None if windows == list(cfg.windows) else windows
-        composer = bundle.composers.id_of(self.composer) if self.composer and self.composer != "<none>" else 0
-        return Request(max_tokens=TOKEN_CAP, seconds=float(self.seconds),
-                       sampling=Sampling(float(self.temperature), int(self.top_k), float(self.top_p)),
-                       seed=seed, variations=int(self.variations), composer=composer,
-                       guidance=float(self.guidance), windows=windows,
-                       form=None if self.form in ("", "none", None) else self.form,
-                       section_bars=int(self.section_bars))
+
+LIMITS = AppLimits()
+
+
+def app_request(bundle: Bundle, settings: Settings, random_seed: bool = True, limits: AppLimits = LIMITS) -> Request:
+    """A request within the app's limits; the seed is drawn here when random is on, and only the
+    checkpoint's scales are read from the page's window sliders (the model checks their values)."""
+    if not 1 <= settings.seconds <= limits.max_seconds:
+        raise ComagenError(f"length must be between 1 and {limits.max_seconds} seconds")
+    if not 1 <= int(settings.variations) <= limits.max_variations:
+        raise ComagenError(f"variations must be between 1 and {limits.max_variations}")
+    seed = random.randrange(2**31) if random_seed else int(settings.seed)
+    trained = scales_of(bundle)
+    settings = replace(settings, windows=tuple(settings.windows[:len(trained)]))
+    return settings.request(bundle.composers, trained, max_tokens=limits.token_cap, seed=seed)
 
 
 # ------------------------------------------------------------------------------ jobs

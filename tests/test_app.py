@@ -17,6 +17,8 @@ from comagen import studio
 from comagen.audio import AudioUnavailableError
 from comagen.checkpoint import FILES
 from comagen.errors import ComagenError, DrumOnlyError, EmptyMidiError, MidiError, MidiTooLongError, NotMidiError
+from comagen.generate import Prompt
+from comagen.settings import Settings
 
 ELISE = 'L. van Beethoven: Bagatelle in A minor, WoO 59 "Für Elise"'
 
@@ -135,18 +137,20 @@ def test_prompt_keeps_first_seconds_and_upload_wins(tmp_path: Path, bundle: stud
 
 
 def test_settings_enforce_limits_and_draw_a_seed(bundle: studio.Bundle) -> None:
-    req = studio.Settings(seconds=10, random_seed=False, seed=7, windows=list(bundle.config.windows)).request(bundle)
+    req = studio.app_request(bundle, Settings(seconds=10, seed=7, windows=tuple(bundle.config.windows)), False)
     assert req.seed == 7 and req.max_tokens == studio.TOKEN_CAP and req.windows is None and req.form is None
-    seeds = {studio.Settings(random_seed=True).request(bundle).seed for _ in range(3)}
+    seeds = {studio.app_request(bundle, Settings(), True).seed for _ in range(3)}
     assert len(seeds) > 1
-    narrow = studio.Settings(windows=[2] * studio.MAX_SCALES).request(bundle)
+    narrow = studio.app_request(bundle, Settings(windows=(2,) * studio.MAX_SCALES))
     assert narrow.windows == [2] * len(bundle.config.windows)
-    for bad in (studio.Settings(seconds=studio.MAX_SECONDS + 1), studio.Settings(variations=studio.MAX_VARIATIONS + 1),
-                studio.Settings(windows=[bundle.config.window_cap + 1] * 4)):
+    for bad in (Settings(seconds=studio.MAX_SECONDS + 1), Settings(variations=studio.MAX_VARIATIONS + 1)):
         with pytest.raises(ComagenError):
-            bad.request(bundle)
+            studio.app_request(bundle, bad)
+    too_wide = studio.app_request(bundle, Settings(seconds=2, windows=(bundle.config.window_cap + 1,) * 4), False)
+    with pytest.raises(ComagenError, match="between 1 and"):  # checked once, by the model
+        list(studio.stream(bundle, Prompt.empty(), too_wide, "x", live_rolls=False))
     composer = bundle.composers.names[1]
-    assert studio.Settings(composer=composer).request(bundle).composer == 1
+    assert studio.app_request(bundle, Settings(composer=composer)).composer == 1
 
 
 def test_keep_seconds_must_be_a_real_length(bundle: studio.Bundle, gallery: dict) -> None:
@@ -218,7 +222,7 @@ def test_a_bad_out_max_age_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, va
 
 def test_stream_updates_text_twice_a_second_and_ends_with_every_result(bundle: studio.Bundle, gallery: dict) -> None:
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
-    req = studio.Settings(seconds=4, variations=2, random_seed=False, seed=1).request(bundle)
+    req = studio.app_request(bundle, Settings(seconds=4, variations=2, seed=1), False)
     stamps, frames = [], []
     for frame in studio.stream(bundle, prompt, req, name):
         stamps.append(time.perf_counter())
@@ -241,7 +245,7 @@ def test_stream_updates_text_twice_a_second_and_ends_with_every_result(bundle: s
 def test_stop_keeps_what_was_made_and_continue_extends_it(bundle: studio.Bundle, gallery: dict) -> None:
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
     registry = studio.Registry()
-    req = studio.Settings(seconds=60, random_seed=False).request(bundle)
+    req = studio.app_request(bundle, Settings(seconds=60), False)
     frames = []
     for frame in studio.stream(bundle, prompt, req, name, registry=registry, key="me", live_rolls=False):
         frames.append(frame)
@@ -264,7 +268,7 @@ def test_a_client_that_leaves_stops_its_job(bundle: studio.Bundle, gallery: dict
     on to the requested length while other users wait."""
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
     registry = studio.Registry()
-    req = studio.Settings(seconds=studio.MAX_SECONDS, random_seed=False).request(bundle)
+    req = studio.app_request(bundle, Settings(seconds=studio.MAX_SECONDS), False)
     frames = studio.stream(bundle, prompt, req, name, registry=registry, key="gone", live_rolls=False)
     next(frames)
     job = registry.get("gone")

@@ -1,9 +1,10 @@
 """Streamed generation: prefill a prompt, then sample token by token, always decodable.
 
 One `Session` runs a batch of variations (plus, with classifier-free guidance, their
-unconditional twins in the same batch) through the model's constant-memory streaming state and
-yields a `Step` per sampled token. Each row carries a REMI grammar tracker, so only tokens that
-keep a legal succession can be drawn, and a plan that implements musical forms:
+unconditional twins in the same batch) through the model's constant-memory streaming state,
+yielding each step's index; `snapshot()` reports progress to other threads. Each row carries a REMI
+grammar tracker, so only tokens that keep a legal succession can be drawn, and a plan that
+implements musical forms:
 
 Forms (e.g. "AABA", section length N bars): sections start on bar lines. A new letter is sampled
 freely for N bars and remembered. A repeated letter replays the remembered section's notes
@@ -14,6 +15,7 @@ by the model, so the repeat keeps its notes but is played anew.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -174,16 +176,28 @@ class Request:
             raise ConfigError("section_bars must be >= 1")
 
 
-@dataclass
-class Step:
-    """One sampled token per variation (None for a finished row)."""
+@dataclass(frozen=True)
+class Progress:
+    """A consistent picture of a running generation, safe to read from another thread."""
 
-    index: int
-    tokens: list[int | None]
-    texts: list[str]
-    seconds: list[float]
-    notes: list[int]
-    done: bool
+    rows: tuple[tuple[int, ...], ...]
+    row_notes: tuple[int, ...]  # new notes per variation
+    row_seconds: tuple[float, ...]  # new music per variation, in seconds
+    steps: int
+    elapsed: float
+    stopped: bool
+    runtime: str
+
+    @property
+    def stats(self) -> dict:
+        """Throughput and length figures, as the CLI prints and the app shows them."""
+        tokens = sum(len(r) for r in self.rows)
+        music = max(self.row_seconds, default=0.0)
+        return {"tokens": tokens, "steps": self.steps, "seconds_elapsed": round(self.elapsed, 3),
+                "tokens_per_s": round(tokens / self.elapsed, 1) if self.elapsed else 0.0,
+                "music_seconds": round(music, 2),
+                "realtime_factor": round(music / self.elapsed, 2) if self.elapsed else 0.0,
+                "notes": sum(self.row_notes), "runtime": self.runtime}
 
 
 @dataclass
@@ -203,7 +217,8 @@ class _Row:
 
 
 class Session:
-    """A running generation: iterate it for `Step`s; read `rows`, `score()` and `stats` any time."""
+    """A running generation: iterate it (it yields each step's index); from another thread read only
+    `snapshot()`, which takes the lock the sampling loop holds while it changes the rows."""
 
     def __init__(self, bundle: Bundle, prompt: Prompt, request: Request) -> None:
         self.bundle, self.prompt, self.request = bundle, prompt, request
@@ -218,6 +233,7 @@ class Session:
         self.elapsed = 0.0
         self.steps = 0
         self.stopped = False
+        self._lock = threading.Lock()
 
     # ---- results
     def generated(self, row: int = 0) -> list[int]:
@@ -237,23 +253,25 @@ class Session:
             state = state.advance(self.grammar, tok)
         return bar_times
 
+    def snapshot(self) -> Progress:
+        """The rows and figures so far, copied under the lock (immutable)."""
+        with self._lock:
+            rows = tuple(tuple(r.ids) for r in self.rows)
+            notes = tuple(r.grammar.notes - self.start.notes for r in self.rows)
+            seconds = tuple(max(r.grammar.seconds(self.grammar) - self.prompt.seconds, 0.0) if self.grammar else 0.0
+                            for r in self.rows)
+            return Progress(rows, notes, seconds, self.steps, self.elapsed, self.stopped, self.runtime.name)
+
     @property
     def stats(self) -> dict:
-        tokens = sum(len(r.ids) for r in self.rows)
-        music = max((r.grammar.seconds(self.grammar) for r in self.rows), default=0.0) if self.grammar else 0.0
-        new_music = max(music - self.prompt.seconds, 0.0)
-        return {"tokens": tokens, "steps": self.steps, "seconds_elapsed": round(self.elapsed, 3),
-                "tokens_per_s": round(tokens / self.elapsed, 1) if self.elapsed else 0.0,
-                "music_seconds": round(new_music, 2),
-                "realtime_factor": round(new_music / self.elapsed, 2) if self.elapsed else 0.0,
-                "notes": sum(r.grammar.notes - self.start.notes for r in self.rows), "runtime": self.runtime.name}
+        return self.snapshot().stats
 
     def stop(self) -> None:
         """Ask a running iteration to end after the current token (what was made is kept)."""
         self.stopped = True
 
     # ---- the loop
-    def __iter__(self) -> Iterator[Step]:
+    def __iter__(self) -> Iterator[int]:
         req, model = self.request, self.bundle.model
         device = next(model.parameters()).device
         rows = len(self.rows)
@@ -274,19 +292,19 @@ class Session:
             while not all(r.finished for r in self.rows) and not self.stopped:
                 if guided:
                     logits = logits[rows:] + req.guidance * (logits[:rows] - logits[rows:])
-                chosen = self._choose(logits[:rows].cpu(), generator)
-                self.elapsed = time.perf_counter() - t0
-                self.steps += 1
-                yield Step(index, chosen, [self.tokenizer.token_text(t) if t is not None else "" for t in chosen],
-                           [r.grammar.seconds(self.grammar) if self.grammar else 0.0 for r in self.rows],
-                           [r.grammar.notes for r in self.rows], all(r.finished for r in self.rows))
+                with self._lock:
+                    chosen = self._choose(logits[:rows].cpu(), generator)
+                    self.elapsed = time.perf_counter() - t0
+                    self.steps += 1
+                yield index
                 index += 1
                 if all(r.finished for r in self.rows):
                     break
                 feed = [t if t is not None else self.tokenizer.pad_id for t in chosen]
                 feed = torch.tensor(feed * (2 if guided else 1), device=device)
                 logits = stream.step(feed)
-        self.elapsed = time.perf_counter() - t0
+        with self._lock:
+            self.elapsed = time.perf_counter() - t0
 
     def _choose(self, logits: torch.Tensor, generator: torch.Generator) -> list[int | None]:
         """Pick each row's token: forced by a form replay, or sampled under the grammar."""

@@ -31,7 +31,7 @@ from comagen.audio import render_audio, wav_bytes
 from comagen.checkpoint import FILES, Bundle, load_bundle
 from comagen.data import load_index
 from comagen.errors import CheckpointError, ComagenError, ConfigError, MidiError, MidiTooLongError, NotMidiError
-from comagen.generate import Prompt, Request, Session, capture_attention, load_prompt, prompt_from_ids
+from comagen.generate import Progress, Prompt, Request, Session, capture_attention, load_prompt, prompt_from_ids
 from comagen.midi import midi_bytes
 from comagen.pianoroll import BLACK_KEYS, CONTINUATION_COLOUR, PROMPT_COLOUR, piano_roll_figure
 from comagen.settings import Settings
@@ -290,8 +290,11 @@ class Job:
     def stop(self) -> None:
         self.session.stop()
 
+    def snapshot(self) -> Progress:
+        return self.session.snapshot()
+
     def generated(self) -> list[list[int]]:
-        return [list(r.ids) for r in self.session.rows]
+        return [list(r) for r in self.session.snapshot().rows]
 
 
 class Registry:
@@ -542,14 +545,9 @@ def stats_markdown(take: Take, stopped: bool) -> str:
             f"| variation | notes | seconds of music | tokens |\n|---|---|---|---|\n{rows}")
 
 
-def _take_stats(job: Job) -> dict:
-    session = job.session
-    grammar = session.grammar
-    stats = dict(session.stats)
-    stats["row_notes"] = [r.grammar.notes - session.start.notes for r in session.rows]
-    stats["row_seconds"] = [max(r.grammar.seconds(grammar) - session.prompt.seconds, 0.0) if grammar else 0.0
-                            for r in session.rows]
-    return stats
+def _take_stats(progress: Progress) -> dict:
+    """The final figures, with each variation's notes and seconds for the results table."""
+    return {**progress.stats, "row_notes": list(progress.row_notes), "row_seconds": list(progress.row_seconds)}
 
 
 def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, registry: Registry | None = None,
@@ -565,8 +563,8 @@ def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, regis
     try:  # a consumer that leaves (the browser closed, gradio closes this generator) stops the job
         last_roll, roll_interval = 0.0, ROLL_MIN_INTERVAL
         while not job.wait(TEXT_INTERVAL):
-            rows = job.generated()
-            stats = job.session.stats
+            progress = job.snapshot()
+            rows, stats = [list(r) for r in progress.rows], progress.stats
             frame = Frame([token_text(bundle, ids) for ids in rows],
                           f"Generating: {stats['tokens']} tokens, {stats['music_seconds']:.1f} of "
                           f"{request.seconds:.0f} s of music, {stats['tokens_per_s']:.0f} tokens/s",
@@ -584,9 +582,10 @@ def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, regis
             registry.drop(key, job)
     if job.error:
         raise ComagenError(job.error)
-    rows = job.generated()
-    take = Take(prompt, rows, request.seed, request.composer, request.windows, name, _take_stats(job))
-    stopped = job.session.stopped
+    progress = job.snapshot()
+    rows = [list(r) for r in progress.rows]
+    take = Take(prompt, rows, request.seed, request.composer, request.windows, name, _take_stats(progress))
+    stopped = progress.stopped
     yield Frame([token_text(bundle, ids) for ids in rows], "Rendering audio and figures ...",
                 first_token_s=job.first_token_at)
     results = render_take(bundle, take)

@@ -124,8 +124,8 @@ def test_seconds_budget_and_stop(bundle: Bundle, prompt: Prompt) -> None:
     row = session.rows[0]
     assert row.finished and row.grammar.seconds(session.grammar) < prompt.seconds + 4.0
     live = Session(bundle, prompt, Request(max_tokens=500, seconds=100, seed=2))
-    for step in live:
-        if step.index == 20:
+    for index in live:
+        if index == 20:
             live.stop()
     assert len(live.generated()) == 21
 

@@ -2,7 +2,7 @@
 
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override)
 
-Layout and events only; what happens lives in `comagen.studio`. Environment: COMAGEN_CHECKPOINT
+Layout and events only; what happens lives in the `studio` package beside this file. Environment: COMAGEN_CHECKPOINT
 (default assets/checkpoints/default), COMAGEN_MAESTRO_DIR (adds MAESTRO pieces to the gallery),
 COMAGEN_OUT_MAX_AGE (seconds an upload or result file lives on the server, default 3600).
 
@@ -23,7 +23,7 @@ from dataclasses import field as dc_field
 
 import gradio as gr
 
-from comagen import studio
+import studio
 from comagen.composers import NO_COMPOSER
 from comagen.errors import ComagenError
 from comagen.settings import Settings, knobs

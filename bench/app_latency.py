@@ -1,6 +1,6 @@
 """What a user of the app waits for: time to the first streamed token, and the total time for 20 s
 of new music including the audio, MIDI, piano roll and attention figure, through the same
-`comagen.studio.stream` the page uses (no browser; the HTTP hop adds milliseconds).
+`studio.stream` the page uses (no browser; the HTTP hop adds milliseconds).
 
     python bench/app_latency.py [--checkpoint assets/checkpoints/default] [--seconds 20] [--runs 2] [--json]
 """
@@ -16,7 +16,7 @@ import argparse
 import os
 import time
 
-from comagen import studio
+import studio
 from comagen.report import emit
 from comagen.settings import Settings
 

@@ -38,9 +38,9 @@ import symusic
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from comagen import studio
-from comagen.appserver import AppServer, serve
+import studio
 from comagen.report import emit
+from studio.appserver import AppServer, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = sorted(studio.PROMPTS_DIR.glob("*.mid"))

@@ -13,7 +13,7 @@ import pytest
 import symusic
 from app_support import MAESTRO, app_checkpoint, running_app
 
-from comagen import studio
+import studio
 from comagen.audio import AudioUnavailableError
 from comagen.checkpoint import FILES
 from comagen.errors import ComagenError, DrumOnlyError, EmptyMidiError, MidiError, MidiTooLongError, NotMidiError

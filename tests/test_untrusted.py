@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from comagen import studio
+import studio
 from comagen.checkpoint import Bundle, load_bundle, load_trainer_state, save_bundle
 from comagen.composers import Composers
 from comagen.errors import CheckpointError

@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import Field, dataclass
 from dataclasses import field as dc_field
+from pathlib import Path
 
 import gradio as gr
 
@@ -28,6 +29,7 @@ from comagen.composers import NO_COMPOSER
 from comagen.errors import ComagenError
 from comagen.settings import Settings, knobs
 
+APP_ROOT = Path(__file__).resolve().parent
 QUEUE_CONCURRENCY = 1  # one generation at a time on a 2-core machine; the rest wait in turn
 QUEUE_SIZE = 32
 
@@ -333,6 +335,7 @@ def build_demo(checkpoints: studio.Checkpoints, default: str, gallery: dict[str,
 
 def main() -> None:
     env_checkpoint, maestro_dir = studio.env_settings()
+    os.environ.setdefault("COMAGEN_SOUNDFONT_DIR", str(APP_ROOT / "soundfonts"))  # the library takes it from here
     os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.OUT_ROOT / "gradio"))  # before any component exists
     folders = studio.find_checkpoints(extra=env_checkpoint)
     if not folders:

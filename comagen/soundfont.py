@@ -1,7 +1,8 @@
 """Where the General MIDI soundfont for audio previews comes from.
 
 Soundfont set-up is the most common reason piano-model demos fail to make sound, so the lookup
-tries, in order: the ``COMAGEN_SOUNDFONT`` variable, any ``soundfonts/*.sf2`` in the repository,
+tries, in order: the ``COMAGEN_SOUNDFONT`` variable, any ``*.sf2`` in the project's soundfonts folder
+(``COMAGEN_SOUNDFONT_DIR``, else ``soundfonts/`` in the working directory; app.py sets it to its own),
 the usual system General MIDI soundfonts, and finally ``TimGM6mb.sf2`` that ships inside the
 ``pretty_midi`` wheel (so a pip install alone always finds one).
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 from comagen.errors import ComagenError
 
 ENV_VAR = "COMAGEN_SOUNDFONT"
-REPO_SOUNDFONT_DIR = Path(__file__).resolve().parents[1] / "soundfonts"
+DIR_VAR = "COMAGEN_SOUNDFONT_DIR"
 # Debian/Ubuntu fluid-soundfont-gm and timgm6mb-soundfont, then Fedora/Arch packaging.
 SYSTEM_SOUNDFONTS: tuple[Path, ...] = (
     Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),
@@ -42,7 +43,12 @@ def pretty_midi_soundfont() -> Path | None:
     return None
 
 
-def find_soundfont() -> Path:
+def project_soundfont_dir() -> Path:
+    """The project's soundfonts folder: passed in by the environment, not found from this file's place."""
+    return Path(os.environ.get(DIR_VAR) or "soundfonts").expanduser()
+
+
+def find_soundfont(folder: Path | None = None) -> Path:
     """Return the soundfont to render with, following the documented lookup order.
 
     A ``COMAGEN_SOUNDFONT`` that points nowhere is an error rather than silently skipped,
@@ -54,7 +60,8 @@ def find_soundfont() -> Path:
         if not path.is_file():
             raise SoundfontNotFoundError(f"{ENV_VAR} points to {path}, which is not a file.")
         return path
-    shipped = sorted(REPO_SOUNDFONT_DIR.glob("*.sf2")) if REPO_SOUNDFONT_DIR.is_dir() else []
+    folder = project_soundfont_dir() if folder is None else folder
+    shipped = sorted(folder.glob("*.sf2")) if folder.is_dir() else []
     if shipped:
         return shipped[0]
     for path in SYSTEM_SOUNDFONTS:

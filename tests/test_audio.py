@@ -94,7 +94,7 @@ def test_soundfont_env_var_comes_first(tmp_path: Path, monkeypatch: pytest.Monke
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "shipped.sf2").write_bytes(b"RIFF")
-    monkeypatch.setattr(soundfont, "REPO_SOUNDFONT_DIR", repo)
+    monkeypatch.setenv("COMAGEN_SOUNDFONT_DIR", str(repo))
     monkeypatch.setenv("COMAGEN_SOUNDFONT", str(chosen))
     assert find_soundfont() == chosen
     monkeypatch.setenv("COMAGEN_SOUNDFONT", str(tmp_path / "missing.sf2"))
@@ -108,7 +108,7 @@ def test_soundfont_fallback_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     repo.mkdir()
     system = tmp_path / "FluidR3_GM.sf2"
     system.write_bytes(b"RIFF")
-    monkeypatch.setattr(soundfont, "REPO_SOUNDFONT_DIR", repo)
+    monkeypatch.setenv("COMAGEN_SOUNDFONT_DIR", str(repo))
     monkeypatch.setattr(soundfont, "SYSTEM_SOUNDFONTS", (tmp_path / "absent.sf2", system))
     assert find_soundfont() == system
     (repo / "b.sf2").write_bytes(b"RIFF")

@@ -30,6 +30,8 @@ from comagen.errors import ComagenError
 from comagen.settings import Settings, knobs
 
 APP_ROOT = Path(__file__).resolve().parent
+CHECKPOINTS_DIR = APP_ROOT / "assets" / "checkpoints"  # the app's assets, passed to studio from here
+PROMPTS_DIR = APP_ROOT / "assets" / "prompts"
 QUEUE_CONCURRENCY = 1  # one generation at a time on a 2-core machine; the rest wait in turn
 QUEUE_SIZE = 32
 
@@ -315,9 +317,9 @@ def wire_prompt(demo: gr.Blocks, page: Page, checkpoints: studio.Checkpoints,
 
 
 def build_demo(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, studio.GalleryItem],
-               limits: studio.AppLimits = studio.LIMITS) -> gr.Blocks:
+               limits: studio.AppLimits = studio.LIMITS, prompts_dir: Path = PROMPTS_DIR) -> gr.Blocks:
     """The page: buttons, prompt and controls on top, streamed results per variation below."""
-    shipped = [label for label, item in gallery.items() if item.path and item.path.parent == studio.PROMPTS_DIR]
+    shipped = [label for label, item in gallery.items() if item.path and item.path.parent == prompts_dir]
     with gr.Blocks(title="comagen studio") as demo:
         page = layout(checkpoints, default, gallery, shipped, limits)
         wire_generation(page, checkpoints, gallery, studio.Registry())
@@ -337,14 +339,14 @@ def main() -> None:
     env_checkpoint, maestro_dir = studio.env_settings()
     os.environ.setdefault("COMAGEN_SOUNDFONT_DIR", str(APP_ROOT / "soundfonts"))  # the library takes it from here
     os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.OUT_ROOT / "gradio"))  # before any component exists
-    folders = studio.find_checkpoints(extra=env_checkpoint)
+    folders = studio.find_checkpoints(CHECKPOINTS_DIR, extra=env_checkpoint)
     if not folders:
-        raise SystemExit(f"no checkpoint found under {studio.CHECKPOINTS_DIR}; set COMAGEN_CHECKPOINT")
+        raise SystemExit(f"no checkpoint found under {CHECKPOINTS_DIR}; set COMAGEN_CHECKPOINT")
     checkpoints = studio.Checkpoints(folders)
     try:
         studio.OUT_MAX_AGE = studio.out_max_age_from_env()
         default = checkpoints.names[0] if env_checkpoint or "default" not in folders else "default"
-        demo = build_demo(checkpoints, default, studio.build_gallery(maestro_dir=maestro_dir))
+        demo = build_demo(checkpoints, default, studio.build_gallery(PROMPTS_DIR, maestro_dir=maestro_dir))
     except ComagenError as exc:
         raise SystemExit(str(exc)) from None
     studio.OUT_ROOT.mkdir(parents=True, exist_ok=True)

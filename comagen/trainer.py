@@ -260,172 +260,209 @@ def _writable_folder(out: Path) -> Path:
 
 
 def _train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool) -> TrainResult:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
-    main = rank == 0
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = _device(cfg, rank)
-    out = Path(cfg.out)
+    return _Run(model_cfg, cfg).set_up(resume).loop()
 
-    data_dir = cfg.data or os.environ.get("COMAGEN_MAESTRO_DIR")
-    if not data_dir:
-        raise ConfigError("no data folder: pass --data DIR or set COMAGEN_MAESTRO_DIR")
-    tokenizer = PianoTokenizer.load(cfg.tokenizer) if cfg.tokenizer else PianoTokenizer()
-    pieces = load_index(data_dir)
-    composers = Composers.from_pieces(pieces)
-    model_cfg.vocab_size = tokenizer.vocab_size
-    model_cfg.pad_id = tokenizer.pad_id
-    model_cfg.n_composers = max(model_cfg.n_composers, len(composers))
-    model_cfg.max_seq_len = max(model_cfg.max_seq_len, cfg.seq_len)
 
-    train_split = sorted(select_split(pieces, "train"), key=lambda p: p.key)
-    if cfg.train_files:
-        train_split = train_split[: cfg.train_files]
-    train_pieces = load_tokenized(train_split, tokenizer, cfg.cache, progress=main and cfg.progress)
-    val_all = select_split(pieces, "validation")
-    val_pieces = [val_all[i] for i in np.linspace(0, len(val_all) - 1, min(cfg.eval_files, len(val_all))).astype(int)]
-    val_tok = load_tokenized(val_pieces, tokenizer, cfg.cache, progress=False)
-    augment = Augment(cfg.augment_transpose, cfg.augment_velocity, cfg.augment_stretch)
-    dataset = CropDataset(train_pieces, tokenizer, composers, cfg.seq_len, seed=cfg.seed, augment=augment)
+class _Run:
+    """One training run: set-up (processes, data, model, optimizer), resume, the loop of steps,
+    evaluate-and-save; one method each, so the loop reads as the schedule it is."""
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(model_cfg).to(device)
-    step, tokens_seen, elapsed, best = 0, 0, 0.0, None
-    history: list[tuple[int, float]] = []
-    fused = device.type == "cuda"
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg),
-        lr=cfg.lr, betas=(0.9, cfg.beta2), fused=fused,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_at(s, cfg))
-    if main:  # a kill between a save's two renames leaves the previous bundle aside: bring it back
-        restore_interrupted(out / "last")
-        restore_interrupted(out / "best")
-    if world > 1:
-        dist.barrier()
-    if resume and (out / "last" / "trainer.pt").is_file():
-        state = load_trainer_state(out / "last")
-        bundle = load_bundle(out / "last", device)
-        model.load_state_dict(bundle.model.state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig) -> None:
+        self.model_cfg, self.cfg = model_cfg, cfg
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
+        self.main = self.rank == 0
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = _device(cfg, self.rank)
+        self.out = Path(cfg.out)
+        self.step, self.tokens_seen, self.elapsed, self.best = 0, 0, 0.0, None
+        self.history: list[tuple[int, float]] = []
+        self.bad_evals = 0
+        self.t_start = time.perf_counter()
+
+    def _load_data(self) -> None:
+        """Tokenizer, composers, the train crops and the validation pieces; sizes the model config."""
+        cfg, model_cfg = self.cfg, self.model_cfg
+        data_dir = cfg.data or os.environ.get("COMAGEN_MAESTRO_DIR")
+        if not data_dir:
+            raise ConfigError("no data folder: pass --data DIR or set COMAGEN_MAESTRO_DIR")
+        self.tokenizer = tokenizer = PianoTokenizer.load(cfg.tokenizer) if cfg.tokenizer else PianoTokenizer()
+        pieces = load_index(data_dir)
+        self.composers = Composers.from_pieces(pieces)
+        model_cfg.vocab_size = tokenizer.vocab_size
+        model_cfg.pad_id = tokenizer.pad_id
+        model_cfg.n_composers = max(model_cfg.n_composers, len(self.composers))
+        model_cfg.max_seq_len = max(model_cfg.max_seq_len, cfg.seq_len)
+        train_split = sorted(select_split(pieces, "train"), key=lambda p: p.key)
+        if cfg.train_files:
+            train_split = train_split[: cfg.train_files]
+        self.train_pieces = load_tokenized(train_split, tokenizer, cfg.cache, progress=self.main and cfg.progress)
+        val_all = select_split(pieces, "validation")
+        picks = np.linspace(0, len(val_all) - 1, min(cfg.eval_files, len(val_all))).astype(int)
+        self.val_tok = load_tokenized([val_all[i] for i in picks], tokenizer, cfg.cache, progress=False)
+        augment = Augment(cfg.augment_transpose, cfg.augment_velocity, cfg.augment_stretch)
+        self.dataset = CropDataset(self.train_pieces, tokenizer, self.composers, cfg.seq_len, seed=cfg.seed,
+                                   augment=augment)
+
+    def set_up(self, resume: bool) -> _Run:
+        """Data, model, optimizer and schedule; resume from `out/last`; compile/DDP; the log."""
+        cfg = self.cfg
+        self._load_data()
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(self.model_cfg).to(self.device)
+        self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg), lr=cfg.lr, betas=(0.9, cfg.beta2),
+                                           fused=self.device.type == "cuda")
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_at(s, cfg))
+        if self.main:  # a kill between a save's two renames leaves the previous bundle aside: bring it back
+            restore_interrupted(self.out / "last")
+            restore_interrupted(self.out / "best")
+        if self.world > 1:
+            dist.barrier()
+        if resume and (self.out / "last" / "trainer.pt").is_file():
+            self._resume()
+        if cfg.activation_checkpointing:
+            _use_activation_checkpointing(self.model)
+        self.net: torch.nn.Module = torch.compile(self.model) if cfg.compile else self.model
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.writer = None
+        if self.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step if self.step else None)
+            print(f"{self.model_cfg.arch}: {self.model.num_parameters() / 1e6:.2f}M parameters, vocab "
+                  f"{self.tokenizer.vocab_size}, {len(self.train_pieces)} train pieces, device {self.device}")
+        return self
+
+    def _resume(self) -> None:
+        """Weights, optimizer, schedule, RNG and counters from the last save."""
+        state = load_trainer_state(self.out / "last")
+        bundle = load_bundle(self.out / "last", self.device)
+        self.model.load_state_dict(bundle.model.state_dict())
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-        step, tokens_seen, elapsed = int(state["step"]), int(state["tokens"]), float(state["elapsed"])
-        best = float(state["best"]) if state["best"] >= 0 else None
-        history = [(int(s), float(v)) for s, v in state["history"].tolist()]
-        if main:
-            print(f"resumed from {out / 'last'} at step {step}")
-    if cfg.activation_checkpointing:
-        _use_activation_checkpointing(model)
-    net: torch.nn.Module = model
-    if cfg.compile:
-        net = torch.compile(net)
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
-                                                        else None)
+        self.step, self.tokens_seen, self.elapsed = int(state["step"]), int(state["tokens"]), float(state["elapsed"])
+        self.best = float(state["best"]) if state["best"] >= 0 else None
+        self.history = [(int(s), float(v)) for s, v in state["history"].tolist()]
+        if self.main:
+            print(f"resumed from {self.out / 'last'} at step {self.step}")
 
-    writer = None
-    if main:
-        from torch.utils.tensorboard import SummaryWriter
+    # ---- saving
+    def _seconds(self) -> float:
+        return self.elapsed + time.perf_counter() - self.t_start
 
-        writer = SummaryWriter(str(out / "tensorboard"), purge_step=step if step else None)
-        print(f"{model_cfg.arch}: {model.num_parameters() / 1e6:.2f}M parameters, vocab {tokenizer.vocab_size}, "
-              f"{len(train_pieces)} train pieces, device {device}")
+    def snapshot(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(), "step": self.step, "tokens": self.tokens_seen,
+                "elapsed": self._seconds(), "best": -1.0 if self.best is None else self.best,
+                "history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 2)}
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (device.type == "cuda" and cfg.bf16) \
-        else torch.autocast("cpu", enabled=False)
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len * world
-    deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="training", unit="step", disable=not (main and cfg.progress))
-    stopped, bad_evals, first_step = "max_steps", 0, step
-    t_start = time.perf_counter()
-    t_log, tokens_log = time.perf_counter(), 0
+    def summary(self) -> dict[str, Any]:
+        return {"arch": self.model_cfg.arch, "parameters": self.model.num_parameters(), "step": self.step,
+                "tokens_seen": self.tokens_seen, "train_seconds": round(self._seconds(), 1),
+                "best_val_bits_per_note": self.best, "seq_len": self.cfg.seq_len}
 
-    def snapshot() -> dict[str, Any]:
-        return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(), "step": step, "tokens": tokens_seen,
-                "elapsed": elapsed + time.perf_counter() - t_start, "best": -1.0 if best is None else best,
-                "history": torch.tensor(history, dtype=torch.float64).reshape(-1, 2)}
+    def save(self, name: str) -> None:
+        card = model_card(self.out.name, self.summary(), self.model_cfg.to_dict())
+        save_bundle(self.out / name, self.model, self.tokenizer, self.composers, summary=self.summary(), card=card,
+                    trainer_state=self.snapshot(), train_config=asdict(self.cfg),
+                    dtype=getattr(torch, self.cfg.save_dtype))
 
-    def summary() -> dict[str, Any]:
-        return {"arch": model_cfg.arch, "parameters": model.num_parameters(), "step": step,
-                "tokens_seen": tokens_seen, "train_seconds": round(elapsed + time.perf_counter() - t_start, 1),
-                "best_val_bits_per_note": best, "seq_len": cfg.seq_len}
-
-    def save(name: str) -> None:
-        card = model_card(out.name, summary(), model_cfg.to_dict())
-        save_bundle(out / name, model, tokenizer, composers, summary=summary(), card=card,
-                    trainer_state=snapshot(), train_config=asdict(cfg), dtype=getattr(torch, cfg.save_dtype))
-
-    batches = _micro_batches(dataset, cfg, rank, world, step, device)
-    model.train()
-    while step < cfg.max_steps:
-        if deadline and time.monotonic() > deadline:
-            stopped = "max_minutes"
-            break
-        if cfg.stop_after and step - first_step >= cfg.stop_after:
-            stopped = "stop_after"
-            break
-        loss_sum = 0.0
+    # ---- the loop
+    def _train_step(self, batches: Iterator[dict], autocast: Any) -> tuple[float, torch.Tensor]:
+        """One optimizer step over `grad_accum` micro-batches: (mean loss, gradient norm)."""
+        cfg, loss_sum = self.cfg, 0.0
         for _ in range(cfg.grad_accum):
-            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in next(batches).items()}
             with autocast:
-                logits = net(batch["input"], batch["composer"])
+                logits = self.net(batch["input"], batch["composer"])
                 loss = F.cross_entropy(logits.float().flatten(0, 1), batch["target"].flatten(),
                                        reduction="none", label_smoothing=cfg.label_smoothing)
                 loss = (loss * batch["mask"].flatten()).sum() / batch["mask"].sum().clamp(min=1)
             (loss / cfg.grad_accum).backward()
             loss_sum += loss.item() / cfg.grad_accum
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        step += 1
-        tokens_seen += tokens_per_step
-        tokens_log += tokens_per_step
-        history.append((step, loss_sum))
-        bar.update()
-        if main and (step % cfg.log_every == 0 or step == 1):
-            now = time.perf_counter()
-            rate = tokens_log / max(now - t_log, 1e-9)
-            t_log, tokens_log = now, 0
-            writer.add_scalar("train/loss", loss_sum, step)
-            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-            writer.add_scalar("train/grad_norm", float(grad_norm), step)
-            writer.add_scalar("train/tokens_per_s", rate, step)
-            bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{rate:,.0f}")
-        if cfg.eval_every and step % cfg.eval_every == 0 or step == cfg.max_steps:
-            if main:
-                model.eval()
-                metrics = evaluate_pieces(model, val_tok, tokenizer, composers, seq_len=cfg.seq_len,
-                                          max_tokens=cfg.eval_max_tokens, device=device)
-                model.train()
-                bpn = metrics["bits_per_note"]
-                writer.add_scalar("val/bits_per_note", bpn, step)
-                writer.add_scalar("val/nll_per_token", metrics["nll_per_token"], step)
-                improved = best is None or bpn < best
-                if improved:
-                    best, bad_evals = bpn, 0
-                    save("best")
-                else:
-                    bad_evals += 1
-                bar.write(f"step {step}: val bits/note {bpn:.4f} (best {best:.4f})")
-            stop = torch.tensor([int(bool(cfg.patience) and bad_evals >= cfg.patience)])
-            if world > 1:
-                dist.broadcast(stop, 0)
-            if stop.item():
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return loss_sum, grad_norm
+
+    def _evaluate_and_save(self, bar: tqdm) -> bool:
+        """Validation bits per note; save `best` when it improves. True when patience has run out."""
+        if self.main:
+            self.model.eval()
+            metrics = evaluate_pieces(self.model, self.val_tok, self.tokenizer, self.composers,
+                                      seq_len=self.cfg.seq_len, max_tokens=self.cfg.eval_max_tokens,
+                                      device=self.device)
+            self.model.train()
+            bpn = metrics["bits_per_note"]
+            self.writer.add_scalar("val/bits_per_note", bpn, self.step)
+            self.writer.add_scalar("val/nll_per_token", metrics["nll_per_token"], self.step)
+            if self.best is None or bpn < self.best:
+                self.best, self.bad_evals = bpn, 0
+                self.save("best")
+            else:
+                self.bad_evals += 1
+            bar.write(f"step {self.step}: val bits/note {bpn:.4f} (best {self.best:.4f})")
+        stop = torch.tensor([int(bool(self.cfg.patience) and self.bad_evals >= self.cfg.patience)])
+        if self.world > 1:
+            dist.broadcast(stop, 0)
+        return bool(stop.item())
+
+    def _log(self, loss_sum: float, grad_norm: torch.Tensor, rate: float, bar: tqdm) -> None:
+        for name, value in (("loss", loss_sum), ("lr", self.scheduler.get_last_lr()[0]),
+                            ("grad_norm", float(grad_norm)), ("tokens_per_s", rate)):
+            self.writer.add_scalar(f"train/{name}", value, self.step)
+        bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{rate:,.0f}")
+
+    def loop(self) -> TrainResult:
+        """Steps until max_steps, the time limit, stop_after or early stopping; evaluates and saves."""
+        cfg, device = self.cfg, self.device
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (device.type == "cuda" and cfg.bf16) \
+            else torch.autocast("cpu", enabled=False)
+        tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len * self.world
+        deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="training", unit="step",
+                   disable=not (self.main and cfg.progress))
+        stopped, first_step = "max_steps", self.step
+        self.t_start = time.perf_counter()
+        t_log, tokens_log = time.perf_counter(), 0
+        batches = _micro_batches(self.dataset, cfg, self.rank, self.world, self.step, device)
+        self.model.train()
+        while self.step < cfg.max_steps:
+            if deadline and time.monotonic() > deadline:
+                stopped = "max_minutes"
+                break
+            if cfg.stop_after and self.step - first_step >= cfg.stop_after:
+                stopped = "stop_after"
+                break
+            loss_sum, grad_norm = self._train_step(batches, autocast)
+            self.step += 1
+            self.tokens_seen += tokens_per_step
+            tokens_log += tokens_per_step
+            self.history.append((self.step, loss_sum))
+            bar.update()
+            if self.main and (self.step % cfg.log_every == 0 or self.step == 1):
+                now = time.perf_counter()
+                self._log(loss_sum, grad_norm, tokens_log / max(now - t_log, 1e-9), bar)
+                t_log, tokens_log = now, 0
+            if (cfg.eval_every and self.step % cfg.eval_every == 0 or self.step == cfg.max_steps) \
+                    and self._evaluate_and_save(bar):
                 stopped = "early_stopping"
                 break
-        if main and cfg.save_every and step % cfg.save_every == 0:
-            save("last")
-    bar.close()
-    if main:
-        save("last")
-        writer.flush()
-        writer.close()
-    total = elapsed + time.perf_counter() - t_start
-    if world > 1:
-        dist.barrier()
-    return TrainResult(out, step, tokens_seen, total, best, history, stopped)
+            if self.main and cfg.save_every and self.step % cfg.save_every == 0:
+                self.save("last")
+        bar.close()
+        if self.main:
+            self.save("last")
+            self.writer.flush()
+            self.writer.close()
+        total = self._seconds()
+        if self.world > 1:
+            dist.barrier()
+        return TrainResult(self.out, self.step, self.tokens_seen, total, self.best, self.history, stopped)

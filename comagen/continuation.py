@@ -22,7 +22,8 @@ import symusic
 
 from comagen.checkpoint import Bundle
 from comagen.data import TokenizedPiece
-from comagen.generate import SECONDS_PER_BAR, Prompt, Request, Session
+from comagen.generate import Prompt, Request, Session
+from comagen.midi import SECONDS_PER_BAR
 from comagen.tokenizer import PianoTokenizer
 
 PROMPT_BARS = 4

@@ -27,12 +27,11 @@ import torch
 from comagen.checkpoint import Bundle
 from comagen.errors import ComagenError, ConfigError
 from comagen.grammar import AFTER_DURATION, ENDED, GrammarState, RemiGrammar, track
-from comagen.midi import load_score
+from comagen.midi import SECONDS_PER_BAR, load_score
 from comagen.model import AttentionCapture
 from comagen.runtime import check_runtime, choose_runtime
 from comagen.tokenizer import PianoTokenizer
 
-SECONDS_PER_BAR = 2.0  # 4/4 at 120 bpm on our grid
 FORMS = {"AABA", "ABAB", "ABAC", "AABB", "ABA", "verse-chorus-bridge"}
 MAX_TOKENS_CAP = 16384
 

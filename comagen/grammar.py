@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from comagen.midi import PIANO_HIGH, PIANO_LOW
+from comagen.midi import PIANO_HIGH, PIANO_LOW, SECONDS_PER_BEAT
 from comagen.tokenizer import PianoTokenizer
 
 START, AFTER_BAR, AFTER_POSITION, AFTER_PITCH, AFTER_VELOCITY, AFTER_DURATION, ENDED = range(7)
@@ -27,7 +27,7 @@ class RemiGrammar:
         vocab = tokenizer.remi.vocab
         self.size = len(tokenizer.remi)
         self.positions_per_bar = 4 * tokenizer.settings.positions_per_beat
-        self.seconds_per_position = 0.5 / tokenizer.settings.positions_per_beat
+        self.seconds_per_position = SECONDS_PER_BEAT / tokenizer.settings.positions_per_beat
         self.kind: list[str] = [""] * self.size
         self.value: list[int] = [0] * self.size
         self.position_id = torch.full((self.positions_per_bar,), -1, dtype=torch.long)

@@ -20,7 +20,9 @@ from comagen.errors import (
     NotMidiError,
 )
 
-GRID_BPM = 120.0
+GRID_BPM = 120.0  # every score is re-timed onto this grid: the one statement of the tempo fact
+SECONDS_PER_BEAT = 60.0 / GRID_BPM
+SECONDS_PER_BAR = 4 * SECONDS_PER_BEAT  # 4/4
 PIANO_LOW, PIANO_HIGH = 21, 108
 SUSTAIN_CC = 64
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024

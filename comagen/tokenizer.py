@@ -25,7 +25,7 @@ from miditok import REMI, TokenizerConfig, TokSequence
 from miditok.tokenizer_training_iterator import TokTrainingIterator
 
 from comagen.errors import ComagenError, ConfigError
-from comagen.midi import PIANO_HIGH, PIANO_LOW, fold_sustain, load_score, to_grid
+from comagen.midi import GRID_BPM, PIANO_HIGH, PIANO_LOW, fold_sustain, load_score, to_grid
 
 SPECIAL_TOKENS = ("PAD", "BOS", "EOS")
 
@@ -100,7 +100,7 @@ class PianoTokenizer:
         body = [int(i) for i in ids if int(i) not in specials]
         if not body:
             score = symusic.Score(self.settings.positions_per_beat, ttype="tick")
-            score.tempos.append(symusic.Tempo(0, 120.0, ttype="tick"))
+            score.tempos.append(symusic.Tempo(0, GRID_BPM, ttype="tick"))
             score.tracks.append(symusic.Track(name="Piano", program=0, ttype="tick"))
             return score
         score = self.remi.decode([body])

@@ -27,6 +27,7 @@ import gradio as gr
 import studio
 from comagen.composers import NO_COMPOSER
 from comagen.errors import ComagenError
+from comagen.logs import setup_logging
 from comagen.settings import Settings, knobs
 
 APP_ROOT = Path(__file__).resolve().parent
@@ -336,6 +337,7 @@ def build_demo(checkpoints: studio.Checkpoints, default: str, gallery: dict[str,
 
 
 def main() -> None:
+    setup_logging()
     env_checkpoint, maestro_dir = studio.env_settings()
     os.environ.setdefault("COMAGEN_SOUNDFONT_DIR", str(APP_ROOT / "soundfonts"))  # the library takes it from here
     os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.OUT_ROOT / "gradio"))  # before any component exists

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import math
 import os
 import random
@@ -36,6 +37,7 @@ from comagen.midi import midi_bytes
 from comagen.pianoroll import BLACK_KEYS, CONTINUATION_COLOUR, PROMPT_COLOUR, piano_roll_figure
 from comagen.settings import Settings
 
+log = logging.getLogger("comagen.studio")
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS_DIR = ROOT / "assets" / "checkpoints"
 PROMPTS_DIR = ROOT / "assets" / "prompts"
@@ -275,8 +277,10 @@ class Job:
                 if self.first_token_at is None:
                     self.first_token_at = time.perf_counter() - self.started
         except ComagenError as exc:
+            log.info("generation refused: %s", exc)
             self.error = str(exc)
         except Exception as exc:  # a bug must end the job with a message, not hang the page
+            log.exception("generation failed")  # the traceback goes to the server log
             self.error = f"generation failed: {type(exc).__name__}: {exc}"
 
     @property

@@ -46,9 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = sorted(studio.PROMPTS_DIR.glob("*.mid"))
 MIDI_OUT = 3 + 3 * studio.MAX_VARIATIONS  # index of the first variation's MIDI in /generate's outputs
 REQUEST_TIMEOUT = 240.0  # one request, queue wait included, on a busy 2-core machine
-IDLE_TIMEOUT = 30.0  # how long the server may keep working after a client left
+IDLE_TIMEOUT = 60.0  # how long the server may keep working after a client left
 IDLE_CPU = 0.3  # CPU seconds per second below which the server counts as idle
-AGE_SLACK = 3.0  # seconds a file may overstay COMAGEN_OUT_MAX_AGE (the cleaner's wake-up on a busy CPU)
+AGE_SLACK = 10.0  # seconds a file may overstay COMAGEN_OUT_MAX_AGE (the cleaner's wake-up on a busy CPU)
 RSS_SLACK_MIB = 160  # how far above its size after one request the server may rest after the load
 UNCLEAR = ("Traceback", "upstream Gradio app has raised an exception", "Error raised.")
 
@@ -134,7 +134,7 @@ class Monitor:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.oldest_file_s = max(self.oldest_file_s, oldest_file_age(self.server.tmp))
+            self.oldest_file_s = max(self.oldest_file_s, oldest_file_age(self.server.out_root))
 
     def stop(self) -> None:
         self._stop.set()
@@ -142,7 +142,8 @@ class Monitor:
 
 
 def temp_files(root: Path) -> list[tuple[Path, float]]:
-    """Every file under `root` and when it appeared (ctime, as the app's cleaner counts)."""
+    """Every file under `root` (the app's own folder: libraries such as ONNX Runtime drop files of their
+    own in the temp folder) and when it appeared (ctime, as the app's cleaner counts)."""
     out = []
     for folder, _, files in os.walk(root):
         for name in files:
@@ -428,12 +429,12 @@ def run_load(checkpoint: Path, workdir: Path, *, clients: int = 8, seconds: floa
 def _wait_for_expiry(server: AppServer, max_age: float) -> tuple[bool, list[str]]:
     """Wait (at most until every temp file the run left is max_age old, plus AGE_SLACK) for them
     all to go; then none may remain, nor any file older than max_age."""
-    files = temp_files(server.tmp)
+    files = temp_files(server.out_root)
     deadline = max((ctime for _, ctime in files), default=time.time()) + max_age + AGE_SLACK
     while any(p.exists() for p, _ in files) and time.time() < deadline:
         time.sleep(0.25)
     left = [str(p.relative_to(server.tmp)) for p, _ in files if p.exists()]
-    too_old = [str(p.relative_to(server.tmp)) for p, ctime in temp_files(server.tmp)
+    too_old = [str(p.relative_to(server.tmp)) for p, ctime in temp_files(server.out_root)
                if time.time() - ctime > max_age + AGE_SLACK]
     return not left and not too_old, left + too_old
 

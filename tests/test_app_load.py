@@ -10,7 +10,8 @@ from types import ModuleType
 
 from app_support import ROOT, app_checkpoint
 
-MAX_AGE = 6.0  # seconds a temp file may live: short, so the test sees them all expire
+MAX_AGE = 40.0  # seconds a temp file may live: short enough to see them all expire, long enough that an
+# upload outlives its wait in the queue behind 4 clients on a loaded 2-core machine (6 s did not)
 
 
 def _bench() -> ModuleType:

@@ -182,7 +182,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     if not isinstance(table, dict) or set(table) != {str(i) for i in range(len(table))} \
             or not all(isinstance(n, str) for n in table.values()):
         raise CheckpointError(f"{path / 'composers.json'}: not a table of composer names by id")
-    composers = Composers.load(path / "composers.json")
+    composers = Composers.from_table(table)
     if tokenizer.vocab_size != model_cfg.vocab_size or len(composers) > model_cfg.n_composers:
         raise CheckpointError(f"{path}: the tokenizer ({tokenizer.vocab_size} tokens) or composers "
                               f"({len(composers)}) do not fit the model (vocab {model_cfg.vocab_size}, "

@@ -51,6 +51,9 @@ class Composers:
 
     @classmethod
     def load(cls, path: str | Path) -> Composers:
-        table = json.loads(Path(path).read_text())
-        names = [table[str(i)] for i in range(len(table))]
-        return cls(names[1:])
+        return cls.from_table(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_table(cls, table: dict[str, str]) -> Composers:
+        """From the saved {"0": "<none>", "1": name, ...} table."""
+        return cls([table[str(i)] for i in range(1, len(table))])

@@ -96,9 +96,10 @@ def compare(prompt: Notes, cont: Notes) -> dict[str, float]:
 
 def pooled_overlap(ours: list[Notes], real: list[Notes]) -> dict[str, float]:
     """Overlapping area of each pooled statistic's histogram (1 = the same distribution)."""
+    pooled = [[n.pooled() for n in side] for side in (ours, real)]  # once per excerpt, not per statistic
     out = {}
     for name, bins in POOLED_BINS.items():
-        p, q = (np.concatenate([n.pooled()[name] for n in side]) for side in (ours, real))
+        p, q = (np.concatenate([values[name] for values in side]) for side in pooled)
         hp, hq = (np.histogram(np.clip(v, bins[0], bins[-1]), bins)[0].astype(float) for v in (p, q))
         out[name] = float(np.minimum(hp / max(hp.sum(), 1), hq / max(hq.sum(), 1)).sum())
     out["mean"] = float(np.mean(list(out.values())))

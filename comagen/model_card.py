@@ -32,3 +32,32 @@ def model_card(name: str, summary: dict[str, Any], model_cfg: dict[str, Any], ex
         "",
     ]
     return "\n".join(lines)
+
+
+def finetune_card(name: str, base: str, run: dict[str, Any], best_step: int, model_cfg: dict[str, Any]) -> str:
+    """Card of a fine-tuned bundle: the base it started from, the folder (its name only), the file
+    counts, the steps and minutes, and validation bits per note before and after."""
+    kept = "" if run["improved"] else (" No step beat the base model on the held-out files, so these are the base "
+                                       "model's weights unchanged.")
+    lines = [
+        f"# comagen checkpoint `{name}`",
+        "",
+        f"`{base}` fine-tuned on the MIDI files of a folder named `{run['data']}`: the same "
+        f"`{model_cfg.get('arch')}` model (dim {model_cfg.get('dim')}, depth {model_cfg.get('depth')}), tokenizer "
+        "and composer table, new weights." + kept,
+        "",
+        "## Fine-tuning",
+        f"- Base model: `{base}`",
+        f"- Data: folder `{run['data']}`: {len(run['train_files'])} file(s) trained on, "
+        f"{len(run['validation_files'])} held out for validation ({', '.join(run['validation_files'])}), "
+        f"{len(run['skipped'])} skipped as unusable",
+        f"- Steps: {run['steps']} in {run['minutes']:.1f} min (stopped by {run['stopped']}); the best "
+        f"validation was at step {best_step}",
+        f"- Validation bits per note (held-out files): before **{run['before']:.3f}**, after **{run['after']:.3f}**",
+        "",
+        "## Licence",
+        f"Derived from `{base}`: its licence terms (see its model card) apply, together with any terms "
+        "of the fine-tuning files.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from comagen.checkpoint import load_bundle, load_trainer_state, restore_interrupted, save_bundle
 from comagen.composers import Composers
-from comagen.data import Augment, CropDataset, load_index, load_tokenized, select_split
+from comagen.data import Augment, CropDataset, TokenizedPiece, load_index, load_tokenized, select_split
 from comagen.errors import ConfigError
 from comagen.evaluate import evaluate_pieces
 from comagen.files import folder_lock
@@ -43,6 +43,7 @@ class TrainConfig:
     data: str | None = None  # MAESTRO folder (else $COMAGEN_MAESTRO_DIR)
     cache: str = "cache"  # token cache root
     tokenizer: str | None = None  # tokenizer.json (e.g. BPE); None = built-in REMI settings
+    init_from: str | None = None  # a bundle to start from: its weights, tokenizer and composers (fine-tuning)
     train_files: int = 0  # use only the first N train pieces (0 = all; for quick runs and tests)
     out: str = "runs/default"  # where checkpoints and TensorBoard logs go
     seq_len: int = 512
@@ -133,6 +134,17 @@ def _parse_value(text: str) -> Any:
 
 
 # ------------------------------------------------------------------------ the loop
+
+
+@dataclass
+class TrainData:
+    """Pieces a caller has tokenized itself (a user's folder to fine-tune on) instead of MAESTRO's
+    index, and the validation bits per note to beat (the base model's), so `best` is only written
+    when training improves on where it started."""
+
+    train: list[TokenizedPiece]
+    validation: list[TokenizedPiece]
+    baseline: float | None = None
 
 
 @dataclass
@@ -234,19 +246,20 @@ def _micro_batches(dataset: CropDataset, cfg: TrainConfig, rank: int, world: int
     return iter(loader)
 
 
-def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True) -> TrainResult:
+def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True,
+          data: TrainData | None = None) -> TrainResult:
     """Train (or resume) a model as configured; writes `<out>/last`, `<out>/best` and TensorBoard logs.
 
     The writing process holds `<out>`'s lock for the whole run, so a second run aimed at the same
     folder stops at once with a clear error instead of overwriting the first one's checkpoints.
     """
     if int(os.environ.get("RANK", "0")) != 0:
-        return _train(model_cfg, cfg, resume=resume)
+        return _train(model_cfg, cfg, resume=resume, data=data)
     out = _writable_folder(Path(cfg.out))
     with folder_lock(out, wait=False) as held:
         if not held:
             raise ConfigError(f"{out}: another training run is writing there; stop it or pick another --out")
-        return _train(model_cfg, cfg, resume=resume)
+        return _train(model_cfg, cfg, resume=resume, data=data)
 
 
 def _writable_folder(out: Path) -> Path:
@@ -259,16 +272,16 @@ def _writable_folder(out: Path) -> Path:
     return out
 
 
-def _train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool) -> TrainResult:
-    return _Run(model_cfg, cfg).set_up(resume).loop()
+def _train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool, data: TrainData | None) -> TrainResult:
+    return _Run(model_cfg, cfg, data).set_up(resume).loop()
 
 
 class _Run:
     """One training run: set-up (processes, data, model, optimizer), resume, the loop of steps,
     evaluate-and-save; one method each, so the loop reads as the schedule it is."""
 
-    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig) -> None:
-        self.model_cfg, self.cfg = model_cfg, cfg
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData | None = None) -> None:
+        self.model_cfg, self.cfg, self.data = model_cfg, cfg, data
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         if self.world > 1 and not dist.is_initialized():
@@ -278,7 +291,8 @@ class _Run:
             torch.set_num_threads(cfg.threads)
         self.device = _device(cfg, self.rank)
         self.out = Path(cfg.out)
-        self.step, self.tokens_seen, self.elapsed, self.best = 0, 0, 0.0, None
+        self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
+        self.best = data.baseline if data else None
         self.history: list[tuple[int, float]] = []
         self.bad_evals = 0
         self.t_start = time.perf_counter()
@@ -286,33 +300,56 @@ class _Run:
     def _load_data(self) -> None:
         """Tokenizer, composers, the train crops and the validation pieces; sizes the model config."""
         cfg, model_cfg = self.cfg, self.model_cfg
+        self.base = load_bundle(cfg.init_from) if cfg.init_from else None
+        if self.data is not None:
+            self._given_data()
+        else:
+            self._maestro_data()
+        model_cfg.vocab_size = self.tokenizer.vocab_size
+        model_cfg.pad_id = self.tokenizer.pad_id
+        model_cfg.n_composers = max(model_cfg.n_composers, len(self.composers))
+        model_cfg.max_seq_len = max(model_cfg.max_seq_len, cfg.seq_len)
+        augment = Augment(cfg.augment_transpose, cfg.augment_velocity, cfg.augment_stretch)
+        self.dataset = CropDataset(self.train_pieces, self.tokenizer, self.composers, cfg.seq_len, seed=cfg.seed,
+                                   augment=augment)
+
+    def _given_data(self) -> None:
+        """The caller's pieces, read with the base bundle's tokenizer and composer table."""
+        if self.base is None:
+            raise ConfigError("pieces given to train() need init_from: the bundle whose tokenizer read them")
+        self.tokenizer, self.composers = self.base.tokenizer, self.base.composers
+        self.train_pieces, self.val_tok = self.data.train, self.data.validation
+
+    def _maestro_data(self) -> None:
+        """MAESTRO's train split (the first `train_files`) and a fixed spread of validation pieces."""
+        cfg = self.cfg
         data_dir = cfg.data or os.environ.get("COMAGEN_MAESTRO_DIR")
         if not data_dir:
             raise ConfigError("no data folder: pass --data DIR or set COMAGEN_MAESTRO_DIR")
-        self.tokenizer = tokenizer = PianoTokenizer.load(cfg.tokenizer) if cfg.tokenizer else PianoTokenizer()
         pieces = load_index(data_dir)
-        self.composers = Composers.from_pieces(pieces)
-        model_cfg.vocab_size = tokenizer.vocab_size
-        model_cfg.pad_id = tokenizer.pad_id
-        model_cfg.n_composers = max(model_cfg.n_composers, len(self.composers))
-        model_cfg.max_seq_len = max(model_cfg.max_seq_len, cfg.seq_len)
+        if self.base is not None:
+            self.tokenizer, self.composers = self.base.tokenizer, self.base.composers
+        else:
+            self.tokenizer = PianoTokenizer.load(cfg.tokenizer) if cfg.tokenizer else PianoTokenizer()
+            self.composers = Composers.from_pieces(pieces)
         train_split = sorted(select_split(pieces, "train"), key=lambda p: p.key)
         if cfg.train_files:
             train_split = train_split[: cfg.train_files]
-        self.train_pieces = load_tokenized(train_split, tokenizer, cfg.cache, progress=self.main and cfg.progress)
+        self.train_pieces = load_tokenized(train_split, self.tokenizer, cfg.cache,
+                                           progress=self.main and cfg.progress)
         val_all = select_split(pieces, "validation")
         picks = np.linspace(0, len(val_all) - 1, min(cfg.eval_files, len(val_all))).astype(int)
-        self.val_tok = load_tokenized([val_all[i] for i in picks], tokenizer, cfg.cache, progress=False)
-        augment = Augment(cfg.augment_transpose, cfg.augment_velocity, cfg.augment_stretch)
-        self.dataset = CropDataset(self.train_pieces, tokenizer, self.composers, cfg.seq_len, seed=cfg.seed,
-                                   augment=augment)
+        self.val_tok = load_tokenized([val_all[i] for i in picks], self.tokenizer, cfg.cache, progress=False)
 
     def set_up(self, resume: bool) -> _Run:
         """Data, model, optimizer and schedule; resume from `out/last`; compile/DDP; the log."""
         cfg = self.cfg
         self._load_data()
         torch.manual_seed(cfg.seed)
-        self.model = build_model(self.model_cfg).to(self.device)
+        self.model = build_model(self.model_cfg)
+        if self.base is not None:  # start from the bundle's weights (its config must match model_cfg)
+            self.model.load_state_dict(self.base.model.state_dict())
+        self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg), lr=cfg.lr, betas=(0.9, cfg.beta2),
                                            fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_at(s, cfg))

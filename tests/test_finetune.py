@@ -1,0 +1,99 @@
+"""Fine-tuning `default` on a user's folder: bad files named and skipped, a deterministic validation
+split, the output a normal bundle that loads and generates, a card that names base and data, and
+weights that moved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from finetune_support import BASE, QUICK, Tuned, run_finetune, tuned_bundle, user_folder
+
+from comagen.checkpoint import load_bundle
+from comagen.finetune import read_folder, split_validation
+from comagen.generate import Prompt, Request, generate
+from comagen.tokenizer import PianoTokenizer
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> Tuned:
+    return tuned_bundle(tmp_path_factory.mktemp("finetune"))
+
+
+def test_bad_files_are_named_once_and_skipped(tuned: Tuned) -> None:
+    skipped = [line for line in tuned.stdout.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 2, tuned.stdout
+    assert any(line.startswith("skipped broken.mid: the MIDI data is corrupt") for line in skipped)
+    assert "skipped older/notes.mid: not a MIDI file" in tuned.stdout
+    assert "readme.txt" not in tuned.stdout
+    s = tuned.summary
+    assert sorted(s["train_files"] + s["validation_files"]) == ["first.mid", "older/second.midi", "third.MID"]
+    assert len(s["validation_files"]) == 1 and len(s["skipped"]) == 2
+    assert f"validation on: {s['validation_files'][0]}" in tuned.stdout
+    assert s["steps"] == 4
+
+
+def test_output_is_a_bundle_that_loads_and_generates(tuned: Tuned) -> None:
+    bundle = load_bundle(tuned.out)
+    base = load_bundle(BASE)
+    assert bundle.tokenizer.to_dict() == base.tokenizer.to_dict()
+    assert bundle.composers.names == base.composers.names
+    assert bundle.summary["finetuned_from"] == "default"
+    session = generate(bundle, Prompt.empty(), Request(max_tokens=40, seed=1, runtime="torch"))
+    assert session.generated() and session.score(with_prompt=False).note_num() > 0
+    changed = [k for k, v in bundle.model.state_dict().items() if not torch.equal(v, base.model.state_dict()[k])]
+    assert tuned.summary["improved"] and tuned.summary["after"] < tuned.summary["before"]
+    assert len(changed) > 10
+
+
+def test_model_card_names_base_data_and_before_after(tuned: Tuned) -> None:
+    card = (tuned.out / "MODEL_CARD.md").read_text()
+    assert "Base model: `default`" in card
+    assert "folder `my pieces`: 2 file(s) trained on, 1 held out" in card and "2 skipped" in card
+    assert f"before **{tuned.summary['before']:.3f}**, after **{tuned.summary['after']:.3f}**" in card
+    assert "Steps: 4 in" in card
+    for text in (card, (tuned.out / "config.json").read_text()):
+        assert str(tuned.data.parent) not in text  # the folder's name only, never a machine's path
+    assert "before" in tuned.stdout.splitlines()[-4] and "python app.py" in tuned.stdout
+
+
+def test_validation_split_is_deterministic_and_one_file_splits_its_tail(tmp_path: Path) -> None:
+    folder = user_folder(tmp_path)
+    tokenizer = PianoTokenizer.load(BASE / "tokenizer.json")
+    first = read_folder(folder, tokenizer, progress=False, report=lambda line: None)
+    again = read_folder(folder, tokenizer, progress=False, report=lambda line: None)
+    pick = [p.piece.title for p in split_validation(first.pieces, tokenizer)[1]]
+    assert pick == [p.piece.title for p in split_validation(again.pieces, tokenizer)[1]]
+    lone = first.pieces[0]
+    train, held = split_validation([lone], tokenizer)
+    assert len(train[0].ids) + len(held[0].ids) == len(lone.ids)
+    assert 0.6 < len(train[0].ids) / len(lone.ids) < 0.95
+    assert held[0].ids[0] == tokenizer.remi.vocab["Bar_None"]
+
+
+def test_folder_without_usable_files_is_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "junk"
+    bad.mkdir()
+    (bad / "a.mid").write_bytes(b"")
+    (bad / "b.midi").write_text("hello")
+    proc = run_finetune(bad, tmp_path / "out", *QUICK)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and lines[-1].endswith(
+        "junk: none of its 2 MIDI file(s) is usable (see the lines above)"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "skipped a.mid: the file is empty" in proc.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_that_is_not_a_bundle_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.txt").write_text("keep me")
+    proc = run_finetune(folder, out, *QUICK)
+    assert proc.returncode == 2
+    assert "exists and is not a checkpoint bundle" in proc.stderr.strip().splitlines()[-1]
+    assert (out / "thesis.txt").read_text() == "keep me"

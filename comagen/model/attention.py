@@ -267,6 +267,8 @@ class MultiScaleLocalAttention(nn.Module):
         dims = (self.head_dim,)
         q = F.rms_norm(q, dims, eps=1e-6) * (self.q_scale * self.head_dim ** -0.5)
         k = F.rms_norm(k, dims, eps=1e-6) * self.k_scale
+        if hasattr(cache, "attend"):  # an exported step's per-scale rings (comagen/runtime/ring.py)
+            return self.to_out(rearrange(cache.attend(q, k, v, self.scale_weights()), "b h n d -> b n (h d)")), None
         if cache is not None:
             k, v = cache[0].extend(k), cache[1].extend(v)  # [b, S*h, max(W)-1+C, d]
         if isinstance(ctx, StepContext):

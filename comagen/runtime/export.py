@@ -31,7 +31,15 @@ from comagen.errors import CheckpointError, ComagenError
 from comagen.model.conformer import Conformer
 from comagen.runtime.manifest import MANIFEST, RUNTIME_DIR, WEIGHTS, ExportRecord, file_sha256
 from comagen.runtime.onnx_stream import default_threads, session_options
-from comagen.runtime.step import StepFunction, check_exportable, state_names, state_shapes
+from comagen.runtime.step import (
+    StepFunction,
+    check_exportable,
+    input_names,
+    state_names,
+    state_shapes,
+    update_names,
+    uses_offset,
+)
 
 OPSET = 18
 FILES = {"fp32": "step.onnx", "int8": "step.int8.onnx"}
@@ -39,8 +47,10 @@ VERIFY_TOLERANCE = {"fp32": 1e-3, "int8": None}  # int8 is checked for finite, w
 
 
 def export_bundle(bundle: Bundle, out: Path | None = None, int8: bool = False, threads: int | None = None,
-                  measure_steps: int = 32) -> dict:
-    """Export the bundle's step (and its int8 twin) and return what was written and measured."""
+                  measure_steps: int = 32, int8_only: bool = False) -> dict:
+    """Export the bundle's step (and its int8 twin; with `int8_only` that alone, which keeps a shipped
+    bundle small) and return what was written and measured."""
+    int8 = int8 or int8_only
     model = check_exportable(bundle.model)
     weights = bundle.path / WEIGHTS
     if not weights.is_file():
@@ -53,7 +63,7 @@ def export_bundle(bundle: Bundle, out: Path | None = None, int8: bool = False, t
         raise ComagenError(f"cannot write {out}: {exc.strerror or exc}") from None
     t0 = time.perf_counter()
     step = StepFunction(copy.deepcopy(model).float().cpu().eval()).eval()
-    precisions = ["fp32", "int8"] if int8 else ["fp32"]
+    precisions = ["int8"] if int8_only else ["fp32", "int8"] if int8 else ["fp32"]
     record = ExportRecord(windows=list(model.cfg.windows), opset=OPSET, weights_sha256=file_sha256(weights),
                           threads=threads, versions=_versions())
     with tempfile.TemporaryDirectory(dir=out, prefix=".export.") as tmp:
@@ -66,9 +76,12 @@ def export_bundle(bundle: Bundle, out: Path | None = None, int8: bool = False, t
             _verify(step, path, precision)
         record.step_ms = measure(step, staged, threads, measure_steps) if measure_steps else {}
         if record.step_ms:
-            record.prefer = min(record.step_ms, key=record.step_ms.get)
+            record.prefer = min(("torch", *precisions), key=record.step_ms.get)
+        elif int8_only:
+            record.prefer = "int8"
         (out / MANIFEST).unlink(missing_ok=True)  # no moment where an old record names new files
-        for precision, path in staged.items():
+        for precision in precisions:
+            path = staged[precision]
             os.replace(path, out / FILES[precision])
             record.files[precision] = {"name": FILES[precision], "sha256": file_sha256(out / FILES[precision])}
     for precision, name in FILES.items():  # an int8 file from an older export is not this export's
@@ -88,13 +101,15 @@ def _versions() -> dict[str, str]:
 
 
 def example_inputs(step: StepFunction, batch: int, seen: int = 0, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Token, composer, seen and random state for `batch` rows (batch >= 2 keeps the axis dynamic)."""
+    """Token, composer, seen, [offset] and random state for `batch` rows (batch >= 2 keeps the axis
+    dynamic); the offset is as far from the origin as a stream ever gets."""
     cfg = step.model.cfg
     gen = torch.Generator().manual_seed(seed)
     token = torch.randint(0, cfg.vocab_size, (batch,), generator=gen)
     composer = torch.randint(0, cfg.n_composers, (batch,), generator=gen)
     state = [torch.randn(shape, generator=gen) for shape in state_shapes(step.model, batch)]
-    return (token, composer, torch.tensor(seen), *state)
+    offset = [torch.tensor(2 * max(cfg.windows) - 1)] if uses_offset(step.model) else []
+    return (token, composer, torch.tensor(seen), *offset, *state)
 
 
 @contextlib.contextmanager
@@ -114,14 +129,15 @@ def _quiet():
 
 
 def _export_onnx(step: StepFunction, path: Path) -> None:
-    names = state_names(step.model.cfg.depth)
+    inputs = input_names(step.model)
     batch = torch.export.Dim("batch", min=1)
     rows = {0: batch}
+    states = len(state_names(step.model))
+    scalars = len(inputs) - states
     with _quiet(), torch.no_grad():
         torch.onnx.export(step, example_inputs(step, 2), str(path), dynamo=True, opset_version=OPSET,
-                          input_names=["token", "composer", "seen", *names],
-                          output_names=["logits", *[f"{n}_next" for n in names]],
-                          dynamic_shapes=(rows, rows, None, tuple(rows for _ in names)),
+                          input_names=inputs, output_names=["logits", *update_names(step.model)],
+                          dynamic_shapes=(rows, rows, None, (*[None] * (scalars - 3), *[rows] * states)),
                           external_data=False, verbose=False)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from comagen.errors import ComagenError
 
-FORMAT = 1
+FORMAT = 2  # 2: per-scale rings that the step reads in place (runtime/ring.py)
 RUNTIME_DIR = "runtime"
 MANIFEST = "export.json"
 WEIGHTS = "model.safetensors"

@@ -1,8 +1,8 @@
 """Decoding on ONNX Runtime: the exported one-token step (runtime/step*.onnx) on the CPU.
 
 The prompt is prefilled by the torch model (one batched pass, as on the torch runtime); its
-`DecodeState` is then handed over as the exact same numbers (`state_tensors`), and every further
-token is one `InferenceSession.run` of the pure step. Sessions are built once per file and thread
+`DecodeState` is then handed over as per-scale rings (`ring_state`, see ring.py), and every further
+token is one `InferenceSession.run` of the pure step, which reads the rings in place. Sessions are built once per file and thread
 count and shared: ONNX Runtime allows concurrent `run` calls, so the app's jobs can share one.
 """
 
@@ -17,7 +17,9 @@ import torch
 from torch import Tensor
 
 from comagen.model import Decoder
-from comagen.runtime.step import state_names, state_tensors
+from comagen.model.conformer import Conformer
+from comagen.runtime.ring import ring_slots
+from comagen.runtime.step import input_names, rebase_keys, ring_state, uses_offset
 
 THREADS_ENV = "COMAGEN_ONNX_THREADS"
 DEFAULT_THREADS = 1  # measured on 2 shared cores: a second intra-op thread did not pay (see bench/decode.py)
@@ -65,29 +67,49 @@ def load_session(path: Path, threads: int):  # noqa: ANN201 - onnxruntime.Infere
 
 
 class OnnxStream:
-    """A batch of streams: torch prefill, then ONNX steps on explicit state arrays."""
+    """A batch of streams: torch prefill, then ONNX steps on per-scale rings (see ring.py) that live
+    here as numpy arrays; each step writes only the new token's key and value into them."""
 
-    def __init__(self, model: Decoder, session, composers: Tensor) -> None:  # noqa: ANN001
+    def __init__(self, model: Conformer, session, composers: Tensor) -> None:  # noqa: ANN001
         self.model, self.session, self.composers = model, session, composers
-        self.names = state_names(model.cfg.depth)
+        self.inputs = input_names(model)
         self.composer_np = composers.cpu().numpy().astype(np.int64)
+        self.slots = [ring_slots(w) for w in model.cfg.windows]
+        self.wmax = max(model.cfg.windows)
         self.state: list[np.ndarray] = []
-        self.seen = 0
+        self.seen = self.offset = 0
 
     def prefill(self, tokens: Tensor) -> Tensor:
         state = self.model.new_state(len(self.composers), self.composers.device)
         logits, state = self.model.prefill(tokens, self.composers, state)
-        self.state = [np.ascontiguousarray(t.numpy()) for t in state_tensors(state)]
-        self.seen = state.pos
+        rings, origin = ring_state(self.model, state)
+        self.state = [t.numpy() for t in rings]
+        self.seen, self.offset = state.pos, state.pos - origin
         return logits
 
     def step(self, token: Tensor) -> Tensor:
-        feeds = {"token": token.numpy().astype(np.int64), "composer": self.composer_np,
-                 "seen": np.array(self.seen, dtype=np.int64), **dict(zip(self.names, self.state, strict=True))}
-        out = self.session.run(None, feeds)
-        self.state = out[1:]
-        self.seen += 1
+        scalars = [token.numpy().astype(np.int64), self.composer_np, np.array(self.seen, dtype=np.int64)]
+        if uses_offset(self.model):
+            scalars.append(np.array(self.offset, dtype=np.int64))
+        out = self.session.run(None, dict(zip(self.inputs, [*scalars, *self.state], strict=True)))
+        self._write(out[1:])
+        self.seen, self.offset = self.seen + 1, self.offset + 1
+        if uses_offset(self.model) and self.offset >= 2 * self.wmax:
+            rebase_keys(self.model, self.state, self.wmax)
+            self.offset -= self.wmax
         return torch.from_numpy(out[0])
+
+    def _write(self, updates: list[np.ndarray]) -> None:
+        """The new token's key and value into each scale's slot; the conv state replaced whole."""
+        heads, scales = self.model.cfg.heads, len(self.slots)
+        per = 2 * scales + 1
+        for i in range(self.model.cfg.depth):
+            layer = self.state[per * i:per * (i + 1)]
+            for s, k in enumerate(self.slots):
+                slot, part = self.seen % k, slice(s * heads, (s + 1) * heads)
+                layer[s][:, :, slot] = updates[3 * i][:, part, 0]
+                layer[scales + s][:, :, slot] = updates[3 * i + 1][:, part, 0]
+            self.state[per * (i + 1) - 1] = updates[3 * i + 2]
 
 
 class OnnxRuntime:

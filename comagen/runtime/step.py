@@ -1,17 +1,17 @@
 """The conformer's one-token step as a pure function of explicit, fixed-shape state tensors.
 
-`StepFunction(model)(token, composer, seen, *state) -> (logits, *new_state)` runs the model's own
-blocks (attention, conv, feed-forward, hyper-connections) through the same `step_context` maths as
-`Conformer.step`; only the caches differ: instead of `WindowCache` buffers updated in place, each
-layer's past is an input and its shifted successor an output. That is what an exporter can trace
-into a graph with no Python state, and what ONNX Runtime can run.
+`StepFunction(model)(token, composer, seen[, offset], *state) -> (logits, *updates)` runs the
+model's own blocks (feed-forward, conv, hyper-connections, the attention projections and scale
+mix); attention reads per-scale rings (see ring.py) instead of the torch `WindowCache`. That is
+what an exporter can trace into a graph with no Python state, and what ONNX Runtime can run.
 
-State per block, in order (batch first, time on dim 2, like `WindowCache`):
-    keys   [B, S*heads, max(W)-1, head_dim]   the last max(W)-1 keys of all scales
-    values [B, S*heads, max(W)-1, head_dim]
-    conv   [B, dim, kernel-1, 1]              the conv's last kernel-1 inputs
-`seen` (int64 scalar) is the number of tokens already consumed: the not-yet-filled part of the
-window is masked from it exactly as `step_context` masks it from `state.pos`.
+State per block, in order (batch first, time on dim 2):
+    keys   [B, heads, W_s-1, head_dim] per scale s   that scale's ring of past keys (stored form)
+    values [B, heads, W_s-1, head_dim] per scale s
+    conv   [B, dim, kernel-1, 1]                     the conv's last kernel-1 inputs
+Updates per block: the new token's key and value [B, S*heads, 1, head_dim] (the caller writes each
+scale's part into slot `seen mod (W_s-1)`) and the conv's next state. `seen` (int64 scalar) is the
+number of tokens already consumed; `offset` (xpos models only) is `seen` minus the rings' origin.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import torch
 from torch import Tensor, nn
 
 from comagen.errors import ConfigError
-from comagen.model.attention import StepContext, step_context
 from comagen.model.conformer import Conformer
 from comagen.model.hyper import expand_streams, reduce_streams
+from comagen.model.positional import apply_rotary
 from comagen.model.state import DecodeState
-
-STATE_KINDS = ("keys", "values", "conv")
+from comagen.runtime.ring import RingLayer, offset_tables, rebase_factor, ring_context, ring_slots
 
 
 def check_exportable(model: nn.Module) -> Conformer:
@@ -35,17 +34,18 @@ def check_exportable(model: nn.Module) -> Conformer:
     if model.cfg.global_layers:
         raise ConfigError(f"global_layers {model.cfg.global_layers} keep a growing KV cache, which a fixed-shape "
                           "ONNX step cannot hold; this checkpoint runs on the torch runtime")
-    if max(model.cfg.windows) < 2 or model.cfg.conv_kernel < 2:
+    if min(model.cfg.windows) < 2 or model.cfg.conv_kernel < 2:
         raise ConfigError("windows of 1 and a conv kernel of 1 keep no state: nothing to stream")
     return model
 
 
-class TensorWindow:
-    """A `WindowCache` stand-in for one call: the past is a tensor, the new tail an output.
+def uses_offset(model: Conformer) -> bool:
+    """xpos models store rotated keys and take the rings' `offset` as an input; dpb models do not."""
+    return model.dpb is None
 
-    `extend(new)` returns `[past ; new]`, as `WindowCache.extend` does, and keeps the last `keep`
-    steps of it in `tail` for the caller to hand back as the next state.
-    """
+
+class TensorWindow:
+    """A `WindowCache` stand-in for one call: the past is a tensor, the new tail an output."""
 
     def __init__(self, past: Tensor) -> None:
         self.past = past
@@ -57,25 +57,51 @@ class TensorWindow:
         return out
 
 
-def state_names(depth: int) -> list[str]:
-    return [f"{kind}{i}" for i in range(depth) for kind in STATE_KINDS]
+def input_names(model: Conformer) -> list[str]:
+    """The step's inputs, in order: token, composer, seen, [offset], then the state."""
+    scalars = ["token", "composer", "seen", *(["offset"] if uses_offset(model) else [])]
+    return scalars + state_names(model)
+
+
+def state_names(model: Conformer) -> list[str]:
+    scales = range(len(model.cfg.windows))
+    return [name for i in range(model.cfg.depth)
+            for name in (*[f"keys{i}_{s}" for s in scales], *[f"values{i}_{s}" for s in scales], f"conv{i}")]
+
+
+def update_names(model: Conformer) -> list[str]:
+    return [f"{kind}{i}_next" for i in range(model.cfg.depth) for kind in ("keys", "values", "conv")]
 
 
 def state_shapes(model: Conformer, batch: int) -> list[tuple[int, ...]]:
     """Shapes of the state tensors, in `state_names` order."""
     cfg = model.cfg
-    keep, heads = max(cfg.windows) - 1, len(cfg.windows) * cfg.heads
-    kv = (batch, heads, keep, cfg.head_dim)
-    return [kv, kv, (batch, cfg.dim, cfg.conv_kernel - 1, 1)] * cfg.depth
+    rings = [(batch, cfg.heads, ring_slots(w), cfg.head_dim) for w in cfg.windows]
+    return [*rings, *rings, (batch, cfg.dim, cfg.conv_kernel - 1, 1)] * cfg.depth
 
 
-def state_tensors(state: DecodeState) -> list[Tensor]:
-    """The exact numbers a torch `DecodeState` holds, as `StepFunction` state inputs (views, no copy)."""
+def ring_state(model: Conformer, state: DecodeState) -> tuple[list[Tensor], int]:
+    """A torch `DecodeState` as the step's state tensors (new memory) and the rings' origin.
+
+    Each scale's last W-1 keys go to slot p mod (W-1); with xpos they are rotated to p - origin,
+    with origin = pos - max(W), so the first step's `offset` is max(W).
+    """
+    cfg, pos, wmax = model.cfg, state.pos, max(model.cfg.windows)
+    turn = torch.view_as_complex(offset_tables(wmax, cfg.head_dim, torch.device("cpu"))[1][:wmax]) \
+        if uses_offset(model) else None
     out = []
     for layer in state.caches:
-        for cache in (*layer["attn"], layer["conv"]):
-            out.append(cache.buf[:, :, cache.end - cache.keep:cache.end])
-    return out
+        rings: list[list[Tensor]] = [[], []]
+        for kind, cache in enumerate(layer["attn"]):
+            window = cache.buf[:, :, cache.end - cache.keep:cache.end].float().cpu()  # positions pos-keep .. pos-1
+            for s, k in enumerate(ring_slots(w) for w in cfg.windows):
+                part = window[:, s * cfg.heads:(s + 1) * cfg.heads, window.shape[2] - k:]
+                if kind == 0 and turn is not None:
+                    part = apply_rotary(part, turn[wmax - k:])
+                rings[kind].append(part.roll(pos % k, dims=2).contiguous())  # position p -> slot p mod k
+        conv = layer["conv"]
+        out += [*rings[0], *rings[1], conv.buf[:, :, conv.end - conv.keep:conv.end].float().cpu().contiguous()]
+    return out, pos - wmax
 
 
 class StepFunction(nn.Module):
@@ -85,26 +111,37 @@ class StepFunction(nn.Module):
         super().__init__()
         self.model = check_exportable(model)
         cfg = model.cfg
-        self.wmax = max(cfg.windows)
+        self.scales = len(cfg.windows)
         device = model.head.weight.device
         with torch.no_grad():  # built once, here, so a trace sees constants rather than their recipe
-            self.full = step_context(list(cfg.windows), self.wmax, cfg.heads, cfg.head_dim, model.dpb, device)
+            self.tables = offset_tables(max(cfg.windows), cfg.head_dim, device) if uses_offset(model) else None
 
-    def context(self, seen: Tensor) -> StepContext:
-        """`step_context` of a full window, plus the mask of the slots no token has filled yet."""
-        slot = torch.arange(self.wmax, device=seen.device)
-        unfilled = torch.zeros(self.wmax, device=seen.device).masked_fill(slot < self.wmax - 1 - seen, float("-inf"))
-        return StepContext(self.full.windows, self.full.bias + unfilled, self.full.rotary)
-
-    def forward(self, token: Tensor, composer: Tensor, seen: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        model = self.model
-        ctx = self.context(seen)
+    def forward(self, token: Tensor, composer: Tensor, seen: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        model, cfg = self.model, self.model.cfg
+        offset, state = (rest[0], rest[1:]) if self.tables is not None else (None, rest)
+        ctx = ring_context(list(cfg.windows), cfg.heads, cfg.head_dim, model.dpb, seen, offset, self.tables)
         x = model.token_emb(token[:, None]) + model.composer_emb(composer)[:, None]
-        h = expand_streams(x, model.cfg.hyper_streams)
-        tails = []
+        h = expand_streams(x, cfg.hyper_streams)
+        per = 2 * self.scales + 1
+        updates = []
         for i, block in enumerate(model.blocks):
-            keys, values, conv = (TensorWindow(t) for t in state[3 * i:3 * i + 3])
-            h, _ = block(h, ctx, 0, None, {"attn": [keys, values], "conv": conv}, False)
-            tails += [keys.tail, values.tail, conv.tail]
-        x = reduce_streams(h, model.cfg.hyper_streams)
-        return (model.head(model.norm(x))[:, -1], *tails)
+            layer = state[per * i:per * (i + 1)]
+            ring = RingLayer(ctx, list(layer[:self.scales]), list(layer[self.scales:2 * self.scales]))
+            conv = TensorWindow(layer[-1])
+            h, _ = block(h, ctx, 0, None, {"attn": ring, "conv": conv}, False)
+            updates += [ring.new_k, ring.new_v, conv.tail]
+        x = reduce_streams(h, cfg.hyper_streams)
+        return (model.head(model.norm(x))[:, -1], *updates)
+
+
+def rebase_keys(model: Conformer, state: list, shift: int) -> None:
+    """Move the rings' origin `shift` positions later: every stored key (numpy, in place) is turned
+    back by `shift` (xpos models only; see ring.py)."""
+    import numpy as np
+
+    factor = rebase_factor(shift, model.cfg.head_dim)[0].numpy()  # [d/2] complex64
+    per, scales = 2 * len(model.cfg.windows) + 1, len(model.cfg.windows)
+    for i in range(model.cfg.depth):
+        for ring in state[per * i:per * i + scales]:
+            z = ring.view(np.complex64)
+            z *= factor

@@ -1,0 +1,104 @@
+"""Ring-buffer attention for the exported step: each scale reads only its own window, in place.
+
+The torch stream keeps, per layer, the last max(W)-1 keys of every scale in time order and rotates
+them to their window positions on every step. An exported step that did the same would copy the
+whole window into the graph and out again each token: for the flagship (windows up to 1024) that
+is ~80 MB of memory traffic per token, more than all its weights. Here instead:
+
+- each scale s keeps a ring of exactly W_s - 1 past keys/values (token at position p in slot
+  p mod (W_s - 1)), so a 64-window scale never reads the 1024-window scale's past;
+- the step reads the rings as inputs and returns only the new token's key and value, which the
+  caller writes into slot `seen mod (W_s - 1)`: nothing the size of a window moves per token;
+- with xpos, keys are stored already rotated to their position relative to an origin o, and the
+  query is rotated to its own (x / positional.py: the product depends on the distance only). The
+  caller keeps `offset = seen - o` within [0, 2 max(W)] by re-basing the stored keys once every
+  max(W) tokens (`rebase_factor`), so no angle or xpos scale ever grows with the stream.
+- order in the ring does not matter to attention; the mask (slots not yet written) and the dpb
+  bias (a function of each slot's distance) are computed from `seen` inside the graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from comagen.model.positional import apply_rotary, rotary_tables
+
+
+@dataclass
+class RingContext:
+    """What every layer's ring attention needs for the current token, built once per step."""
+
+    windows: list[int]
+    heads: int
+    q_rot: Tensor | None  # [1, d/2] complex: the query's xpos rotation at `offset` (None: dpb)
+    k_rot: Tensor | None  # [1, d/2] complex: the new key's rotation, as stored
+    ring_bias: list[Tensor]  # per scale: [h or 1, 1, W-1]: -inf for unwritten slots, + dpb by distance
+    new_bias: list[Tensor]  # per scale: [h or 1, 1, 1]: the bias at distance 0
+
+
+def ring_slots(window: int) -> int:
+    return window - 1
+
+
+def ring_context(windows: list[int], heads: int, head_dim: int, dpb: nn.ModuleList | None, seen: Tensor,
+                 offset: Tensor, tables: tuple[Tensor, Tensor] | None) -> RingContext:
+    """Masks and biases of every scale's ring for the token at position `seen` (int64 scalars)."""
+    ring_bias, new_bias = [], []
+    for s, w in enumerate(windows):
+        k = ring_slots(w)
+        slot = torch.arange(k, device=seen.device)
+        unwritten = torch.zeros(k, device=seen.device).masked_fill(slot >= seen, float("-inf"))
+        if dpb is None:
+            ring_bias.append(unwritten[None, None])
+            new_bias.append(torch.zeros(1, 1, 1, device=seen.device))
+            continue
+        table = dpb[s](w)  # [h, w] for distances 0 .. w-1
+        distance = 1 + torch.remainder(seen - 1 - slot, k) if k else slot
+        ring_bias.append((table[:, distance] + unwritten)[:, None])
+        new_bias.append(table[:, :1, None])
+    if tables is None:
+        return RingContext(list(windows), heads, None, None, ring_bias, new_bias)
+    q_rot, k_rot = (torch.view_as_complex(t.index_select(0, offset[None])) for t in tables)
+    return RingContext(list(windows), heads, q_rot, k_rot, ring_bias, new_bias)
+
+
+def offset_tables(wmax: int, head_dim: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """xpos (q, k) rotations at offsets 0 .. 2 wmax from the origin (the range `offset` stays in), as
+    real [P, d/2, 2] tensors (an exporter indexes real tensors, not complex ones)."""
+    q_table, k_table = rotary_tables(torch.arange(2 * wmax + 1, device=device), head_dim, xpos=True)
+    return torch.view_as_real(q_table), torch.view_as_real(k_table)
+
+
+def rebase_factor(shift: int, head_dim: int) -> Tensor:
+    """What stored keys are multiplied by when the origin moves `shift` positions later."""
+    return rotary_tables(torch.tensor([-shift]), head_dim, xpos=True)[1]
+
+
+class RingLayer:
+    """One layer's rings, handed to `MultiScaleLocalAttention` as its cache: it attends, and keeps the
+    new token's (stored-form) key and value for the caller to write back."""
+
+    def __init__(self, ctx: RingContext, keys: list[Tensor], values: list[Tensor]) -> None:
+        self.ctx, self.keys, self.values = ctx, keys, values
+        self.new_k: Tensor | None = None
+        self.new_v: Tensor | None = None
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, weights: Tensor) -> Tensor:
+        """q, k, v [b, S*h, 1, d] of the new token -> the scale-mixed output [b, h, 1, d]."""
+        ctx, h = self.ctx, self.ctx.heads
+        if ctx.q_rot is not None:
+            q, k = apply_rotary(q, ctx.q_rot), apply_rotary(k, ctx.k_rot)
+        self.new_k, self.new_v = k, v
+        outs = []
+        for s, (ring_k, ring_v) in enumerate(zip(self.keys, self.values, strict=True)):
+            heads = slice(s * h, (s + 1) * h)
+            qs, ks, vs = q[:, heads], k[:, heads], v[:, heads]
+            now = (qs * ks).sum(-1, keepdim=True) + ctx.new_bias[s]  # [b, h, 1, 1]
+            past = qs @ ring_k.transpose(-1, -2) + ctx.ring_bias[s]  # [b, h, 1, W-1]
+            probs = torch.cat((past, now), dim=-1).softmax(dim=-1)
+            outs.append(probs[..., :-1] @ ring_v + probs[..., -1:] * vs)
+        b = q.shape[0]
+        return (weights @ torch.stack(outs, 1).view(b, len(outs), -1)).view(b, h, 1, -1)

@@ -27,7 +27,7 @@ from comagen.evaluate import evaluate_pieces
 from comagen.midi import load_score
 from comagen.model_card import finetune_card
 from comagen.tokenizer import PianoTokenizer
-from comagen.trainer import TrainConfig, TrainData, train
+from comagen.trainer import TrainConfig, TrainData, TrainResult, train
 
 VALIDATION_SHARE = 0.1  # of the usable files, at least one
 VALIDATION_MAX_FILES = 8  # each evaluation scores all of them, so it stays a small part of a step budget
@@ -202,17 +202,31 @@ def finetune(base_path: str | Path, data_root: str | Path, out: str | Path, *, m
         cfg.init_from = str(base.path)
         before = validation_bits(base.model, validation, base, cfg)
         report(f"validation bits per note before: {before:.3f}")
-        run = train(type(base.config).from_dict(base.config.to_dict()), cfg, resume=False,
+        run = train(base.config, cfg, resume=False,  # init_from: the trainer takes the base's own config
                     data=TrainData(train_set, validation, baseline=before))
-        best = load_bundle(work / "best") if (work / "best").is_dir() else None
+        best, after = _pick_best(work, run, cfg, base, validation, before, report)
         result = FinetuneResult(
             out, base.name, data_root.name, [p.piece.title for p in train_set], [p.piece.title for p in validation],
-            folder.skipped, run.step, round(run.seconds / 60, 2), before,
-            run.best_bits_per_note if best else before, best is not None, run.stopped)
+            folder.skipped, run.step, round(run.seconds / 60, 2), before, after, best is not None, run.stopped)
         _write(result, best or base, base, cfg, int(best.summary.get("step", 0)) if best else 0)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _pick_best(work: Path, run: TrainResult, cfg: TrainConfig, base: Bundle, validation: list[TokenizedPiece],
+               before: float, report: Callable[[str], None]) -> tuple[Bundle | None, float]:
+    """The best evaluated bundle and its bits per note (None: no step beat the base). A run the
+    clock stopped between two evaluations is scored where it stopped, so its last steps count."""
+    best = load_bundle(work / "best") if (work / "best").is_dir() else None
+    score = run.best_bits_per_note if best is not None else before
+    if run.stopped == "max_minutes" and run.step % cfg.eval_every and (work / "last").is_dir():
+        last = load_bundle(work / "last")
+        bits = validation_bits(last.model, validation, base, cfg)
+        report(f"step {run.step} (stopped by the clock): val bits/note {bits:.4f}")
+        if bits < score:
+            best, score = last, bits
+    return best, float(score)
 
 
 def _write(result: FinetuneResult, chosen: Bundle, base: Bundle, cfg: TrainConfig, best_step: int) -> None:

@@ -43,7 +43,7 @@ class TrainConfig:
     data: str | None = None  # MAESTRO folder (else $COMAGEN_MAESTRO_DIR)
     cache: str = "cache"  # token cache root
     tokenizer: str | None = None  # tokenizer.json (e.g. BPE); None = built-in REMI settings
-    init_from: str | None = None  # a bundle to start from: its weights, tokenizer and composers (fine-tuning)
+    init_from: str | None = None  # a bundle to start from: its model config, weights, tokenizer, composers
     train_files: int = 0  # use only the first N train pieces (0 = all; for quick runs and tests)
     out: str = "runs/default"  # where checkpoints and TensorBoard logs go
     seq_len: int = 512
@@ -299,8 +299,11 @@ class _Run:
 
     def _load_data(self) -> None:
         """Tokenizer, composers, the train crops and the validation pieces; sizes the model config."""
-        cfg, model_cfg = self.cfg, self.model_cfg
+        cfg = self.cfg
         self.base = load_bundle(cfg.init_from) if cfg.init_from else None
+        if self.base is not None:  # the bundle's architecture, whatever the config file says
+            self.model_cfg = ModelConfig.from_dict(self.base.config.to_dict())
+        model_cfg = self.model_cfg
         if self.data is not None:
             self._given_data()
         else:
@@ -347,8 +350,12 @@ class _Run:
         self._load_data()
         torch.manual_seed(cfg.seed)
         self.model = build_model(self.model_cfg)
-        if self.base is not None:  # start from the bundle's weights (its config must match model_cfg)
-            self.model.load_state_dict(self.base.model.state_dict())
+        if self.base is not None:  # start from the bundle's weights
+            try:
+                self.model.load_state_dict(self.base.model.state_dict())
+            except RuntimeError:  # e.g. a longer seq_len than a learned position table holds
+                raise ConfigError(f"{cfg.init_from}: its weights do not fit this run "
+                                  f"(seq_len {cfg.seq_len}?)") from None
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg), lr=cfg.lr, betas=(0.9, cfg.beta2),
                                            fused=self.device.type == "cuda")

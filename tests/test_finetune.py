@@ -97,3 +97,13 @@ def test_out_that_is_not_a_bundle_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "exists and is not a checkpoint bundle" in proc.stderr.strip().splitlines()[-1]
     assert (out / "thesis.txt").read_text() == "keep me"
+
+
+def test_a_run_stopped_by_the_clock_is_scored_where_it_stopped(tmp_path: Path) -> None:
+    out = tmp_path / "clocked"
+    proc = run_finetune(user_folder(tmp_path), out, "--seq-len", "128", "--batch-size", "2", "--threads", "2",
+                        "--eval-every", "1000", "--steps", "1000", "--minutes", "0.05")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(stopped by the clock): val bits/note" in proc.stdout  # no evaluation was due before the clock ran out
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "stopped by max_minutes" in card

@@ -4,7 +4,9 @@
         [--max-steps N] [--max-minutes M] [--fresh] [key=value ...]
 
 `key=value` overrides any config key (`model.dim=128`, `train.lr=3e-4`, or a bare key when it
-is unambiguous). Resumes from `<out>/last` unless --fresh. Multi-GPU/CPU: `torchrun
+is unambiguous). `init_from=BUNDLE` starts from a bundle's weights, model config, tokenizer and
+composers (`training/finetune.py` does that for a folder of your own files). Resumes from
+`<out>/last` unless --fresh. Multi-GPU/CPU: `torchrun
 --nproc_per_node N training/train.py ...` (gloo on CPU). TensorBoard logs: `<out>/tensorboard`.
 """
 

@@ -1,4 +1,4 @@
-"""Attention: multi-scale causal sliding windows (blockwise or flex) and full causal attention.
+"""Multi-scale causal sliding-window attention (blockwise or flex), and its one-token step.
 
 Blockwise windows: queries are cut into blocks of B; block i sees the keys from W-1 steps before
 its first query up to its last query, i.e. B + W - 1 keys, taken as an `unfold` view of the
@@ -23,7 +23,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from comagen.model.positional import apply_rotary, rotary_tables
-from comagen.model.state import KVCache, WindowCache
+from comagen.model.state import WindowCache
 
 
 @dataclass
@@ -315,44 +315,3 @@ def resolve_flex(backend: str, device: torch.device) -> bool:
     """Whether the training-time forward uses flex_attention: on CUDA by default ("auto"), and on
     the CPU when asked for ("flex", compiled by inductor's CPU backend: slow to compile, for checks)."""
     return backend == "flex" or (backend == "auto" and device.type == "cuda")
-
-
-class FullAttention(nn.Module):
-    """Full causal attention with an optional KV cache: conformer global layers and the baselines.
-
-    `rotary` (RoPE, from absolute positions computed in float64) for llama and global layers;
-    `kv_heads < heads` gives grouped-query attention.
-    """
-
-    def __init__(self, dim: int, heads: int, kv_heads: int | None = None, bias: bool = False,
-                 norm: nn.Module | None = None, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.heads, self.kv_heads, self.head_dim = heads, kv_heads or heads, dim // heads
-        self.norm = norm if norm is not None else nn.LayerNorm(dim)
-        self.to_qkv = nn.Linear(dim, (heads + 2 * self.kv_heads) * self.head_dim, bias=bias)
-        self.to_out = nn.Linear(dim, dim, bias=bias)
-        self.dropout = nn.Dropout(dropout)
-
-    def new_cache(self, batch: int, device: torch.device, dtype: torch.dtype) -> KVCache:
-        return KVCache.empty(batch, self.kv_heads, self.head_dim, device, dtype)
-
-    def forward(self, x: Tensor, start: int, rope: Tensor | None = None,
-                cache: KVCache | None = None) -> Tensor:
-        q, k, v = self.to_qkv(self.norm(x)).split(
-            [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim], dim=-1)
-        q = rearrange(q, "b n (h d) -> b h n d", h=self.heads)
-        k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.kv_heads) for t in (k, v))
-        if rope is not None:
-            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
-        if cache is not None:
-            k, v = cache.extend(k, v)
-        c, total = q.shape[2], k.shape[2]
-        mask, causal = None, False
-        if c == total:
-            causal = c > 1
-        elif c > 1:
-            mask = torch.ones(c, total, dtype=torch.bool, device=x.device).tril(total - c)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                             dropout_p=self.dropout.p if self.training else 0.0,
-                                             enable_gqa=self.kv_heads != self.heads)
-        return self.dropout(self.to_out(rearrange(out, "b h n d -> b n (h d)")))

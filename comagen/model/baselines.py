@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from comagen.model.attention import FullAttention
 from comagen.model.capture import AttentionCapture
 from comagen.model.config import ModelConfig
 from comagen.model.decoder import Decoder
+from comagen.model.full_attention import FullAttention
 from comagen.model.positional import rotary_tables
 from comagen.model.state import DecodeState, KVCache, WindowCache
 

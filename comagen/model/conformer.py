@@ -10,7 +10,6 @@ from torch import Tensor, nn
 
 from comagen.errors import ConfigError
 from comagen.model.attention import (
-    FullAttention,
     MultiScaleLocalAttention,
     resolve_flex,
     step_context,
@@ -20,6 +19,7 @@ from comagen.model.capture import AttentionCapture
 from comagen.model.config import ModelConfig
 from comagen.model.conv import ConvModule
 from comagen.model.decoder import Decoder
+from comagen.model.full_attention import FullAttention
 from comagen.model.hyper import HyperConnection, expand_streams, reduce_streams
 from comagen.model.positional import DynamicPositionBias, rotary_tables
 

@@ -118,6 +118,17 @@ def test_window_filling_from_an_empty_prompt(tiny: Path) -> None:
             a, b = ref.step(torch.tensor([t + 5])), got.step(torch.tensor([t + 5]))
             assert (a - b).abs().max().item() < 1e-4, t
 
+def test_step_moves_one_token_of_state(tiny: Path) -> None:
+    """The step reads each scale's ring (W-1 slots) in place and returns only the new token's key and
+    value: no output is as wide as a window, so nothing window-sized is copied per token."""
+    graph = onnx.load(tiny / "runtime" / "step.onnx").graph
+    dims = {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in
+            [*graph.input, *graph.output]}
+    assert dims["keys0_0"][2] == 7 and dims["keys0_1"][2] == 31  # windows 8 and 32
+    assert dims["keys0_next"][2] == 1 and dims["values0_next"][2] == 1
+    assert dims["keys0_next"][1] == 2 * 2  # all scales' heads of the new token
+
+
 
 def test_int8_generation_decodes_on_the_grammar(tiny: Path) -> None:
     bundle = load_bundle(tiny)

@@ -19,6 +19,7 @@ from matplotlib.patches import Patch
 
 PROMPT_COLOUR = "#1f5fbf"  # blue
 CONTINUATION_COLOUR = "#e8590c"  # orange: far from blue in hue and for colour-blind readers
+INFILL_COLOUR = "#0ca678"  # teal-green: a regenerated span, between dotted lines as well as by hue
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 BLACK_KEYS = {1, 3, 6, 8, 10}
 PITCH_MARGIN = 2  # semitones shown above and below the used range
@@ -59,12 +60,14 @@ def piano_roll_figure(
     split_seconds: float | None = None,
     title: str = "",
     size: tuple[float, float] = (12.0, 4.5),
+    span: tuple[float, float] | None = None,
 ) -> Figure:
     """Draw ``score`` as a piano roll: seconds across, note names up, velocity as shade.
 
     Notes starting before ``split_seconds`` are the prompt (blue), the rest the continuation
     (orange), with a dashed line at the split; without a split every note is drawn as prompt.
-    An empty score gives an empty roll that says so, so callers never special-case it.
+    An empty score gives an empty roll that says so, so callers never special-case it. Notes
+    starting inside ``span`` (an infilled stretch, seconds) are green, between dotted lines.
     """
     fig = Figure(figsize=size, dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
@@ -74,6 +77,8 @@ def piano_roll_figure(
     ax.set_ylabel("pitch")
     if split_seconds is not None:
         ax.axvline(split_seconds, color="0.15", ls="--", lw=1.2, zorder=3)
+    for edge in span or ():
+        ax.axvline(edge, color=INFILL_COLOUR, ls=":", lw=1.5, zorder=3)
     notes = _note_arrays(score)
     if not len(notes["pitch"]):
         ax.set_xlim(0.0, max(split_seconds or 0.0, 1.0))
@@ -103,6 +108,8 @@ def piano_roll_figure(
         _shaded(PROMPT_COLOUR, notes["velocity"]),
         _shaded(CONTINUATION_COLOUR, notes["velocity"]),
     )
+    in_span = np.zeros(len(pitch), bool) if span is None else (start >= span[0] - 1e-6) & (start < span[1] - 1e-6)
+    colours[in_span] = _shaded(INFILL_COLOUR, notes["velocity"][in_span])
     left, right = start, start + np.maximum(duration, 1e-3)
     bottom, top = pitch - 0.4, pitch + 0.4
     boxes = np.stack(
@@ -110,6 +117,7 @@ def piano_roll_figure(
          np.stack([right, top], 1), np.stack([right, bottom], 1)], axis=1,
     )
     edges = np.where(is_prompt[:, None], to_rgb(PROMPT_COLOUR), to_rgb(CONTINUATION_COLOUR))
+    edges[in_span] = to_rgb(INFILL_COLOUR)
     ax.add_collection(PolyCollection(boxes, facecolors=colours, edgecolors=edges,
                                      linewidths=0.4, zorder=2))
 
@@ -121,6 +129,7 @@ def piano_roll_figure(
         ax.legend(
             handles=[Patch(color=PROMPT_COLOUR, label="prompt"),
                      Patch(color=CONTINUATION_COLOUR, label="continuation"),
+                     *([Patch(color=INFILL_COLOUR, label="infilled")] if span else []),
                      Patch(facecolor="white", edgecolor="0.5", label="paler = softer")],
             loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
         )

@@ -18,7 +18,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from comagen.attention_figure import attention_figure
-from comagen.audio import render_audio, wav_bytes
+from comagen.audio import render_wav
 from comagen.checkpoint import FILES, Bundle, load_bundle
 from comagen.data import load_index
 from comagen.errors import CheckpointError, ComagenError, ConfigError, MidiError, MidiTooLongError, NotMidiError
@@ -46,16 +46,17 @@ OUT_ROOT = Path(tempfile.gettempdir()) / "comagen-app"  # audio/MIDI files the p
 NOTHING = "(start from nothing)"
 UPLOAD_MAX_BYTES = 2 * 1024 * 1024  # MAESTRO performances are all well under 1 MB
 PROMPT_MAX_SECONDS = 60.0
-MAX_SECONDS = 60  # longest continuation one request may ask for
-TOKEN_CAP = 6000  # per variation and request: ~60 s of dense piano
-CONTEXT_CAP = 12000  # prompt + continuations a Continue may build on
-PROMPT_MAX_TOKENS = CONTEXT_CAP  # an upload denser than this (thousands of notes a second) is refused
+MAX_SECONDS = 300  # longest continuation one request may ask for (the CLI allows 600)
+TOKEN_CAP = 30000  # per variation and request: ~300 s of dense piano
+CONTEXT_CAP = 60000  # prompt + continuations a Continue may build on
+PROMPT_MAX_TOKENS = 12000  # an upload's kept seconds denser than this (thousands of notes a second) are refused
 MAX_VARIATIONS = 4
 MAX_SCALES = 4  # window sliders the page has room for
 TEXT_INTERVAL = 0.25  # token text refresh (s)
 ROLL_MIN_INTERVAL = 0.5  # live piano roll: at most 2 redraws a second ...
 ROLL_COST_FACTOR = 4.0  # ... and drawing may take at most a quarter of the wall time
-TEXT_TAIL = 1500  # tokens of text shown live (the page stays light on long pieces)
+TEXT_TAIL = 500  # tokens of text shown live (the page stays light on long pieces)
+LIVE_ROLL_TOKENS = 3000  # past this much new music the live roll shows a recent window of about as many tokens
 OUT_MAX_AGE = 3600.0  # result and upload files older than this are removed (COMAGEN_OUT_MAX_AGE overrides)
 OUT_MIN_AGE = 2.0  # the smallest COMAGEN_OUT_MAX_AGE (a file must outlive its own download)
 NAME_MAX = 80  # characters of an upload's name kept in result file names (a file name has 255 bytes)
@@ -67,17 +68,41 @@ CONTINUATION_RGB = np.array(to_rgb(CONTINUATION_COLOUR)) * 255
 # ------------------------------------------------------------------------------ checkpoints
 
 
-def find_checkpoints(root: Path = CHECKPOINTS_DIR, extra: str | None = None) -> dict[str, Path]:
-    """Name -> folder of every complete bundle under `root`, plus `extra` (COMAGEN_CHECKPOINT)."""
+def find_checkpoints(root: Path = CHECKPOINTS_DIR, extra: str | None = None,
+                     more: Sequence[Path] = ()) -> dict[str, Path]:
+    """Name -> folder of every complete bundle under `root`, plus `extra` (COMAGEN_CHECKPOINT) and the
+    bundles inside (or at) each folder of `more` (COMAGEN_CHECKPOINTS, the fine-tuned runs folder);
+    a name already taken is shown as the bundle's path, so no two bundles share one."""
     found: dict[str, Path] = {}
     if extra:
         path = Path(extra)
         found[path.name if path.parent.resolve() == root.resolve() else str(path)] = path
-    if root.is_dir():
-        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if all((folder / f).is_file() for f in FILES):
-                found.setdefault(folder.name, folder)
+    for folder in _bundles_in(root):
+        found.setdefault(folder.name, folder)
+    seen = {p.resolve() for p in found.values()}
+    for where in more:
+        for folder in [where] if is_bundle(where) else _bundles_in(where):
+            if folder.resolve() not in seen:
+                seen.add(folder.resolve())
+                found[str(folder) if folder.name in found else folder.name] = folder
     return found
+
+
+def is_bundle(folder: Path) -> bool:
+    """A folder holding every file a bundle needs (whether they load is checked when it is picked)."""
+    return all((folder / f).is_file() for f in FILES)
+
+
+def _bundles_in(folder: Path) -> list[Path]:
+    """The complete bundles directly inside `folder`, sorted; hidden ones (a run's temp folder) skipped."""
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".") and is_bundle(p)]
+
+
+def env_checkpoint_folders() -> list[Path]:
+    """COMAGEN_CHECKPOINTS: folders (separated like PATH) that hold bundles, or are bundles."""
+    return [Path(p) for p in os.environ.get("COMAGEN_CHECKPOINTS", "").split(os.pathsep) if p]
 
 
 class Checkpoints:
@@ -294,8 +319,8 @@ class Job:
     def stop(self) -> None:
         self.session.stop()
 
-    def snapshot(self) -> Progress:
-        return self.session.snapshot()
+    def snapshot(self, tail: int | None = None) -> Progress:
+        return self.session.snapshot(tail)
 
     def generated(self) -> list[list[int]]:
         return [list(r) for r in self.session.snapshot().rows]
@@ -343,6 +368,7 @@ class Take:
     windows: list[int] | None
     name: str
     stats: dict = field(default_factory=dict)
+    span: tuple[float, float] | None = None  # an infilled stretch (seconds), drawn in its own colour
 
 
 @dataclass
@@ -375,10 +401,11 @@ def figure_array(fig: Figure) -> np.ndarray:
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def token_text(bundle: Bundle, ids: list[int]) -> str:
-    """Token names, one bar per line, of the last TEXT_TAIL tokens."""
-    skipped = max(len(ids) - TEXT_TAIL, 0)
-    words = [bundle.tokenizer.token_text(t) for t in ids[skipped:]]
+def token_text(bundle: Bundle, ids: list[int], total: int | None = None) -> str:
+    """Token names, one bar per line, of the last TEXT_TAIL tokens (`ids` may be the last of `total`)."""
+    shown = ids[max(len(ids) - TEXT_TAIL, 0):]
+    skipped = (len(ids) if total is None else total) - len(shown)
+    words = [bundle.tokenizer.token_text(t) for t in shown]
     text = " ".join(words).replace(" Bar_None", "\nBar_None")
     return (f"... ({skipped} earlier tokens)\n" if skipped else "") + text
 
@@ -406,8 +433,20 @@ def live_roll(score: symusic.Score, split_seconds: float | None, width: int = LI
     return np.repeat(image, row_px, axis=0)
 
 
-def _roll(bundle: Bundle, prompt: Prompt, ids: list[int]) -> np.ndarray:
-    return live_roll(bundle.tokenizer.decode_ids(prompt.ids + ids), prompt.seconds if prompt.ids else None)
+def live_piece_roll(bundle: Bundle, prompt: Prompt, ids: list[int], total: int | None = None) -> np.ndarray:
+    """The live roll of a running piece: all of it while prompt and new music (`total` tokens, of
+    which `ids` are the last) are under LIVE_ROLL_TOKENS, then only the bars in the last
+    LIVE_ROLL_TOKENS tokens, so a redraw costs the same at any length (a Continue's long prompt too)."""
+    total = len(ids) if total is None else total
+    if len(prompt.ids) + total <= LIVE_ROLL_TOKENS:
+        return live_roll(bundle.tokenizer.decode_ids(prompt.ids + ids), prompt.seconds if prompt.ids else None)
+    new = ids[-LIVE_ROLL_TOKENS:]
+    window = prompt.ids[len(prompt.ids) - min(LIVE_ROLL_TOKENS - len(new), len(prompt.ids)):] + new
+    bar = bundle.tokenizer.remi.vocab.get("Bar_None")  # a bar line, where decoding can start afresh
+    cut = window.index(bar) if bar in window else 0
+    old = window[cut:len(window) - len(new)]  # what is left of the prompt in the window
+    split = prompt_after(bundle, old).seconds if old else 0.0
+    return live_roll(bundle.tokenizer.decode_ids(window[cut:]), split)
 
 
 def out_max_age_from_env() -> float:
@@ -507,7 +546,7 @@ def render_take(bundle: Bundle, take: Take, out_dir: Path | None = None) -> list
         wav, note = _audio(score, out_dir / f"{stem}.wav")
         attention, why = _attention(bundle, take, ids)
         roll = figure_array(piano_roll_figure(score, take.prompt.seconds if take.prompt.ids else None,
-                                              f"variation {i + 1}: {score.note_num()} notes"))
+                                              f"variation {i + 1}: {score.note_num()} notes", span=take.span))
         results.append(Rendered(roll, attention, wav, midi, " ".join(n for n in (note, why) if n)))
     return results
 
@@ -517,11 +556,10 @@ def _audio(score: symusic.Score, path: Path) -> tuple[Path | None, str]:
     if not score.note_num():
         return None, "No notes, so no audio."
     try:
-        samples, rate = render_audio(score)
+        return render_wav(score, path), ""
     except ComagenError as exc:  # AudioUnavailableError, SoundfontNotFoundError
+        path.unlink(missing_ok=True)
         return None, f"Audio preview unavailable: {exc}"
-    path.write_bytes(wav_bytes(samples, rate))
-    return path, ""
 
 
 def _attention(bundle: Bundle, take: Take, ids: list[int]) -> tuple[np.ndarray | None, str]:
@@ -545,7 +583,8 @@ def stats_markdown(take: Take, stopped: bool) -> str:
                                                            s.get("row_seconds", []), strict=False)))
     return (f"**{s.get('tokens_per_s', 0):.1f} tokens/s**, {s.get('music_seconds', 0):.1f} s of music in "
             f"{s.get('seconds_elapsed', 0):.1f} s (real-time factor **{s.get('realtime_factor', 0):.2f}**), "
-            f"{s.get('notes', 0)} new notes, seed {take.seed}{' (stopped early)' if stopped else ''}.\n\n"
+            f"{s.get('notes', 0)} new notes, seed {take.seed}, runtime {s.get('runtime', 'torch')}"
+            f"{' (stopped early)' if stopped else ''}.\n\n"
             f"| variation | notes | seconds of music | tokens |\n|---|---|---|---|\n{rows}")
 
 
@@ -567,15 +606,15 @@ def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, regis
     try:  # a consumer that leaves (the browser closed, gradio closes this generator) stops the job
         last_roll, roll_interval = 0.0, ROLL_MIN_INTERVAL
         while not job.wait(TEXT_INTERVAL):
-            progress = job.snapshot()
-            rows, stats = [list(r) for r in progress.rows], progress.stats
-            frame = Frame([token_text(bundle, ids) for ids in rows],
+            progress = job.snapshot(tail=max(TEXT_TAIL, LIVE_ROLL_TOKENS))
+            rows, stats, totals = [list(r) for r in progress.rows], progress.stats, progress.lengths
+            frame = Frame([token_text(bundle, ids, n) for ids, n in zip(rows, totals, strict=True)],
                           f"Generating: {stats['tokens']} tokens, {stats['music_seconds']:.1f} of "
                           f"{request.seconds:.0f} s of music, {stats['tokens_per_s']:.0f} tokens/s",
                           first_token_s=job.first_token_at)
             if live_rolls and time.perf_counter() - last_roll >= roll_interval and any(rows):
                 t0 = time.perf_counter()
-                frame.rolls = [_roll(bundle, prompt, ids) for ids in rows]
+                frame.rolls = [live_piece_roll(bundle, prompt, ids, n) for ids, n in zip(rows, totals, strict=True)]
                 last_roll = time.perf_counter()
                 roll_interval = max(ROLL_MIN_INTERVAL, ROLL_COST_FACTOR * (last_roll - t0))
             yield frame

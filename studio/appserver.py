@@ -96,7 +96,7 @@ def serve(checkpoint: Path, log: Path, *, tmp: Path | None = None, env: dict[str
     full_env = {**os.environ, "COMAGEN_CHECKPOINT": str(checkpoint), "GRADIO_SERVER_PORT": str(port),
                 "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
                 "TMPDIR": str(tmp), **(env or {})}
-    for inherited in ("COMAGEN_MAESTRO_DIR", "GRADIO_TEMP_DIR", "COMAGEN_OUT_MAX_AGE"):
+    for inherited in ("COMAGEN_MAESTRO_DIR", "GRADIO_TEMP_DIR", "COMAGEN_OUT_MAX_AGE", "COMAGEN_CHECKPOINTS"):
         if inherited not in (env or {}):
             full_env.pop(inherited, None)
     with log.open("w") as out:

@@ -279,10 +279,10 @@ def test_a_client_that_leaves_stops_its_job(bundle: studio.Bundle, gallery: dict
 
 def test_missing_fluidsynth_gives_a_note_and_everything_else(monkeypatch: pytest.MonkeyPatch,
                                                              bundle: studio.Bundle, gallery: dict) -> None:
-    def no_synth(score: symusic.Score) -> None:
+    def no_synth(score: symusic.Score, path: Path) -> None:
         raise AudioUnavailableError("FluidSynth is not installed (apt install libfluidsynth3)")
 
-    monkeypatch.setattr(studio, "render_audio", no_synth)
+    monkeypatch.setattr(studio, "render_wav", no_synth)
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
     take = studio.Take(prompt, [[]], 0, 0, None, name)
     (result,) = studio.render_take(bundle, take)

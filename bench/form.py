@@ -1,6 +1,7 @@
 """Do musical forms hold? Piano-roll self-similarity between sections of generated pieces.
 
     python bench/form.py [--checkpoint assets/checkpoints/default] [--form AABA] [--seeds 4] [--json]
+    python bench/form.py --section-bars 0 --seconds 600 --seeds 1   # sections sized so the form spans 10 minutes
 
 For each seed, a piece in the given form is generated from nothing; each section's piano roll
 (88 pitches x 1/8 s frames, velocity-weighted) is compared with every other section's by cosine
@@ -22,7 +23,16 @@ import numpy as np
 import symusic
 
 from comagen.checkpoint import load_bundle
-from comagen.generate import SECONDS_PER_BAR, Prompt, Request, Sampling, generate, parse_form
+from comagen.generate import (
+    MAX_TOKENS_CAP,
+    SECONDS_PER_BAR,
+    Prompt,
+    Request,
+    Sampling,
+    generate,
+    parse_form,
+    section_bars_for,
+)
 from comagen.report import emit
 
 FRAME = 0.125
@@ -51,17 +61,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=Path("assets/checkpoints/default"))
     parser.add_argument("--form", default="AABA")
-    parser.add_argument("--section-bars", type=int, default=4)
+    parser.add_argument("--section-bars", type=int, default=4, help="0: from --seconds, so the form spans it")
+    parser.add_argument("--seconds", type=float, default=32.0, help="the piece's length when --section-bars is 0")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     bundle = load_bundle(args.checkpoint)
     letters = parse_form(args.form)
+    args.section_bars = args.section_bars or section_bars_for(args.form, args.seconds)
     rows, same, different = [], [], []
     t0 = time.perf_counter()
     for seed in range(args.seeds):
         session = generate(bundle, Prompt.empty(), Request(form=args.form, section_bars=args.section_bars,
-                                                           seed=seed, max_tokens=16384,
+                                                           seed=seed, max_tokens=MAX_TOKENS_CAP,
                                                            sampling=Sampling(temperature=1.0, top_p=0.95)))
         score = session.score(0)
         starts = session.section_starts(0)
@@ -73,6 +85,7 @@ def main() -> None:
         same += seed_same
         different += seed_diff
         rows.append({"seed": seed, "sections": len(starts), "notes": session.stats["notes"],
+                     "music_s": session.stats["music_seconds"],
                      "same_letter": round(float(np.mean(seed_same)), 3) if seed_same else None,
                      "different_letter": round(float(np.mean(seed_diff)), 3) if seed_diff else None})
     summary = {"form": args.form, "section_bars": args.section_bars, "checkpoint": str(args.checkpoint),

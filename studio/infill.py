@@ -1,0 +1,55 @@
+"""The app's Infill: regenerate a span of the shown result, keep it in the history like any take.
+
+The work is `comagen.infill`; here a result (a `Take` and the variation on show) becomes the piece
+to infill, and the new piece becomes a take whose span the piano roll draws in its own colour.
+"""
+
+from __future__ import annotations
+
+from comagen.checkpoint import Bundle
+from comagen.errors import ComagenError
+from comagen.generate import Prompt
+from comagen.infill import MAX_CANDIDATES, infill
+from comagen.midi import SECONDS_PER_BAR
+from comagen.settings import Settings
+from studio import Rendered, Take, app_request, render_take
+
+DEFAULT_CANDIDATES = 4  # the app's default K: a quarter of the CLI's largest, on a shared 2-core server
+
+
+def piece_seconds(bundle: Bundle, history: list[Take], variation: int) -> float:
+    """How long the shown result is, in whole bars (the range of the span sliders); 0 with none."""
+    if not history:
+        return 0.0
+    ids = _piece(history, variation)
+    bars = sum(t == bundle.tokenizer.remi.vocab["Bar_None"] for t in ids)
+    return bars * SECONDS_PER_BAR
+
+
+def _piece(history: list[Take], variation: int) -> list[int]:
+    last = history[-1]
+    return last.prompt.ids + last.rows[min(max(int(variation), 0), len(last.rows) - 1)]
+
+
+def infill_take(bundle: Bundle, history: list[Take], variation: int, start: float, end: float, candidates: int,
+                settings: Settings, random_seed: bool = True) -> tuple[Take, list[Rendered], str]:
+    """Infill the shown result between `start` and `end` seconds with the page's sampling settings:
+    the new take (prompt and continuation split where they were), its rendering and a summary line."""
+    if not history:
+        raise ComagenError("nothing to infill yet: generate first")
+    if not 1 <= int(candidates) <= MAX_CANDIDATES:
+        raise ComagenError(f"candidates must be between 1 and {MAX_CANDIDATES}")
+    request = app_request(bundle, settings, random_seed)  # the seed drawn, windows cut to the model's scales
+    seed = request.seed
+    last = history[-1]
+    result = infill(bundle, _piece(history, variation), float(start), float(end), candidates=int(candidates),
+                    sampling=request.sampling, seed=seed, composer=request.composer, windows=request.windows)
+    cut = min(len(last.prompt.ids), len(result.span.before))  # untouched, so the old prompt's tokens up to here
+    take = Take(Prompt(result.ids[:cut], last.prompt.seconds), [result.ids[cut:]], seed, request.composer,
+                request.windows, f"{last.name}_infill", span=result.seconds)
+    s = result.summary()
+    bits = ", ".join(f"**{b:.2f}**" if i == s["chosen"] else f"{b:.2f}" for i, b in enumerate(s["bits_per_note"]))
+    note = (f"Infilled {s['start_s']:g}-{s['end_s']:g} s ({s['bars']} bars, {s['span_notes']} new notes, seed "
+            f"{seed}): candidate {s['chosen'] + 1} of {s['candidates']} kept, the one after which the next "
+            f"{s['suffix_notes']} notes score the fewest bits per note ({bits}).")
+    return take, render_take(bundle, take), note

@@ -12,7 +12,7 @@ from comagen.generate import Prompt
 from comagen.infill import MAX_CANDIDATES, infill
 from comagen.midi import SECONDS_PER_BAR
 from comagen.settings import Settings
-from studio import Rendered, Take, app_request, render_take
+from studio import LIMITS, AppLimits, Rendered, Take, app_request, render_take
 
 DEFAULT_CANDIDATES = 4  # the app's default K: a quarter of the CLI's largest, on a shared 2-core server
 
@@ -32,13 +32,16 @@ def _piece(history: list[Take], variation: int) -> list[int]:
 
 
 def infill_take(bundle: Bundle, history: list[Take], variation: int, start: float, end: float, candidates: int,
-                settings: Settings, random_seed: bool = True) -> tuple[Take, list[Rendered], str]:
+                settings: Settings, random_seed: bool = True,
+                limits: AppLimits = LIMITS) -> tuple[Take, list[Rendered], str]:
     """Infill the shown result between `start` and `end` seconds with the page's sampling settings:
     the new take (prompt and continuation split where they were), its rendering and a summary line."""
     if not history:
         raise ComagenError("nothing to infill yet: generate first")
     if not 1 <= int(candidates) <= MAX_CANDIDATES:
         raise ComagenError(f"candidates must be between 1 and {MAX_CANDIDATES}")
+    if float(end) - float(start) > limits.max_seconds:  # what one request of a shared server may write
+        raise ComagenError(f"the span may be at most {limits.max_seconds} seconds long")
     request = app_request(bundle, settings, random_seed)  # the seed drawn, windows cut to the model's scales
     seed = request.seed
     last = history[-1]

@@ -3,7 +3,8 @@
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override)
 
 Layout and events only; what happens lives in the `studio` package beside this file. Environment: COMAGEN_CHECKPOINT
-(default assets/checkpoints/default), COMAGEN_MAESTRO_DIR (adds MAESTRO pieces to the gallery),
+(default assets/checkpoints/default), COMAGEN_CHECKPOINTS (more folders of bundles, separated like PATH; runs/finetuned/
+is always looked in), COMAGEN_MAESTRO_DIR (adds MAESTRO pieces to the gallery),
 COMAGEN_OUT_MAX_AGE (seconds an upload or result file lives on the server, default 3600).
 
 Everything the server writes (results, and gradio's cache of uploads, result copies and streamed
@@ -28,10 +29,12 @@ import studio
 from comagen.composers import NO_COMPOSER
 from comagen.errors import ComagenError
 from comagen.logs import setup_logging
-from comagen.settings import Settings, knobs
+from comagen.settings import TUNED, Settings, knobs, tuned_settings
+from studio import infill as studio_infill
 
 APP_ROOT = Path(__file__).resolve().parent
 CHECKPOINTS_DIR = APP_ROOT / "assets" / "checkpoints"  # the app's assets, passed to studio from here
+FINETUNED_DIR = APP_ROOT / "runs" / "finetuned"  # where training/finetune.py suggests its bundles go
 PROMPTS_DIR = APP_ROOT / "assets" / "prompts"
 QUEUE_CONCURRENCY = 1  # one generation at a time on a 2-core machine; the rest wait in turn
 QUEUE_SIZE = 32
@@ -49,7 +52,8 @@ def setting_control(f: Field, bundle: studio.Bundle, limits: studio.AppLimits) -
     if meta["low"] is None or meta["high"] is None:
         return gr.Number(value=f.default, precision=0 if isinstance(f.default, int) else None, label=meta["help"])
     cap = {"seconds": limits.max_seconds, "variations": limits.max_variations}.get(f.name, meta["high"])
-    return gr.Slider(meta["low"], min(meta["high"], cap), value=f.default, step=meta["step"], label=meta["help"])
+    value = bundle.sampling.get(f.name, f.default)  # the checkpoint's tuned sampling defaults, if it has them
+    return gr.Slider(meta["low"], min(meta["high"], cap), value=value, step=meta["step"], label=meta["help"])
 
 
 def settings_controls(bundle: studio.Bundle, group: str,
@@ -166,6 +170,7 @@ class Page:
     status: gr.Markdown
     stats: gr.Markdown
     results: Results
+    infill: dict[str, gr.components.Component] = dc_field(default_factory=dict)
 
     def windows(self) -> list:
         return [c for name, c in self.controls.items() if name.startswith("window_")]
@@ -202,8 +207,9 @@ def layout(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, stu
                 controls.update(settings_controls(bundle, "more", limits))
     chosen = gr.State(0)
     results = result_tabs(chosen)
+    infill = infill_controls()
     return Page(model_info, gr.State([]), chosen, checkpoint, prompt_choice, upload, keep, prompt_note, prompt_roll,
-                controls, buttons, status, gr.Markdown(elem_id="stats"), results)
+                controls, buttons, status, gr.Markdown(elem_id="stats"), results, infill)
 
 
 def wire_generation(page: Page, checkpoints: studio.Checkpoints, gallery: dict[str, studio.GalleryItem],
@@ -299,13 +305,16 @@ def wire_prompt(demo: gr.Blocks, page: Page, checkpoints: studio.Checkpoints,
                 roll: studio.live_roll(score, None, width=600, row_px=2)}
 
     def switch(name: str) -> dict:
-        """Load another checkpoint: its composers and window sliders; the history is cleared."""
+        """Load another checkpoint: its composers, window sliders and tuned sampling defaults; the
+        history is cleared."""
         try:
             b = checkpoints.get(name)
         except ComagenError as exc:
             return {page.model_info: f"**Error:** {exc}"}
+        tuned = tuned_settings(b.sampling)
         return {page.model_info: studio.describe_checkpoint(b), page.history: [],
                 page.controls["composer"]: gr.Dropdown(choices=b.composers.names, value=NO_COMPOSER),
+                **{page.controls[k]: gr.Slider(value=getattr(tuned, k)) for k in TUNED},
                 **{w: gr.Slider(**s) for w, s in zip(page.windows(), studio.window_sliders(b), strict=True)}}
 
     preview_io = dict(inputs=[page.checkpoint, page.prompt_choice, upload, page.keep], outputs=[note, upload, roll])
@@ -313,8 +322,60 @@ def wire_prompt(demo: gr.Blocks, page: Page, checkpoints: studio.Checkpoints,
     page.prompt_choice.change(preview, **preview_io, api_name=False)
     page.keep.release(preview, **preview_io, api_name=False)
     page.checkpoint.change(switch, page.checkpoint,
-                           [page.model_info, page.history, page.controls["composer"], *page.windows()], api_name=False)
+                           [page.model_info, page.history, page.controls["composer"], *page.windows(),
+                            *(page.controls[k] for k in TUNED)], api_name=False)
     demo.load(preview, **preview_io, api_name=False)
+
+
+def infill_controls() -> dict[str, gr.components.Component]:
+    """Start and end of a span over the result's piano roll (seconds, a bar a step), K and the button."""
+    gr.Markdown("### Infill\nRegenerate the bars between two times of the result on show so that they lead "
+                "into what follows (several spans are sampled; the one the following bars fit best is kept).")
+    with gr.Row():
+        out = {"infill_start": gr.Slider(0, 2, value=0, step=2, label="infill start (s)", elem_id="infill-start"),
+               "infill_end": gr.Slider(0, 2, value=2, step=2, label="infill end (s)", elem_id="infill-end"),
+               "infill_candidates": gr.Slider(1, studio_infill.MAX_CANDIDATES, value=studio_infill.DEFAULT_CANDIDATES,
+                                              step=1, label="infill candidates")}
+    out["button"] = gr.Button("Infill", elem_id="infill")
+    return out
+
+
+def wire_infill(page: Page, checkpoints: studio.Checkpoints) -> None:
+    """The Infill button (a new take in the history, shown like any result) and span sliders that
+    follow the length of the result on show."""
+    res, status, stats, history, seed, ctl = (page.results, page.status, page.stats, page.history,
+                                              page.controls["seed"], page.infill)
+    names = ["checkpoint", "infill_start", "infill_end", "infill_candidates", *page.controls]
+    inputs = [page.checkpoint, ctl["infill_start"], ctl["infill_end"], ctl["infill_candidates"],
+              *page.controls.values(), history, page.chosen]
+
+    def infill(values: dict, past: list[studio.Take], pick: int, request: gr.Request) -> Iterator[dict]:
+        """Regenerate the shown result's bars between infill_start and infill_end (seconds) with the
+        current sampling settings; returns the new take like Generate does."""
+        try:
+            b = checkpoints.get(values["checkpoint"])
+            settings, random_seed = settings_from_values(values)
+            yield {status: "Infilling ..."}
+            take, rendered, note = studio_infill.infill_take(b, past, pick, values["infill_start"],
+                                                             values["infill_end"], values["infill_candidates"],
+                                                             settings, random_seed)
+            yield {status: "Done.", stats: note, history: [*past, take], seed: take.seed, **res.show(rendered, 1),
+                   res.texts[0]: studio.token_text(b, take.rows[0])}
+        except ComagenError as exc:
+            yield {status: f"**Error:** {exc}"}
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    def follow(name: str, past: list[studio.Take], pick: int) -> dict:
+        """Span sliders over the result on show, the middle bars picked to start with."""
+        length = studio_infill.piece_seconds(checkpoints.get(name), past, pick)
+        start = max(2 * round(length / 4) - 2, 0)
+        return {ctl["infill_start"]: gr.Slider(maximum=max(length, 2), value=start),
+                ctl["infill_end"]: gr.Slider(maximum=max(length, 2), value=min(start + 4, max(length, 2)))}
+
+    outputs = [status, stats, seed, history, *res.all()]
+    ctl["button"].click(named_handler(infill, names), inputs, outputs, api_name="infill", concurrency_id="model")
+    history.change(follow, [page.checkpoint, history, page.chosen], [ctl["infill_start"], ctl["infill_end"]],
+                   api_name=False)
 
 
 def build_demo(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, studio.GalleryItem],
@@ -325,6 +386,7 @@ def build_demo(checkpoints: studio.Checkpoints, default: str, gallery: dict[str,
         page = layout(checkpoints, default, gallery, shipped, limits)
         wire_generation(page, checkpoints, gallery, studio.Registry())
         wire_prompt(demo, page, checkpoints, gallery)
+        wire_infill(page, checkpoints)
         examples = [[choice, 8, 20, 1.0, 0, 0.95, 1, "none"] for choice in shipped[:2]]
         if len(shipped) > 2:
             examples += [[shipped[2], 6, 16, 0.9, 40, 0.95, 2, "none"], [shipped[-1], 4, 16, 1.0, 0, 0.95, 1, "AABA"]]
@@ -341,7 +403,8 @@ def main() -> None:
     env_checkpoint, maestro_dir = studio.env_settings()
     os.environ.setdefault("COMAGEN_SOUNDFONT_DIR", str(APP_ROOT / "soundfonts"))  # the library takes it from here
     os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.OUT_ROOT / "gradio"))  # before any component exists
-    folders = studio.find_checkpoints(CHECKPOINTS_DIR, extra=env_checkpoint)
+    folders = studio.find_checkpoints(CHECKPOINTS_DIR, extra=env_checkpoint,
+                                      more=[*studio.env_checkpoint_folders(), FINETUNED_DIR])
     if not folders:
         raise SystemExit(f"no checkpoint found under {CHECKPOINTS_DIR}; set COMAGEN_CHECKPOINT")
     checkpoints = studio.Checkpoints(folders)

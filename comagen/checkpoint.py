@@ -5,6 +5,8 @@
     composers.json     conditioning id <-> composer name
     model.safetensors  weights
     MODEL_CARD.md      what it is, what it was trained on, what it measured
+    sampling.json      (optional) the sampling defaults tuned for it, e.g. {"key_strength": 1.0};
+                       without it the global defaults of comagen.settings apply
     trainer.pt         (training checkpoints only) optimizer, scheduler, RNG, step; loaded with
                        torch.load(weights_only=True), which refuses arbitrary objects
 
@@ -18,7 +20,7 @@ import copy
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ class Bundle:
     tokenizer: PianoTokenizer
     composers: Composers
     summary: dict[str, Any] = field(default_factory=dict)
+    sampling: dict[str, float] = field(default_factory=dict)  # sampling.json: tuned defaults, by setting name
 
     @property
     def name(self) -> str:
@@ -199,7 +202,30 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         raise CheckpointError(f"{weights}: weights do not match the config "
                               f"(missing {list(missing_keys)[:3]}, unexpected {list(unexpected)[:3]})")
     model.to(device).eval()
-    return Bundle(path, model, model_cfg, tokenizer, composers, config.get("summary", {}))
+    return Bundle(path, model, model_cfg, tokenizer, composers, config.get("summary", {}), read_sampling(path))
+
+
+def read_sampling(path: Path) -> dict[str, float]:
+    """A bundle's tuned sampling defaults (sampling.json, optional): names of `Sampling` fields to
+    values that `Sampling` accepts; anything else is refused with one line naming the file."""
+    from comagen.generate import Sampling  # generate imports this module
+
+    file = path / "sampling.json"
+    if not file.exists():
+        return {}
+    _inside_bundle(path, "sampling.json")
+    if file.stat().st_size > 65536:
+        raise CheckpointError(f"{file}: too large for a table of sampling defaults")
+    table = _read_json(file)
+    names = {f.name for f in fields(Sampling)}
+    if not isinstance(table, dict) or not set(table) <= names \
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in table.values()):
+        raise CheckpointError(f"{file}: expected an object of numbers with keys among {', '.join(sorted(names))}")
+    try:
+        Sampling(**table)
+    except ComagenError as exc:
+        raise CheckpointError(f"{file}: {exc}") from None
+    return dict(table)
 
 
 MAX_JSON_BYTES = 64 * 1024 * 1024  # a BPE tokenizer.json is a few MB; anything far larger is not ours

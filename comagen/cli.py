@@ -158,14 +158,14 @@ EXTRA_PARSERS.append(_evaluate_parser)
 @command("generate")
 def generate_cmd(args: argparse.Namespace) -> dict:
     from comagen.checkpoint import load_bundle
-    from comagen.generate import MAX_TOKENS_CAP, generate, load_prompt
+    from comagen.generate import MAX_TOKENS_CAP, generate, load_prompt, tokens_for_seconds
     from comagen.midi import midi_bytes
     from comagen.settings import NO_FORM, settings_from_cli
 
-    settings = settings_from_cli(args)
     bundle = load_bundle(args.checkpoint)
+    settings = settings_from_cli(args, bundle.sampling)  # options not given: the checkpoint's tuned defaults
     prompt = load_prompt(bundle.tokenizer, args.prompt, args.prompt_seconds)
-    max_tokens = args.tokens or (MAX_TOKENS_CAP if settings.form != NO_FORM else int(settings.seconds * 150) + 256)
+    max_tokens = args.tokens or (MAX_TOKENS_CAP if settings.form != NO_FORM else tokens_for_seconds(settings.seconds))
     request = settings.request(bundle.composers, bundle.config.windows, max_tokens=min(max_tokens, MAX_TOKENS_CAP),
                                runtime=args.runtime, until_seconds=not args.tokens)
     session = generate(bundle, prompt, request)
@@ -247,7 +247,8 @@ def export_cmd(args: argparse.Namespace) -> dict:
     from comagen.checkpoint import load_bundle
     from comagen.runtime.export import export_bundle
 
-    result = export_bundle(load_bundle(args.checkpoint), args.out, int8=args.int8, threads=args.threads)
+    result = export_bundle(load_bundle(args.checkpoint), args.out, int8=args.int8, threads=args.threads,
+                           int8_only=args.int8_only)
     if not args.json:
         timing = ", ".join(f"{k} {v} ms" for k, v in result["step_ms"].items())
         print(f"wrote {', '.join(result['files'])} to {result['out']} in {result['seconds']} s "
@@ -261,9 +262,57 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="folder for the files (default: CHECKPOINT/runtime, "
                                                           "where generation looks for them)")
     p.add_argument("--int8", action="store_true", help="also write an int8 (weights) quantised step")
+    p.add_argument("--int8-only", action="store_true", help="write the int8 step alone (a smaller bundle to ship)")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads to time the step with (default: $COMAGEN_ONNX_THREADS or 1)")
     p.add_argument("--json", action="store_true")
 
 
 EXTRA_PARSERS.append(_export_parser)
+
+
+@command("infill")
+def infill_cmd(args: argparse.Namespace) -> dict:
+    from comagen.checkpoint import load_bundle
+    from comagen.infill import infill
+    from comagen.midi import load_score, midi_bytes
+    from comagen.settings import settings_from_cli
+
+    bundle = load_bundle(args.checkpoint)
+    settings = settings_from_cli(args, bundle.sampling)
+    request = settings.request(bundle.composers, bundle.config.windows, max_tokens=1)
+    result = infill(bundle, load_score(args.midi), args.start, args.end, candidates=args.candidates,
+                    sampling=request.sampling, seed=request.seed, composer=request.composer,
+                    suffix_bars=args.suffix_bars)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(midi_bytes(result.score))
+    summary = {"out": str(args.out), **result.summary()}
+    if not args.json:
+        bits = ", ".join(f"{b:.2f}" for b in summary["bits_per_note"])
+        print(f"wrote {args.out}: bars {summary['start_s']:g}-{summary['end_s']:g} s regenerated "
+              f"({summary['span_notes']} notes), candidate {summary['chosen'] + 1} of {summary['candidates']} "
+              f"kept; bits per note of the next {summary['suffix_notes']} notes after each: {bits}")
+    return summary
+
+
+def _infill_parser(sub: argparse._SubParsersAction) -> None:
+    from dataclasses import fields
+
+    from comagen.generate import Sampling
+    from comagen.infill import MAX_CANDIDATES, SUFFIX_BARS
+    from comagen.settings import add_cli_options
+
+    p = sub.add_parser("infill", help="regenerate the bars between two times so they lead into what follows")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--midi", type=Path, required=True, help="the piece")
+    p.add_argument("--start", type=float, required=True, help="span start in seconds (snapped to a bar line)")
+    p.add_argument("--end", type=float, required=True, help="span end in seconds (snapped to a bar line)")
+    p.add_argument("--candidates", type=int, default=8,
+                   help=f"spans sampled; the one the following bars fit best is kept (1 to {MAX_CANDIDATES})")
+    p.add_argument("--suffix-bars", type=int, default=SUFFIX_BARS, help="bars after the span that judge a candidate")
+    add_cli_options(p, only=(*(f.name for f in fields(Sampling)), "seed", "composer"))
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--json", action="store_true")
+
+
+EXTRA_PARSERS.append(_infill_parser)

@@ -27,27 +27,33 @@ import torch
 from comagen.checkpoint import Bundle
 from comagen.errors import ComagenError, ConfigError
 from comagen.grammar import AFTER_DURATION, ENDED, GrammarState, RemiGrammar, track
+from comagen.keyprior import KeyPrior
 from comagen.midi import SECONDS_PER_BAR, load_score
 from comagen.model import AttentionCapture
 from comagen.runtime import check_runtime, choose_runtime
 from comagen.tokenizer import PianoTokenizer
 
 FORMS = {"AABA", "ABAB", "ABAC", "AABB", "ABA", "verse-chorus-bridge"}
-MAX_TOKENS_CAP = 16384
+TOKENS_PER_SECOND_CAP = 150  # the densest music a length request budgets for (MAESTRO averages ~37)
+MAX_TOKENS_CAP = 100_000  # per variation: ten minutes at that density, and a 256-token margin
 
 
 @dataclass
 class Sampling:
-    """Temperature 0 means greedy; top_k 0, top_p 1 and min_p 0 switch those filters off."""
+    """Temperature 0 means greedy; top_k 0, top_p 1 and min_p 0 switch those filters off;
+    key_strength > 0 leans pitches toward the prompt's key (comagen.keyprior), 0 leaves them be."""
 
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
     min_p: float = 0.0
+    key_strength: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or not 0 <= self.min_p < 1 or self.top_k < 0:
-            raise ConfigError("sampling needs temperature >= 0, 0 < top_p <= 1, 0 <= min_p < 1, top_k >= 0")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or not 0 <= self.min_p < 1 or self.top_k < 0 \
+                or not 0 <= self.key_strength <= 8:
+            raise ConfigError("sampling needs temperature >= 0, 0 < top_p <= 1, 0 <= min_p < 1, top_k >= 0, "
+                              "0 <= key_strength <= 8")
 
 
 def sample_next(logits: torch.Tensor, allowed: torch.Tensor, sampling: Sampling,
@@ -142,6 +148,18 @@ def parse_form(form: str | None) -> list[str]:
     return list(form)
 
 
+def section_bars_for(form: str | None, seconds: float) -> int:
+    """Bars per section so that the whole form lasts about `seconds` (at least one bar each):
+    an AABA over ten minutes gets 75-bar sections."""
+    letters = parse_form(form)
+    return max(1, round(seconds / SECONDS_PER_BAR / max(len(letters), 1)))
+
+
+def tokens_for_seconds(seconds: float) -> int:
+    """A token budget that `seconds` of even very dense music fits in (the length stops it first)."""
+    return min(int(seconds * TOKENS_PER_SECOND_CAP) + 256, MAX_TOKENS_CAP)
+
+
 # ------------------------------------------------------------------------------- requests
 
 
@@ -186,11 +204,12 @@ class Progress:
     elapsed: float
     stopped: bool
     runtime: str
+    lengths: tuple[int, ...] = ()  # tokens per variation (`rows` may hold only their last ones)
 
     @property
     def stats(self) -> dict:
         """Throughput and length figures, as the CLI prints and the app shows them."""
-        tokens = sum(len(r) for r in self.rows)
+        tokens = sum(self.lengths) if self.lengths else sum(len(r) for r in self.rows)
         music = max(self.row_seconds, default=0.0)
         return {"tokens": tokens, "steps": self.steps, "seconds_elapsed": round(self.elapsed, 3),
                 "tokens_per_s": round(tokens / self.elapsed, 1) if self.elapsed else 0.0,
@@ -228,6 +247,8 @@ class Session:
             raise ConfigError("musical forms need a plain REMI tokenizer, not BPE")
         self.start = track(self.grammar, prompt.ids) if self.grammar else GrammarState()
         self.rows = [_Row(self.start, sections=list(self.sections)) for _ in range(request.variations)]
+        strength = request.sampling.key_strength
+        self.key = KeyPrior(self.grammar, prompt.ids, len(self.rows), strength) if self.grammar and strength else None
         self.runtime = choose_runtime(bundle, request.runtime, request.windows)
         self.elapsed = 0.0
         self.steps = 0
@@ -252,14 +273,16 @@ class Session:
             state = state.advance(self.grammar, tok)
         return bar_times
 
-    def snapshot(self) -> Progress:
-        """The rows and figures so far, copied under the lock (immutable)."""
+    def snapshot(self, tail: int | None = None) -> Progress:
+        """The rows and figures so far, copied under the lock (immutable). With `tail`, only each
+        row's last `tail` tokens are copied, so polling a long piece costs the same at every length."""
         with self._lock:
-            rows = tuple(tuple(r.ids) for r in self.rows)
+            rows = tuple(tuple(r.ids if tail is None else r.ids[max(len(r.ids) - tail, 0):]) for r in self.rows)
             notes = tuple(r.grammar.notes - self.start.notes for r in self.rows)
             seconds = tuple(max(r.grammar.seconds(self.grammar) - self.prompt.seconds, 0.0) if self.grammar else 0.0
                             for r in self.rows)
-            return Progress(rows, notes, seconds, self.steps, self.elapsed, self.stopped, self.runtime.name)
+            return Progress(rows, notes, seconds, self.steps, self.elapsed, self.stopped, self.runtime.name,
+                            tuple(len(r.ids) for r in self.rows))
 
     @property
     def stats(self) -> dict:
@@ -316,6 +339,8 @@ class Session:
                     allowed[i] = self.grammar.velocity_mask  # the variation: re-sample dynamics
                 if (self.sections or req.seconds is not None) and not r.forced:
                     allowed[i, self.grammar.eos_id] = False  # play the whole form / the requested length
+        if self.key:
+            logits = self.key.apply(logits, allowed)
         sampled = sample_next(logits, allowed, req.sampling, generator).tolist()
         out: list[int | None] = []
         for i, r in enumerate(self.rows):
@@ -336,6 +361,8 @@ class Session:
                 out.append(None)
                 continue
             r.ids.append(token)
+            if self.key:
+                self.key.played(i, token)
             if self.grammar:
                 r.grammar = r.grammar.advance(self.grammar, token)
                 if token == self.grammar.bar_id:

@@ -8,14 +8,15 @@ user's values into the engine's `Request`; windows are checked once, by the mode
 from __future__ import annotations
 
 import argparse
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any
 
 from comagen.composers import NO_COMPOSER, Composers
 from comagen.errors import ConfigError
-from comagen.generate import FORMS, Request, Sampling
+from comagen.generate import FORMS, Request, Sampling, section_bars_for
 
 NO_FORM = "none"
+TUNED = tuple(f.name for f in fields(Sampling))  # the settings a checkpoint's sampling.json may tune
 
 
 def setting(default: Any, help: str, *, low: float | None = None, high: float | None = None,  # noqa: A002
@@ -36,6 +37,8 @@ class Settings:
     top_k: int = setting(0, "top-k (0 = off)", low=0, high=200, step=1)
     top_p: float = setting(0.95, "top-p (1 = off)", low=0.05, high=1, step=0.01)
     min_p: float = setting(0.0, "min-p (0 = off)", low=0, high=0.5, step=0.01)
+    key_strength: float = setting(0.0, "key strength (0 = off; leans pitches toward the prompt's key)",
+                                  low=0, high=4, step=0.1)
     seed: int = setting(0, "seed")
     variations: int = setting(1, "variations", low=1, high=16, step=1)
     composer: str = setting(NO_COMPOSER, "composer (a MAESTRO name, e.g. Chopin)", group="more")
@@ -44,7 +47,13 @@ class Settings:
     windows: tuple[int, ...] = setting((), "per-scale attention windows (empty = as trained)", low=1, step=1,
                                        group="more")
     form: str = setting(NO_FORM, "musical form", choices=[NO_FORM, *sorted(FORMS)], group="more")
-    section_bars: int = setting(4, "bars per section", low=1, high=16, step=1, group="more")
+    section_bars: int = setting(0, "bars per section (0 = from the length: the form spans it)", low=0, high=300,
+                                step=1, group="more")
+
+    def __post_init__(self) -> None:
+        low, high = (fields_by_name()["seconds"].metadata[k] for k in ("low", "high"))
+        if not low <= float(self.seconds) <= high:
+            raise ConfigError(f"length must be between {low:g} and {high:g} seconds, not {self.seconds:g}")
 
     def request(self, composers: Composers, trained_windows: list[int] | None, *, max_tokens: int,
                 seed: int | None = None, runtime: str = "auto", until_seconds: bool = True) -> Request:
@@ -53,14 +62,20 @@ class Settings:
         windows = [int(w) for w in self.windows] or None
         if windows == list(trained_windows or []):
             windows = None
+        form = None if self.form in ("", NO_FORM) else self.form
         return Request(max_tokens=max_tokens, seconds=float(self.seconds) if until_seconds else None,
                        sampling=Sampling(float(self.temperature), int(self.top_k), float(self.top_p),
-                                         float(self.min_p)),
+                                         float(self.min_p), float(self.key_strength)),
                        seed=int(self.seed) if seed is None else seed, variations=int(self.variations),
                        composer=composers.find(self.composer) if self.composer != NO_COMPOSER else 0,
                        guidance=float(self.guidance), windows=windows,
-                       form=None if self.form in ("", NO_FORM) else self.form,
-                       section_bars=int(self.section_bars), runtime=runtime)
+                       form=form, section_bars=int(self.section_bars) or section_bars_for(form, self.seconds),
+                       runtime=runtime)
+
+
+def tuned_settings(tuned: dict[str, float]) -> Settings:
+    """The defaults for a checkpoint: its sampling.json's values (`Bundle.sampling`) over the global ones."""
+    return replace(Settings(), **tuned)
 
 
 def knobs() -> list[Field]:
@@ -68,25 +83,38 @@ def knobs() -> list[Field]:
     return list(fields(Settings))
 
 
+def fields_by_name() -> dict[str, Field]:
+    """The settings' fields by name, for checks that read a setting's own range."""
+    return {f.name: f for f in fields(Settings)}
+
+
 # ------------------------------------------------------------------------------ the CLI's options
 
 
-def add_cli_options(parser: argparse.ArgumentParser) -> None:
-    """One `--name` option per setting, with the setting's default and help."""
+def add_cli_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """One `--name` option per setting (or per setting named in `only`), with its default and help."""
     for f in knobs():
+        if only is not None and f.name not in only:
+            continue
         meta, flag = f.metadata, "--" + f.name.replace("_", "-")
         if f.name == "windows":
             parser.add_argument(flag, default="", help=f"{meta['help']}, e.g. 32,64")
         elif meta["choices"] and f.name == "form":
             parser.add_argument(flag, default=f.default, help=f"{meta['help']}: AABA, ABAB, verse-chorus-bridge, ...")
+        elif f.name in TUNED:  # None until resolved: the checkpoint's tuned value when it has one
+            parser.add_argument(flag, type=type(f.default), default=None, help=f"{meta['help']} "
+                                f"(default: the checkpoint's, else {f.default})")
         else:
             parser.add_argument(flag, type=type(f.default), default=f.default, help=f"{meta['help']} "
                                 f"(default {f.default})")
 
 
-def settings_from_cli(args: argparse.Namespace) -> Settings:
-    """The settings a parsed command line asks for."""
-    values = {f.name: getattr(args, f.name) for f in knobs()}
+def settings_from_cli(args: argparse.Namespace, tuned: dict[str, float] | None = None) -> Settings:
+    """The settings a parsed command line asks for; a sampling option not given takes the
+    checkpoint's tuned value (`tuned`, from its sampling.json), else the global default."""
+    defaults = tuned_settings(tuned or {})
+    values = {f.name: getattr(args, f.name, f.default) for f in knobs()}  # a command may offer only some
+    values.update({k: getattr(defaults, k) for k in TUNED if values[k] is None})
     values["windows"] = parse_windows(values["windows"])
     return Settings(**values)
 

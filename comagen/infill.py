@@ -26,6 +26,7 @@ from comagen.checkpoint import Bundle
 from comagen.errors import ComagenError, ConfigError
 from comagen.generate import MAX_TOKENS_CAP, Sampling, sample_next
 from comagen.grammar import AFTER_BAR, AFTER_DURATION, GrammarState, RemiGrammar, track
+from comagen.keyprior import KeyPrior
 from comagen.midi import SECONDS_PER_BAR
 
 LN2 = math.log(2.0)
@@ -195,6 +196,7 @@ def _sample_and_score(bundle: Bundle, grammar: RemiGrammar, context: list[int], 
     rows = [_Row(start, []) for _ in range(k)]
     composers = torch.full((k,), composer, device=device)
     generator = torch.Generator().manual_seed(seed)
+    key = KeyPrior(grammar, context, k, sampling.key_strength) if sampling.key_strength else None
     with torch.inference_mode():
         state = model.new_state(1, device, windows=windows)
         logits, state = model.prefill(torch.tensor([context], device=device), composers[:1], state)
@@ -203,11 +205,13 @@ def _sample_and_score(bundle: Bundle, grammar: RemiGrammar, context: list[int], 
         while any(r.scored < len(suffix) for r in rows):
             logits = logits.float().cpu()
             allowed = torch.stack([_allowed(grammar, r) for r in rows])
-            sampled = sample_next(logits, allowed, sampling, generator).tolist()
-            log_probs = F.log_softmax(logits, dim=-1)
+            sampled = sample_next(key.apply(logits, allowed) if key else logits, allowed, sampling, generator).tolist()
+            log_probs = F.log_softmax(logits, dim=-1)  # the model's own probabilities score the suffix
             feed = [_next_token(grammar, r, sampled[i], log_probs[i], suffix, end_count, cap)
                     for i, r in enumerate(rows)]
             feed = [bundle.tokenizer.pad_id if t == PAD else t for t in feed]
+            for i, token in enumerate(feed if key else []):
+                key.played(i, token)  # as the engine does: the key follows what each row plays
             logits, state = model.step(torch.tensor(feed, device=device), composers, state)
     return rows
 

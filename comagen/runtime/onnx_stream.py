@@ -2,8 +2,9 @@
 
 The prompt is prefilled by the torch model (one batched pass, as on the torch runtime); its
 `DecodeState` is then handed over as per-scale rings (`ring_state`, see ring.py), and every further
-token is one `InferenceSession.run` of the pure step, which reads the rings in place. Sessions are built once per file and thread
-count and shared: ONNX Runtime allows concurrent `run` calls, so the app's jobs can share one.
+token is one `InferenceSession.run` of the pure step, which reads the rings in place. Sessions are
+built once per file and thread count and shared: ONNX Runtime allows concurrent `run` calls, so the
+app's jobs can share one.
 """
 
 from __future__ import annotations

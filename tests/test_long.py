@@ -33,6 +33,7 @@ from comagen.generate import (
 from comagen.grammar import GrammarState, RemiGrammar
 from comagen.midi import SECONDS_PER_BAR, load_score
 from comagen.model import ModelConfig, build_model
+from comagen.model.decoder import PREFILL_CHUNK
 from comagen.runtime import choose_runtime
 from comagen.settings import Settings, settings_from_cli
 from comagen.tokenizer import PianoTokenizer
@@ -81,6 +82,19 @@ def test_decode_state_keeps_its_size_over_thousands_of_tokens(bundle: Bundle) ->
     assert stream.state.pos == 2001 and where.bars > 5
     assert torch.isfinite(logits).all()
     assert len(set(sizes)) == 1 and layouts[0] and all(layout == layouts[0] for layout in layouts)
+
+
+def test_a_long_prompt_prefills_in_chunks_as_one_pass(bundle: Bundle) -> None:
+    """A prompt of several PREFILL_CHUNKs (a Continue of a long piece) gives the full forward's logits."""
+    torch.manual_seed(1)
+    tokens = torch.randint(5, bundle.tokenizer.vocab_size, (1, 2 * PREFILL_CHUNK + 300))
+    composer = torch.tensor([1])
+    with torch.inference_mode():
+        reference = bundle.model(tokens, composer)[:, -1]
+        state = bundle.model.new_state(1)
+        logits, state = bundle.model.prefill(tokens, composer, state)
+    assert state.pos == tokens.shape[1]
+    assert torch.allclose(logits, reference, atol=1e-4)
 
 
 def test_progress_polls_copy_only_a_tail(bundle: Bundle) -> None:

@@ -17,6 +17,8 @@ from comagen.model.capture import AttentionCapture
 from comagen.model.config import ModelConfig
 from comagen.model.state import DecodeState
 
+PREFILL_CHUNK = 2048  # prompt tokens per prefill pass
+
 
 class Decoder(nn.Module):
     """Token + composer embeddings -> body -> final norm -> vocabulary logits."""
@@ -90,11 +92,14 @@ class Decoder(nn.Module):
 
     @torch.inference_mode()
     def prefill(self, tokens: Tensor, composer: Tensor, state: DecodeState) -> tuple[Tensor, DecodeState]:
-        """Consume a prompt chunk of any length; logits [B, V] for its last position.
+        """Consume a prompt of any length; logits [B, V] for its last position. It goes through in
+        PREFILL_CHUNK-token passes, so a long prompt (a Continue of a 5-minute piece) costs the
+        activations of one pass instead of growing with its length.
 
         The state is updated in place and returned; `state.clone()` first to keep the old one.
         """
-        logits, _ = self._advance(tokens, composer, state, 0)
+        for start in range(0, max(tokens.shape[1], 1), PREFILL_CHUNK):
+            logits, _ = self._advance(tokens[:, start:start + PREFILL_CHUNK], composer, state, 0)
         return logits[:, -1], state
 
     @torch.inference_mode()

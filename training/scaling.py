@@ -109,6 +109,54 @@ def figure(points: list[dict], fit: np.ndarray, shipped: list[dict]) -> Figure:
     return fig
 
 
+def fit_law(points: list[dict]) -> np.ndarray:
+    x = np.array([[p["params"] for p in points], [p["tokens"] for p in points]], dtype=float)
+    y = np.array([p["val_bits_per_note"] for p in points])
+    fit, _ = curve_fit(law, x, y, p0=[8.0, 5.0, 0.3, 5.0, 0.3], bounds=([0, 0, 0, 0, 0], [30, 100, 2, 100, 2]),
+                       maxfev=20000)
+    return fit
+
+
+def predict(fit: np.ndarray, params: float, tokens: float) -> float:
+    return float(law(np.array([[params], [tokens]], dtype=float), *fit)[0])
+
+
+def checks(points: list[dict], shipped: list[dict]) -> list[dict]:
+    """Each shipped checkpoint predicted by the runs alone, and by the runs plus the other checkpoint
+    (one long run anchors the token axis that 200-step runs cannot reach)."""
+    alone = fit_law(points)
+    rows = []
+    for s in shipped:
+        anchored = fit_law(points + [o for o in shipped if o is not s])
+        rows.append({"checkpoint": s["name"], "params_M": s["params"] / 1e6, "tokens_M": s["tokens"] / 1e6,
+                     "measured": s["val_bits_per_note"], "fit_runs": predict(alone, s["params"], s["tokens"]),
+                     "fit_runs_plus_other": predict(anchored, s["params"], s["tokens"])})
+        rows[-1]["error_runs_plus_other"] = rows[-1]["fit_runs_plus_other"] - s["val_bits_per_note"]
+    return rows
+
+
+def plan(fit: np.ndarray, rate: float, ref_params: float, seconds: float) -> list[dict]:
+    """Predicted bits per note of a `seconds` GPU run per size, if tokens/s falls as 1/parameters from
+    `rate` at `ref_params` (compute-bound)."""
+    rows = []
+    for params in (4e6, 8e6, 11e6, 16e6, 22e6, 30e6):
+        tokens = rate * ref_params / params * seconds
+        rows.append({"params_M": params / 1e6, "tokens_M": tokens / 1e6, "tokens_per_param": tokens / params,
+                     "predicted": predict(fit, params, tokens)})
+    return rows
+
+
+def gather(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+    """The runs' points and the shipped checkpoints' (read back from scaling.json with --refit)."""
+    saved = args.out / "scaling.json"
+    if args.refit and saved.is_file():
+        data = json.loads(saved.read_text())
+        return data["points"], data["shipped"]
+    torch.manual_seed(0)
+    points = [p for dim, depth, heads in SIZES for p in run_size(dim, depth, heads, args)]
+    return points, shipped_points(args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
@@ -116,34 +164,33 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/scaling"))
     parser.add_argument("--cache", default="cache")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--predict-params", type=float, default=30e6)
-    parser.add_argument("--predict-tokens", type=float, default=270e6, help="e.g. 9 min at 500k tokens/s")
+    parser.add_argument("--refit", action="store_true", help="fit the points of an earlier run again")
+    parser.add_argument("--gpu-rate", type=float, default=339e3,
+                        help="training tokens/s of the 11M flagship on the GPU (339k: compiled, H200)")
+    parser.add_argument("--gpu-seconds", type=float, default=540.0, help="training time of the planned run")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "scaling.png")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    points = [p for dim, depth, heads in SIZES for p in run_size(dim, depth, heads, args)]
-    x = np.array([[p["params"] for p in points], [p["tokens"] for p in points]], dtype=float)
-    y = np.array([p["val_bits_per_note"] for p in points])
-    fit, _ = curve_fit(law, x, y, p0=[8.0, 5.0, 0.3, 5.0, 0.3], bounds=([0, 0, 0, 0, 0], [30, 100, 2, 100, 2]),
-                       maxfev=20000)
-    shipped = shipped_points(args)
+    points, shipped = gather(args)
+    fit = fit_law(points)
     for s in shipped:
-        s["predicted"] = float(law(np.array([[s["params"]], [s["tokens"]]], dtype=float), *fit)[0])
-        s["error"] = s["predicted"] - s["val_bits_per_note"]
-    prediction = float(law(np.array([[args.predict_params], [args.predict_tokens]]), *fit)[0])
+        s["predicted"] = predict(fit, s["params"], s["tokens"])
+    anchored = fit_law(points + shipped)
+    rows = checks(points, shipped)
+    budget = plan(anchored, args.gpu_rate, 11e6, args.gpu_seconds)
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"fit": dict(zip(("E", "A", "alpha", "B", "beta"), map(float, fit), strict=True)), "points": points,
-              "shipped": shipped, "prediction": {"params": args.predict_params, "tokens": args.predict_tokens,
-                                                 "val_bits_per_note": prediction}}
+    names = ("E", "A", "alpha", "B", "beta")
+    result = {"fit": dict(zip(names, map(float, fit), strict=True)),
+              "fit_with_shipped": dict(zip(names, map(float, anchored), strict=True)), "points": points,
+              "shipped": shipped, "checks": rows, "plan": budget}
     (args.out / "scaling.json").write_text(json.dumps(result, indent=1))
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     figure(points, fit, shipped).savefig(args.figure, dpi=110)
-    rows = [{"checkpoint": s["name"], "params_M": s["params"] / 1e6, "tokens_M": s["tokens"] / 1e6,
-             "measured": s["val_bits_per_note"], "fit": s["predicted"], "error": s["error"]} for s in shipped]
+    if not args.json:
+        emit(f"GPU plan: {args.gpu_seconds:.0f} s at {args.gpu_rate / 1e3:.0f}k tokens/s for 11M parameters "
+             "(fit with both checkpoints)", budget, {}, as_json=False)
     emit("scaling fit: validation bits per note = E + A/N^alpha + B/D^beta", rows,
-         {**result["fit"], "predicted_at": f"{args.predict_params / 1e6:.0f}M params, "
-                                           f"{args.predict_tokens / 1e6:.0f}M tokens", "predicted": prediction,
+         {"fit_runs": result["fit"], "fit_with_shipped": result["fit_with_shipped"], "plan": budget,
           "figure": str(args.figure)}, as_json=args.json)
 
 

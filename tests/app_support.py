@@ -1,4 +1,5 @@
-"""Shared by the app tests: a checkpoint to serve and a running `python app.py` on a free port."""
+"""Shared by the app tests: a checkpoint to serve, a running `python app.py` on a free port, and a
+headless chromium page on it (Debian's chromium, driven by Playwright)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from studio.appserver import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "checkpoints" / "default"
 MAESTRO = Path(os.environ.get("COMAGEN_MAESTRO_DIR", ROOT.parent / "shared" / "data" / "maestro"))
+CHROMIUM = os.environ.get("COMAGEN_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+GENERATION_TIMEOUT_MS = 120_000
 
 
 _TRAINED: dict[str, Path] = {}
@@ -38,3 +45,33 @@ def running_app(checkpoint: Path, log: Path) -> Iterator[str]:
     """Serve app.py in a subprocess; yield its URL; always stop it (and only it)."""
     with serve(checkpoint, log) as server:
         yield server.url
+
+
+@contextmanager
+def browser_page(url: str, height: int = 1800) -> Iterator:
+    """A chromium page on `url` once the app's Generate button is there; the browser always closes."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"no chromium at {CHROMIUM} (scripts/setup.sh installs Debian's chromium)")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": height}, accept_downloads=True)
+            page.goto(url)
+            page.wait_for_selector("#generate", timeout=60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def set_number(page, label: str, value: float) -> None:  # noqa: ANN001 - a playwright Page
+    box = page.get_by_label(f"number input for {label}")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def status_starts(page, *prefixes: str, timeout_ms: int = GENERATION_TIMEOUT_MS) -> None:  # noqa: ANN001
+    """Wait until the status line starts with one of `prefixes`."""
+    checks = " || ".join(f"s.startsWith('{p}')" for p in prefixes)
+    page.wait_for_function(f"() => {{ const s = document.querySelector('#status')?.innerText.trim() || ''; "
+                           f"return {checks}; }}", timeout=timeout_ms)

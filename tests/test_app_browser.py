@@ -4,53 +4,24 @@ corrupt upload shows its error in the page and the next generation still works."
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from app_support import app_checkpoint, running_app
-
-CHROMIUM = os.environ.get("COMAGEN_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-GENERATION_TIMEOUT_MS = 120_000
+from app_support import GENERATION_TIMEOUT_MS, app_checkpoint, browser_page, running_app, set_number, status_starts
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"no chromium at {CHROMIUM} (scripts/setup.sh installs Debian's chromium)")
     tmp = tmp_path_factory.mktemp("browser")
-    with running_app(app_checkpoint(tmp), tmp / "app.log") as url, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
-            page.goto(url)
-            page.wait_for_selector("#generate", timeout=60_000)
-            yield page
-        finally:
-            browser.close()
-
-
-def _set_number(page, label: str, value: float) -> None:
-    box = page.get_by_label(f"number input for {label}")
-    box.fill(str(value))
-    box.press("Enter")
-
-
-def _status_starts(page, *prefixes: str) -> None:
-    """Wait until the status line starts with one of `prefixes`."""
-    checks = " || ".join(f"s.startsWith('{p}')" for p in prefixes)
-    page.wait_for_function(f"() => {{ const s = document.querySelector('#status')?.innerText.trim() || ''; "
-                           f"return {checks}; }}", timeout=GENERATION_TIMEOUT_MS)
+    with running_app(app_checkpoint(tmp), tmp / "app.log") as url, browser_page(url) as page:
+        yield page
 
 
 def _working(page) -> None:
     """The page shows a generation at work. A short piece on the ONNX int8 step can finish sampling
     before the first 0.25 s text frame, so the status may go straight to rendering: either counts."""
-    _status_starts(page, "Generating", "Rendering")
+    status_starts(page, "Generating", "Rendering")
 
 
 def test_gallery_prompt_generates_audio_midi_and_roll(page, tmp_path: Path) -> None:
@@ -59,13 +30,13 @@ def test_gallery_prompt_generates_audio_midi_and_roll(page, tmp_path: Path) -> N
     gallery.fill("Für Elise")
     page.get_by_role("option", name="Für Elise").first.click()
     page.wait_for_function("() => document.querySelector('#prompt-note')?.innerText.includes('beethoven_fur_elise')")
-    _set_number(page, "keep the first N seconds", 4)
-    _set_number(page, "length (seconds of new music)", 5)
+    set_number(page, "keep the first N seconds", 4)
+    set_number(page, "length (seconds of new music)", 5)
     page.click("#generate")
     _working(page)
     page.wait_for_function("() => (document.querySelector('#tokens-0 textarea')?.value || '').length > 0",
                            timeout=GENERATION_TIMEOUT_MS)  # the token text streams in before the end
-    _status_starts(page, "Done")
+    status_starts(page, "Done")
     page.wait_for_selector("#roll-0 img", timeout=30_000)
     page.wait_for_selector("#audio-0 audio[src], #audio-0 [src*='.wav']", state="attached", timeout=30_000)
     link = page.locator("#midi-0 a[href*='.mid']").first
@@ -88,8 +59,8 @@ def test_corrupt_upload_shows_error_and_app_keeps_serving(page, tmp_path: Path) 
     page.wait_for_function("() => document.querySelector('#prompt-note')?.innerText.includes('Upload refused')",
                            timeout=30_000)
     assert "broken.mid: the MIDI data is corrupt" in page.inner_text("#prompt-note")
-    _set_number(page, "length (seconds of new music)", 3)
+    set_number(page, "length (seconds of new music)", 3)
     page.click("#generate")
     _working(page)
-    _status_starts(page, "Done")
+    status_starts(page, "Done")
     assert "tokens/s" in page.inner_text("#stats")

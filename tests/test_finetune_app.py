@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from app_support import browser_page
 from finetune_support import BASE, Tuned, tuned_bundle
-from test_app_browser import ARGS, CHROMIUM
 
 import studio
 from studio.appserver import serve
@@ -40,22 +40,12 @@ def test_extra_folders_list_their_bundles_without_clashing_names(tuned: Tuned, t
 
 
 def test_browser_offers_and_loads_the_finetuned_bundle(tuned: Tuned, tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"no chromium at {CHROMIUM} (scripts/setup.sh installs Debian's chromium)")
     env = {"COMAGEN_CHECKPOINTS": str(tuned.out.parent)}
-    with serve(BASE, tmp_path / "app.log", env=env) as server, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.goto(server.url)
-            page.wait_for_selector("#generate", timeout=60_000)
-            assert "default: conformer" in page.inner_text("body")
-            assert "my-style: conformer" not in page.inner_text("body")
-            menu = page.get_by_label("checkpoint", exact=True)
-            menu.click()
-            page.get_by_role("option", name="my-style").click()
-            page.wait_for_function("() => document.body.innerText.includes('my-style: conformer')", timeout=60_000)
-            assert "my-style: conformer, 3.7M parameters" in page.inner_text("body")
-        finally:
-            browser.close()
+    with serve(BASE, tmp_path / "app.log", env=env) as server, browser_page(server.url) as page:
+        assert "default: conformer" in page.inner_text("body")
+        assert "my-style: conformer" not in page.inner_text("body")
+        menu = page.get_by_label("checkpoint", exact=True)
+        menu.click()
+        page.get_by_role("option", name="my-style").click()
+        page.wait_for_function("() => document.body.innerText.includes('my-style: conformer')", timeout=60_000)
+        assert "my-style: conformer, 3.7M parameters" in page.inner_text("body")

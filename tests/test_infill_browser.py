@@ -5,13 +5,12 @@ shipped prompt, set a span over the result, press Infill, and get a new result w
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from app_support import app_checkpoint
+from app_support import app_checkpoint, browser_page, set_number, status_starts
 from matplotlib.colors import to_rgb
 from PIL import Image
 
@@ -19,40 +18,20 @@ from comagen.midi import load_score
 from comagen.pianoroll import INFILL_COLOUR
 from studio.appserver import serve
 
-CHROMIUM = os.environ.get("COMAGEN_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 180_000
 START_TIMEOUT_S = 400  # the app starts in 1-3 minutes while other work loads the 2 cores
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"no chromium at {CHROMIUM} (scripts/setup.sh installs Debian's chromium)")
     tmp = tmp_path_factory.mktemp("infill-browser")
     with serve(app_checkpoint(tmp), tmp / "app.log", timeout=START_TIMEOUT_S) as server, \
-            sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 2200}, accept_downloads=True)
-            page.goto(server.url)
-            page.wait_for_selector("#generate", timeout=60_000)
-            yield page
-        finally:
-            browser.close()
-
-
-def _set_number(page, label: str, value: float) -> None:
-    box = page.get_by_label(f"number input for {label}")
-    box.fill(str(value))
-    box.press("Enter")
+            browser_page(server.url, height=2200) as page:
+        yield page
 
 
 def _status(page, prefix: str) -> None:
-    page.wait_for_function(f"() => (document.querySelector('#status')?.innerText.trim() || '').startsWith('{prefix}')",
-                           timeout=TIMEOUT_MS)
+    status_starts(page, prefix, timeout_ms=TIMEOUT_MS)
 
 
 def _green_pixels(page) -> int:
@@ -68,17 +47,17 @@ def test_infill_a_span_of_a_result(page, tmp_path: Path) -> None:
     gallery.fill("Für Elise")
     page.get_by_role("option", name="Für Elise").first.click()
     page.wait_for_function("() => document.querySelector('#prompt-note')?.innerText.includes('beethoven_fur_elise')")
-    _set_number(page, "keep the first N seconds", 4)
-    _set_number(page, "length (seconds of new music)", 6)
+    set_number(page, "keep the first N seconds", 4)
+    set_number(page, "length (seconds of new music)", 6)
     page.click("#generate")
     _status(page, "Done")
     page.wait_for_selector("#roll-0 img", timeout=30_000)
     assert _green_pixels(page) == 0  # a plain result has no infilled span
     end = page.get_by_label("number input for infill end (s)")
     page.wait_for_function("(el) => Number(el.max) > 2", arg=end.element_handle(), timeout=30_000)  # follows the piece
-    _set_number(page, "infill start (s)", 2)
-    _set_number(page, "infill end (s)", 6)
-    _set_number(page, "infill candidates", 2)
+    set_number(page, "infill start (s)", 2)
+    set_number(page, "infill end (s)", 6)
+    set_number(page, "infill candidates", 2)
     before = page.locator("#roll-0 img").first.get_attribute("src")
     page.click("#infill")
     page.wait_for_function("() => document.querySelector('#stats')?.innerText.includes('Infilled')",

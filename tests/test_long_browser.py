@@ -5,11 +5,9 @@ was made (piano roll, audio, MIDI, stats)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from app_support import app_checkpoint, running_app
-from test_app_browser import ARGS, CHROMIUM, GENERATION_TIMEOUT_MS, _set_number, _status_starts
+from app_support import GENERATION_TIMEOUT_MS, app_checkpoint, browser_page, running_app, set_number, status_starts
 
 import studio
 
@@ -18,33 +16,23 @@ LENGTH = "length (seconds of new music)"
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"no chromium at {CHROMIUM} (scripts/setup.sh installs Debian's chromium)")
     tmp = tmp_path_factory.mktemp("long-browser")
-    with running_app(app_checkpoint(tmp), tmp / "app.log") as url, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.goto(url)
-            page.wait_for_selector("#generate", timeout=60_000)
-            yield page
-        finally:
-            browser.close()
+    with running_app(app_checkpoint(tmp), tmp / "app.log") as url, browser_page(url) as page:
+        yield page
 
 
 def test_length_goes_to_five_minutes_and_stop_keeps_the_take(page) -> None:
     slider = page.get_by_label(f"range slider for {LENGTH}")
     assert slider.get_attribute("max") == str(studio.MAX_SECONDS) == "300"
-    _set_number(page, "keep the first N seconds", 4)
-    _set_number(page, LENGTH, studio.MAX_SECONDS)
+    set_number(page, "keep the first N seconds", 4)
+    set_number(page, LENGTH, studio.MAX_SECONDS)
     page.click("#generate")
     page.wait_for_function("() => (document.querySelector('#status')?.innerText || '').includes('of 300 s of music')",
                            timeout=GENERATION_TIMEOUT_MS)  # the 300 s request reached the engine and streams
     page.wait_for_function("() => (document.querySelector('#tokens-0 textarea')?.value || '').length > 0",
                            timeout=GENERATION_TIMEOUT_MS)
     page.click("#stop")
-    _status_starts(page, "Stopped")
+    status_starts(page, "Stopped")
     page.wait_for_selector("#roll-0 img", timeout=30_000)
     page.wait_for_selector("#audio-0 audio[src], #audio-0 [src*='.wav']", state="attached", timeout=30_000)
     page.locator("#midi-0 a[href*='.mid']").first.wait_for(timeout=30_000)

@@ -153,11 +153,10 @@ def engine_runs(path: Path, marks: list[int], budget: float, chunk: int = 64) ->
         for name in RUNTIME_NAMES:
             for _ in range(chunk):
                 t0 = time.perf_counter()
-                step = next(steps[name], None)
-                if step is None:
+                if next(steps[name], None) is None:
                     break
                 clock[name].append(clock[name][-1] + time.perf_counter() - t0)
-                music[name].append(step.seconds[0] - prompt.seconds)
+                music[name].append(sessions[name].snapshot().row_seconds[0])  # outside the timed span
     reached = min(len(c) for c in clock.values()) - 1
     rows = []
     for name in RUNTIME_NAMES:

@@ -2,9 +2,10 @@
 
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override)
 
-Layout and events only; what happens lives in the `studio` package beside this file. Environment: COMAGEN_CHECKPOINT
-(default assets/checkpoints/default), COMAGEN_CHECKPOINTS (more folders of bundles, separated like PATH; runs/finetuned/
-is always looked in), COMAGEN_MAESTRO_DIR (adds MAESTRO pieces to the gallery),
+Layout and events only; what happens lives in the `studio` package beside this file. Environment:
+COMAGEN_CHECKPOINT (the checkpoint shown first; default assets/checkpoints/flagship, else default),
+COMAGEN_CHECKPOINTS (more folders of bundles, separated like PATH; runs/finetuned/ is always looked
+in), COMAGEN_MAESTRO_DIR (adds MAESTRO pieces to the gallery),
 COMAGEN_OUT_MAX_AGE (seconds an upload or result file lives on the server, default 3600).
 
 Everything the server writes (results, and gradio's cache of uploads, result copies and streamed
@@ -35,6 +36,7 @@ from studio import infill as studio_infill
 APP_ROOT = Path(__file__).resolve().parent
 CHECKPOINTS_DIR = APP_ROOT / "assets" / "checkpoints"  # the app's assets, passed to studio from here
 FINETUNED_DIR = APP_ROOT / "runs" / "finetuned"  # where training/finetune.py suggests its bundles go
+PREFERRED = ("flagship", "default")  # shown first: the better model (its int8 step streams 6-13x real time)
 PROMPTS_DIR = APP_ROOT / "assets" / "prompts"
 QUEUE_CONCURRENCY = 1  # one generation at a time on a 2-core machine; the rest wait in turn
 QUEUE_SIZE = 32
@@ -410,7 +412,8 @@ def main() -> None:
     checkpoints = studio.Checkpoints(folders)
     try:
         studio.OUT_MAX_AGE = studio.out_max_age_from_env()
-        default = checkpoints.names[0] if env_checkpoint or "default" not in folders else "default"
+        default = checkpoints.names[0] if env_checkpoint else next(
+            (name for name in PREFERRED if name in folders), checkpoints.names[0])
         demo = build_demo(checkpoints, default, studio.build_gallery(PROMPTS_DIR, maestro_dir=maestro_dir))
     except ComagenError as exc:
         raise SystemExit(str(exc)) from None

@@ -19,7 +19,6 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import itertools
-import os
 
 import numpy as np
 from tqdm import tqdm
@@ -28,7 +27,7 @@ from comagen.checkpoint import load_bundle
 from comagen.continuation import CONTINUATION_BARS, compare, continue_excerpt, excerpt, pooled_overlap
 from comagen.data import load_index, load_tokenized, select_split
 from comagen.generate import SECONDS_PER_BAR, Request, Sampling
-from comagen.report import emit
+from comagen.report import add_data_options, emit
 from comagen.settings import tuned_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +45,7 @@ def mean_of(rows: list[dict]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "assets" / "checkpoints" / "default")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("COMAGEN_MAESTRO_DIR",
-                                                                          ROOT.parent / "shared" / "data" / "maestro")))
-    parser.add_argument("--cache", type=Path, default=ROOT / "cache")
+    add_data_options(parser, ROOT)
     parser.add_argument("--split", default="validation")
     parser.add_argument("--pieces", type=int, default=16)
     parser.add_argument("--temperatures", type=floats)

@@ -19,7 +19,6 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
-import os
 import shutil
 import tempfile
 from collections import Counter
@@ -31,7 +30,7 @@ from comagen.checkpoint import load_bundle
 from comagen.data import Piece, load_index, load_tokenized, select_split
 from comagen.evaluate import evaluate_pieces
 from comagen.finetune import finetune
-from comagen.report import emit
+from comagen.report import add_data_options, emit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,9 +67,7 @@ def pooled(per: dict, names: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, default=ROOT / "assets" / "checkpoints" / "default")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("COMAGEN_MAESTRO_DIR",
-                                                                          ROOT.parent / "shared" / "data" / "maestro")))
-    parser.add_argument("--cache", type=Path, default=ROOT / "cache")
+    add_data_options(parser, ROOT)
     parser.add_argument("--composer", default="Frédéric Chopin")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--steps", type=int, default=10_000)

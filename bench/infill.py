@@ -17,7 +17,6 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
-import os
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from comagen.data import load_index, load_tokenized, select_split
 from comagen.grammar import RemiGrammar
 from comagen.infill import cut_span, infill, left_context, scored_suffix, suffix_bits
 from comagen.midi import SECONDS_PER_BAR
-from comagen.report import emit
+from comagen.report import add_data_options, emit
 from comagen.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,9 +61,7 @@ def measure(bundle, ids: list[int], start: float, end: float, args: argparse.Nam
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "assets" / "checkpoints" / "default")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("COMAGEN_MAESTRO_DIR",
-                                                                          ROOT.parent / "shared" / "data" / "maestro")))
-    parser.add_argument("--cache", type=Path, default=ROOT / "cache")
+    add_data_options(parser, ROOT)
     parser.add_argument("--split", default="validation")
     parser.add_argument("--pieces", type=int, default=12)
     parser.add_argument("--span-bars", type=int, default=4)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
@@ -33,3 +36,11 @@ def emit(title: str, rows: Sequence[dict], summary: dict, *, as_json: bool) -> N
         print(f"{key}: {value}")
     if as_json:
         print(json.dumps({"title": title, "rows": list(rows), **summary}))
+
+
+def add_data_options(parser: argparse.ArgumentParser, root: Path) -> None:
+    """--data (MAESTRO: $COMAGEN_MAESTRO_DIR, else ../shared/data/maestro beside the repo `root`) and
+    --cache (the token cache), as every bench that reads MAESTRO takes them."""
+    default = os.environ.get("COMAGEN_MAESTRO_DIR", root.parent / "shared" / "data" / "maestro")
+    parser.add_argument("--data", type=Path, default=Path(default), help="MAESTRO folder")
+    parser.add_argument("--cache", type=Path, default=root / "cache", help="token cache folder")

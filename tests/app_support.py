@@ -75,3 +75,15 @@ def status_starts(page, *prefixes: str, timeout_ms: int = GENERATION_TIMEOUT_MS)
     checks = " || ".join(f"s.startsWith('{p}')" for p in prefixes)
     page.wait_for_function(f"() => {{ const s = document.querySelector('#status')?.innerText.trim() || ''; "
                            f"return {checks}; }}", timeout=timeout_ms)
+
+
+def pick_gallery_prompt(page, name: str = "Für Elise", file: str = "beethoven_fur_elise",  # noqa: ANN001
+                        keep_seconds: float = 4) -> None:
+    """Choose a shipped prompt from the gallery by typing its name, wait until the page names its
+    file, and keep its first `keep_seconds`."""
+    gallery = page.get_by_label("gallery (type to search)")
+    gallery.click()
+    gallery.fill(name)
+    page.get_by_role("option", name=name).first.click()
+    page.wait_for_function(f"() => document.querySelector('#prompt-note')?.innerText.includes('{file}')")
+    set_number(page, "keep the first N seconds", keep_seconds)

@@ -8,7 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from app_support import GENERATION_TIMEOUT_MS, app_checkpoint, browser_page, running_app, set_number, status_starts
+from app_support import (
+    GENERATION_TIMEOUT_MS,
+    app_checkpoint,
+    browser_page,
+    pick_gallery_prompt,
+    running_app,
+    set_number,
+    status_starts,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +33,7 @@ def _working(page) -> None:
 
 
 def test_gallery_prompt_generates_audio_midi_and_roll(page, tmp_path: Path) -> None:
-    gallery = page.get_by_label("gallery (type to search)")
-    gallery.click()
-    gallery.fill("Für Elise")
-    page.get_by_role("option", name="Für Elise").first.click()
-    page.wait_for_function("() => document.querySelector('#prompt-note')?.innerText.includes('beethoven_fur_elise')")
-    set_number(page, "keep the first N seconds", 4)
+    pick_gallery_prompt(page)
     set_number(page, "length (seconds of new music)", 5)
     page.click("#generate")
     _working(page)

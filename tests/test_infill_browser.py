@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_support import app_checkpoint, browser_page, set_number, status_starts
+from app_support import app_checkpoint, browser_page, pick_gallery_prompt, set_number, status_starts
 from matplotlib.colors import to_rgb
 from PIL import Image
 
@@ -42,12 +42,7 @@ def _green_pixels(page) -> int:
 
 
 def test_infill_a_span_of_a_result(page, tmp_path: Path) -> None:
-    gallery = page.get_by_label("gallery (type to search)")
-    gallery.click()
-    gallery.fill("Für Elise")
-    page.get_by_role("option", name="Für Elise").first.click()
-    page.wait_for_function("() => document.querySelector('#prompt-note')?.innerText.includes('beethoven_fur_elise')")
-    set_number(page, "keep the first N seconds", 4)
+    pick_gallery_prompt(page)
     set_number(page, "length (seconds of new music)", 6)
     page.click("#generate")
     _status(page, "Done")

@@ -107,7 +107,7 @@ def _tokenize_one(job: tuple[Piece, Path]) -> tuple[str, int, int, str | None]:
     assert tokenizer is not None
     try:
         score = tokenizer.prepare(load_score(piece.path))
-        ids = tokenizer.remi.encode(score)[0].ids if score.note_num() else []
+        ids = tokenizer.encode_prepared(score)
         if not ids:
             return piece.key, 0, 0, "no notes"
         with atomic_file(out) as fh:
@@ -321,7 +321,7 @@ class CropDataset(torch.utils.data.Dataset):
     def _stretch(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Re-tokenize a bar-aligned excerpt with its timing scaled (decode, stretch, encode)."""
         factor = 1.0 + float(rng.uniform(-self.augment.stretch, self.augment.stretch))
-        bar_id = self.tokenizer.remi.vocab.get("Bar_None")
+        bar_id = self.tokenizer.bar_id
         bars = np.flatnonzero(ids == bar_id) if bar_id is not None else np.zeros(0, dtype=int)
         start = int(bars[rng.integers(len(bars))]) if len(bars) else 0
         excerpt = ids[start : start + 2 * self.seq_len]

@@ -113,7 +113,7 @@ def _tokenize(path: Path, tokenizer: PianoTokenizer) -> tuple[list[int], int]:
     """Token ids and note count of one file, or a `ComagenError` that says why it cannot be used."""
     try:
         score = tokenizer.prepare(load_score(path))
-        ids = list(tokenizer.remi.encode(score)[0].ids) if score.note_num() else []
+        ids = tokenizer.encode_prepared(score)
     except OSError as exc:
         raise DatasetError(f"unreadable ({exc.strerror or exc})") from None
     except ComagenError:
@@ -146,8 +146,7 @@ def split_validation(pieces: list[TokenizedPiece], tokenizer: PianoTokenizer
 
 def _split_one(piece: TokenizedPiece, tokenizer: PianoTokenizer) -> tuple[list[TokenizedPiece], list[TokenizedPiece]]:
     ids = piece.ids
-    bar_id = tokenizer.remi.vocab.get("Bar_None", -1)
-    bars = np.flatnonzero(ids == bar_id)
+    bars = np.flatnonzero(ids == tokenizer.bar_id) if tokenizer.bar_id is not None else np.zeros(0, dtype=int)
     target = int(len(ids) * (1 - SINGLE_FILE_TAIL))
     cut = int(bars[np.argmin(np.abs(bars - target))]) if len(bars) else target
     if cut < 16 or len(ids) - cut < 16:

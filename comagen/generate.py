@@ -101,8 +101,7 @@ def load_prompt(tokenizer: PianoTokenizer, source: str | Path | bytes | None,
     if seconds is not None:
         bars = max(1, round(seconds / SECONDS_PER_BAR))
         score = _clip(score, bars * ticks_per_bar)
-    ids = tokenizer.remi.encode(score)[0].ids if score.note_num() else []
-    return Prompt(list(ids), _next_bar_seconds(score))
+    return Prompt(tokenizer.encode_prepared(score), _next_bar_seconds(score))
 
 
 def prompt_from_ids(tokenizer: PianoTokenizer, ids: list[int]) -> Prompt:

@@ -72,6 +72,7 @@ class PianoTokenizer:
         self.pad_id = self.remi.vocab["PAD_None"]
         self.bos_id = self.remi.vocab["BOS_None"]
         self.eos_id = self.remi.vocab["EOS_None"]
+        self.bar_id: int | None = self.remi.vocab.get("Bar_None")  # where a piece can be cut and decoded afresh
 
     @property
     def vocab_size(self) -> int:
@@ -90,6 +91,10 @@ class PianoTokenizer:
         """Token ids of a loaded score (BPE-encoded when trained), without BOS/EOS."""
         seqs = self.remi.encode(self.prepare(score))
         return list(seqs[0].ids) if seqs else []
+
+    def encode_prepared(self, score: symusic.Score) -> list[int]:
+        """Token ids of a score already on the grid (`prepare`); [] when it holds no notes."""
+        return list(self.remi.encode(score)[0].ids) if score.note_num() else []
 
     def encode_file(self, path: str | Path) -> list[int]:
         return self.encode_score(load_score(path))

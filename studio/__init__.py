@@ -442,7 +442,7 @@ def live_piece_roll(bundle: Bundle, prompt: Prompt, ids: list[int], total: int |
         return live_roll(bundle.tokenizer.decode_ids(prompt.ids + ids), prompt.seconds if prompt.ids else None)
     new = ids[-LIVE_ROLL_TOKENS:]
     window = prompt.ids[len(prompt.ids) - min(LIVE_ROLL_TOKENS - len(new), len(prompt.ids)):] + new
-    bar = bundle.tokenizer.remi.vocab.get("Bar_None")  # a bar line, where decoding can start afresh
+    bar = bundle.tokenizer.bar_id  # a bar line, where decoding can start afresh
     cut = window.index(bar) if bar in window else 0
     old = window[cut:len(window) - len(new)]  # what is left of the prompt in the window
     split = prompt_after(bundle, old).seconds if old else 0.0

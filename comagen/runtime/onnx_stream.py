@@ -77,6 +77,7 @@ class OnnxStream:
         self.composer_np = composers.cpu().numpy().astype(np.int64)
         self.slots = [ring_slots(w) for w in model.cfg.windows]
         self.wmax = max(model.cfg.windows)
+        self.rotated = uses_offset(model)  # xpos: keys stored turned, an `offset` input, re-basing
         self.state: list[np.ndarray] = []
         self.seen = self.offset = 0
 
@@ -90,12 +91,12 @@ class OnnxStream:
 
     def step(self, token: Tensor) -> Tensor:
         scalars = [token.numpy().astype(np.int64), self.composer_np, np.array(self.seen, dtype=np.int64)]
-        if uses_offset(self.model):
+        if self.rotated:
             scalars.append(np.array(self.offset, dtype=np.int64))
         out = self.session.run(None, dict(zip(self.inputs, [*scalars, *self.state], strict=True)))
         self._write(out[1:])
         self.seen, self.offset = self.seen + 1, self.offset + 1
-        if uses_offset(self.model) and self.offset >= 2 * self.wmax:
+        if self.rotated and self.offset >= 2 * self.wmax:
             rebase_keys(self.model, self.state, self.wmax)
             self.offset -= self.wmax
         return torch.from_numpy(out[0])

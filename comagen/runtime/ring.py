@@ -56,7 +56,7 @@ def ring_context(windows: list[int], heads: int, head_dim: int, dpb: nn.ModuleLi
             new_bias.append(torch.zeros(1, 1, 1, device=seen.device))
             continue
         table = dpb[s](w)  # [h, w] for distances 0 .. w-1
-        distance = 1 + torch.remainder(seen - 1 - slot, k) if k else slot
+        distance = 1 + torch.remainder(seen - 1 - slot, k)  # windows >= 2: k >= 1
         ring_bias.append((table[:, distance] + unwritten)[:, None])
         new_bias.append(table[:, :1, None])
     if tables is None:

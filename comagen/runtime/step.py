@@ -16,6 +16,7 @@ number of tokens already consumed; `offset` (xpos models only) is `seen` minus t
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -137,8 +138,6 @@ class StepFunction(nn.Module):
 def rebase_keys(model: Conformer, state: list, shift: int) -> None:
     """Move the rings' origin `shift` positions later: every stored key (numpy, in place) is turned
     back by `shift` (xpos models only; see ring.py)."""
-    import numpy as np
-
     factor = rebase_factor(shift, model.cfg.head_dim)[0].numpy()  # [d/2] complex64
     per, scales = 2 * len(model.cfg.windows) + 1, len(model.cfg.windows)
     for i in range(model.cfg.depth):

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MAESTRO folder beside the project, and small real files from it."""
+"""Shared fixtures: the real MAESTRO folder beside the project, small real files from it, and a small
+random conformer bundle."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+from comagen.checkpoint import Bundle
+from comagen.composers import Composers
+from comagen.model import ModelConfig, build_model
+from comagen.tokenizer import PianoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 MAESTRO = Path(os.environ.get("COMAGEN_MAESTRO_DIR", ROOT.parent / "shared" / "data" / "maestro"))
@@ -35,3 +42,19 @@ def validation_files(maestro_dir: Path) -> list[Path]:
 def train_file(maestro_dir: Path) -> Path:
     rows = sorted(maestro_rows("train"), key=lambda r: float(r["duration"]))
     return maestro_dir / rows[len(rows) // 4]["midi_filename"]
+
+
+def small_conformer_bundle(composers: list[str], widen: bool = False) -> Bundle:
+    """A small random conformer bundle (seed 0), thousands of tokens in seconds. `widen` draws larger
+    weights than the 0.02 init, so that context and composer matter as in a trained model."""
+    tokenizer = PianoTokenizer()
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, dim=64, depth=2, heads=2,
+                      windows=[16, 32], conv_kernel=7, ff_mult=2, dropout=0.0, max_seq_len=256)
+    model = build_model(cfg).eval()
+    if widen:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if param.dim() == 2:
+                    param.normal_(0.0, 1.0 if "emb" in name else 2.0 / param.shape[1] ** 0.5)
+    return Bundle(ROOT, model, cfg, tokenizer, Composers(composers))

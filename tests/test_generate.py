@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import small_conformer_bundle
 
 from comagen.checkpoint import Bundle, save_bundle
-from comagen.composers import Composers
 from comagen.generate import (
     Prompt,
     Request,
@@ -24,8 +24,6 @@ from comagen.generate import (
 )
 from comagen.grammar import RemiGrammar, track
 from comagen.midi import PIANO_HIGH, PIANO_LOW, load_score, midi_bytes
-from comagen.model import ModelConfig, build_model
-from comagen.tokenizer import PianoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,16 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def bundle() -> Bundle:
     """A randomly initialised small conformer: the harshest test of the grammar guard."""
-    tokenizer = PianoTokenizer()
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, dim=64, depth=2, heads=2,
-                      windows=[16, 32], conv_kernel=7, ff_mult=2, dropout=0.0, max_seq_len=256)
-    model = build_model(cfg).eval()
-    with torch.no_grad():  # larger weights than the 0.02 init, so context and composer matter as in a trained model
-        for name, param in model.named_parameters():
-            if param.dim() == 2:
-                param.normal_(0.0, 1.0 if "emb" in name else 2.0 / param.shape[1] ** 0.5)
-    return Bundle(ROOT, model, cfg, tokenizer, Composers(["Bach", "Chopin", "Liszt"]))
+    return small_conformer_bundle(["Bach", "Chopin", "Liszt"], widen=True)
 
 
 @pytest.fixture(scope="module")

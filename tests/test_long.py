@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import symusic
 import torch
-from conftest import maestro_rows
+from conftest import maestro_rows, small_conformer_bundle
 
 import studio
 from comagen.audio import render_audio, render_wav, wav_bytes
@@ -32,11 +32,9 @@ from comagen.generate import (
 )
 from comagen.grammar import GrammarState, RemiGrammar
 from comagen.midi import SECONDS_PER_BAR, load_score
-from comagen.model import ModelConfig, build_model
 from comagen.model.decoder import PREFILL_CHUNK
 from comagen.runtime import choose_runtime
 from comagen.settings import Settings, settings_from_cli
-from comagen.tokenizer import PianoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "checkpoints" / "default"
@@ -46,11 +44,7 @@ LONGEST_NAME = 16  # characters of the longest token name ("Duration_12.0.24")
 @pytest.fixture(scope="module")
 def bundle() -> Bundle:
     """A small random conformer: thousands of tokens in seconds, and the grammar keeps them legal."""
-    tokenizer = PianoTokenizer()
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, dim=64, depth=2, heads=2,
-                      windows=[16, 32], conv_kernel=7, ff_mult=2, dropout=0.0, max_seq_len=256)
-    return Bundle(ROOT, build_model(cfg).eval(), cfg, tokenizer, Composers(["Bach", "Chopin"]))
+    return small_conformer_bundle(["Bach", "Chopin"])
 
 
 def _shapes(tree: object) -> list[tuple[int, ...]]:

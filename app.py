@@ -27,10 +27,10 @@ from pathlib import Path
 import gradio as gr
 
 import studio
-from comagen.composers import NO_COMPOSER
+from comagen.bundle.composers import NO_COMPOSER
 from comagen.errors import ComagenError
+from comagen.generation.settings import TUNED, Settings, knobs, tuned_settings
 from comagen.logs import setup_logging
-from comagen.settings import TUNED, Settings, knobs, tuned_settings
 from studio import infill as studio_infill
 
 APP_ROOT = Path(__file__).resolve().parent

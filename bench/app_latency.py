@@ -17,8 +17,8 @@ import os
 import time
 
 import studio
+from comagen.generation.settings import Settings
 from comagen.report import emit
-from comagen.settings import Settings
 
 PROMPTS = ['L. van Beethoven: Bagatelle in A minor, WoO 59 "Für Elise"', "E. Satie: Gymnopédie No. 1"]
 

@@ -5,7 +5,7 @@
 
 4 bars of prompt from the middle of each of N pieces spread over the split, 12 bars (24 s) of
 continuation, compared with the real next 12 bars (ceiling) and another piece's next 12 bars
-(floor); see comagen/continuation.py for the statistics. Several values per sampling option give
+(floor); see comagen/training/continuation.py for the statistics. Several values per sampling option give
 a sweep (every combination, one row each, same prompts and seeds); an option not given takes the
 checkpoint's tuned default (its sampling.json), else the global one. Tune on validation only.
 """
@@ -23,12 +23,12 @@ import itertools
 import numpy as np
 from tqdm import tqdm
 
-from comagen.checkpoint import load_bundle
-from comagen.continuation import CONTINUATION_BARS, compare, continue_excerpt, excerpt, pooled_overlap
-from comagen.data import load_index, load_tokenized, select_split
-from comagen.generate import SECONDS_PER_BAR, Request, Sampling
+from comagen.bundle.checkpoint import load_bundle
+from comagen.generation.generate import SECONDS_PER_BAR, Request, Sampling
+from comagen.generation.settings import tuned_settings
 from comagen.report import add_data_options, emit
-from comagen.settings import tuned_settings
+from comagen.training.continuation import CONTINUATION_BARS, compare, continue_excerpt, excerpt, pooled_overlap
+from comagen.training.data import load_index, load_tokenized, select_split
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("key", "density", "velocity_gap", "register_gap", "silence")

@@ -82,8 +82,8 @@ def recompute_speed(model: torch.nn.Module, context: int, steps: int = 8) -> flo
 
 def realtime_factor(checkpoint: Path, seconds: float = 20.0) -> list[dict]:
     """The generation engine on a trained checkpoint: 20 s of music, plain and with guidance."""
-    from comagen.checkpoint import load_bundle
-    from comagen.generate import Request, generate, load_prompt
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.generation.generate import Request, generate, load_prompt
 
     bundle = load_bundle(checkpoint)
     prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
@@ -105,7 +105,7 @@ MAESTRO = ROOT.parent / "shared" / "data" / "maestro"
 
 def exported(checkpoint: Path, scratch: Path) -> tuple[Path, str]:
     """The bundle if its export is current, else a scratch copy exported now (and a note saying so)."""
-    from comagen.checkpoint import load_bundle
+    from comagen.bundle.checkpoint import load_bundle
     from comagen.errors import ConfigError
     from comagen.runtime import choose_runtime
     from comagen.runtime.export import export_bundle
@@ -125,7 +125,7 @@ def exported(checkpoint: Path, scratch: Path) -> tuple[Path, str]:
 
 def step_table(path: Path, threads: list[int], steps: int = 48) -> dict[int, dict[str, float]]:
     """Bare batch-1 step time (ms, median, window full) of each runtime at each thread count."""
-    from comagen.checkpoint import load_bundle
+    from comagen.bundle.checkpoint import load_bundle
     from comagen.runtime.export import FILES, measure
     from comagen.runtime.step import StepFunction
 
@@ -137,8 +137,8 @@ def step_table(path: Path, threads: list[int], steps: int = 48) -> dict[int, dic
 def engine_runs(path: Path, marks: list[int], budget: float, chunk: int = 64) -> tuple[list[dict], int]:
     """The generation engine at batch 1 on each runtime from a shipped prompt, taking turns every
     `chunk` tokens until the largest mark or the time budget; returns rows and the tokens reached."""
-    from comagen.checkpoint import load_bundle
-    from comagen.generate import Request, Session, load_prompt
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.generation.generate import Request, Session, load_prompt
 
     bundle = load_bundle(path)
     prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
@@ -177,10 +177,10 @@ def int8_quality(path: Path, data: Path, tokens: int) -> dict:
     file: mean KL(fp32 || int8) per token, top-1 agreement, and each one's bits per note."""
     import math
 
-    from comagen.checkpoint import load_bundle
-    from comagen.data import load_index, select_split
-    from comagen.generate import load_prompt
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.generation.generate import load_prompt
     from comagen.runtime import choose_runtime
+    from comagen.training.data import load_index, select_split
 
     bundle = load_bundle(path)
     piece = sorted(select_split(load_index(data), "validation"), key=lambda p: p.key)[0]

@@ -26,11 +26,11 @@ from collections import Counter
 import numpy as np
 import torch
 
-from comagen.checkpoint import load_bundle
-from comagen.data import Piece, load_index, load_tokenized, select_split
-from comagen.evaluate import evaluate_pieces
-from comagen.finetune import finetune
+from comagen.bundle.checkpoint import load_bundle
 from comagen.report import add_data_options, emit
+from comagen.training.data import Piece, load_index, load_tokenized, select_split
+from comagen.training.evaluate import evaluate_pieces
+from comagen.training.finetune import finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,8 +22,8 @@ import time
 import numpy as np
 import symusic
 
-from comagen.checkpoint import load_bundle
-from comagen.generate import (
+from comagen.bundle.checkpoint import load_bundle
+from comagen.generation.generate import (
     MAX_TOKENS_CAP,
     SECONDS_PER_BAR,
     Prompt,

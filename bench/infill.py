@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from comagen.checkpoint import load_bundle
-from comagen.data import load_index, load_tokenized, select_split
-from comagen.grammar import RemiGrammar
-from comagen.infill import cut_span, infill, left_context, scored_suffix, suffix_bits
-from comagen.midi import SECONDS_PER_BAR
+from comagen.bundle.checkpoint import load_bundle
+from comagen.generation.infill import cut_span, infill, left_context, scored_suffix, suffix_bits
+from comagen.generation.settings import Settings
+from comagen.music.grammar import RemiGrammar
+from comagen.music.midi import SECONDS_PER_BAR
 from comagen.report import add_data_options, emit
-from comagen.settings import Settings
+from comagen.training.data import load_index, load_tokenized, select_split
 
 ROOT = Path(__file__).resolve().parents[1]
 

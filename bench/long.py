@@ -8,7 +8,7 @@ nothing, default sampling, until `--seconds` of music. Every `--every` seconds o
 music time, tokens, RSS (MiB, /proc/self/statm), tokens/s over the stretch just before it and
 overall. The verdict is the RSS growth from minute 1 to the end: the model state is constant-size,
 so only the token list (8 bytes a token) should grow. Then the piece is written as MIDI and
-rendered to a WAV file with `comagen.audio.render_wav`, and for comparison through the float path
+rendered to a WAV file with `comagen.render.audio.render_wav`, and for comparison through the float path
 (`render_audio` + `wav_bytes`), each with its own peak RSS above the RSS before it (the kernel's
 high-water mark, reset through /proc/self/clear_refs where allowed); a one-note render gives the
 fixed cost (soundfont load) that every render pays.
@@ -30,12 +30,12 @@ import symusic
 import torch
 from tqdm import tqdm
 
-from comagen.audio import render_audio, render_wav, wav_bytes
-from comagen.checkpoint import load_bundle
-from comagen.generate import Prompt, Session, tokens_for_seconds
-from comagen.midi import midi_bytes
+from comagen.bundle.checkpoint import load_bundle
+from comagen.generation.generate import Prompt, Session, tokens_for_seconds
+from comagen.generation.settings import Settings
+from comagen.music.midi import midi_bytes
+from comagen.render.audio import render_audio, render_wav, wav_bytes
 from comagen.report import emit
-from comagen.settings import Settings
 
 PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2**20
 POLL_STEPS = 64  # look at the music's length every this many tokens

@@ -17,11 +17,11 @@ import argparse
 
 import numpy as np
 
-from comagen.data import load_index, select_split
-from comagen.midi import load_score
+from comagen.music.midi import load_score
+from comagen.music.roundtrip import roundtrip_score
+from comagen.music.tokenizer import PianoTokenizer, TokenSettings
 from comagen.report import emit
-from comagen.roundtrip import roundtrip_score
-from comagen.tokenizer import PianoTokenizer, TokenSettings
+from comagen.training.data import load_index, select_split
 
 SETTINGS = [
     TokenSettings(positions_per_beat=8),

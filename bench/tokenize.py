@@ -14,10 +14,10 @@ import argparse
 import tempfile
 import time
 
-from comagen.data import load_index, select_split, tokenize_pieces
-from comagen.midi import load_score
+from comagen.music.midi import load_score
+from comagen.music.tokenizer import PianoTokenizer
 from comagen.report import emit
-from comagen.tokenizer import PianoTokenizer
+from comagen.training.data import load_index, select_split, tokenize_pieces
 
 
 def main() -> None:

@@ -26,14 +26,14 @@ def command(name: str) -> Callable:
 
 
 def _tokenizer(args: argparse.Namespace):  # noqa: ANN202
-    from comagen.tokenizer import PianoTokenizer
+    from comagen.music.tokenizer import PianoTokenizer
 
     return PianoTokenizer.load(args.tokenizer) if getattr(args, "tokenizer", None) else PianoTokenizer()
 
 
 @command("roundtrip")
 def roundtrip(args: argparse.Namespace) -> dict:
-    from comagen.roundtrip import roundtrip_file
+    from comagen.music.roundtrip import roundtrip_file
 
     result = roundtrip_file(_tokenizer(args), args.file).to_dict()
     if not args.json:
@@ -46,7 +46,7 @@ def roundtrip(args: argparse.Namespace) -> dict:
 def tokenize(args: argparse.Namespace) -> dict:
     import time
 
-    from comagen.data import load_index, select_split, tokenize_pieces
+    from comagen.training.data import load_index, select_split, tokenize_pieces
 
     pieces = select_split(load_index(args.data), args.split)
     t0 = time.perf_counter()
@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
 @command("evaluate")
 def evaluate(args: argparse.Namespace) -> dict:
-    from comagen.checkpoint import load_bundle
-    from comagen.data import load_index, load_tokenized, select_split
-    from comagen.evaluate import evaluate_pieces
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.training.data import load_index, load_tokenized, select_split
+    from comagen.training.evaluate import evaluate_pieces
 
     bundle = load_bundle(args.checkpoint)
     pieces = select_split(load_index(args.data), args.split)
@@ -157,10 +157,10 @@ EXTRA_PARSERS.append(_evaluate_parser)
 
 @command("generate")
 def generate_cmd(args: argparse.Namespace) -> dict:
-    from comagen.checkpoint import load_bundle
-    from comagen.generate import MAX_TOKENS_CAP, generate, load_prompt, tokens_for_seconds
-    from comagen.midi import midi_bytes
-    from comagen.settings import NO_FORM, settings_from_cli
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.generation.generate import MAX_TOKENS_CAP, generate, load_prompt, tokens_for_seconds
+    from comagen.generation.settings import NO_FORM, settings_from_cli
+    from comagen.music.midi import midi_bytes
 
     bundle = load_bundle(args.checkpoint)
     settings = settings_from_cli(args, bundle.sampling)  # options not given: the checkpoint's tuned defaults
@@ -193,10 +193,10 @@ def generate_cmd(args: argparse.Namespace) -> dict:
 
 @command("attention")
 def attention_cmd(args: argparse.Namespace) -> dict:
-    from comagen.attention_figure import attention_figure
-    from comagen.checkpoint import load_bundle
-    from comagen.generate import capture_attention, load_prompt
-    from comagen.settings import parse_windows
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.generation.generate import capture_attention, load_prompt
+    from comagen.generation.settings import parse_windows
+    from comagen.render.attention_figure import attention_figure
 
     bundle = load_bundle(args.checkpoint)
     prompt = load_prompt(bundle.tokenizer, args.prompt, args.prompt_seconds)
@@ -215,7 +215,7 @@ def attention_cmd(args: argparse.Namespace) -> dict:
 
 
 def _generate_parsers(sub: argparse._SubParsersAction) -> None:
-    from comagen.settings import add_cli_options
+    from comagen.generation.settings import add_cli_options
 
     p = sub.add_parser("generate", help="continue a prompt (or start from nothing) and write MIDI")
     p.add_argument("--checkpoint", type=Path, required=True)
@@ -244,7 +244,7 @@ EXTRA_PARSERS.append(_generate_parsers)
 
 @command("export")
 def export_cmd(args: argparse.Namespace) -> dict:
-    from comagen.checkpoint import load_bundle
+    from comagen.bundle.checkpoint import load_bundle
     from comagen.runtime.export import export_bundle
 
     result = export_bundle(load_bundle(args.checkpoint), args.out, int8=args.int8, threads=args.threads,
@@ -273,10 +273,10 @@ EXTRA_PARSERS.append(_export_parser)
 
 @command("infill")
 def infill_cmd(args: argparse.Namespace) -> dict:
-    from comagen.checkpoint import load_bundle
-    from comagen.infill import infill
-    from comagen.midi import load_score, midi_bytes
-    from comagen.settings import settings_from_cli
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.generation.infill import infill
+    from comagen.generation.settings import settings_from_cli
+    from comagen.music.midi import load_score, midi_bytes
 
     bundle = load_bundle(args.checkpoint)
     settings = settings_from_cli(args, bundle.sampling)
@@ -298,9 +298,9 @@ def infill_cmd(args: argparse.Namespace) -> dict:
 def _infill_parser(sub: argparse._SubParsersAction) -> None:
     from dataclasses import fields
 
-    from comagen.generate import Sampling
-    from comagen.infill import MAX_CANDIDATES, SUFFIX_BARS
-    from comagen.settings import add_cli_options
+    from comagen.generation.generate import Sampling
+    from comagen.generation.infill import MAX_CANDIDATES, SUFFIX_BARS
+    from comagen.generation.settings import add_cli_options
 
     p = sub.add_parser("infill", help="regenerate the bars between two times so they lead into what follows")
     p.add_argument("--checkpoint", type=Path, required=True)

@@ -6,7 +6,7 @@
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
-fp=$(python3 -c "from comagen.tokenizer import PianoTokenizer; print(PianoTokenizer().fingerprint())")
+fp=$(python3 -c "from comagen.music.tokenizer import PianoTokenizer; print(PianoTokenizer().fingerprint())")
 mkdir -p /tmp/cache && tar -xzf .devdata/cache.tar.gz -C /tmp/cache
 [ -d /tmp/cache/$fp ] || mv /tmp/cache/* /tmp/cache/$fp
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/bench_gpu.txt"

@@ -24,7 +24,7 @@ if [ "$mode" = tiny ]; then
 else
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site
-  fp=$(python3 -c "from comagen.tokenizer import PianoTokenizer; print(PianoTokenizer().fingerprint())")
+  fp=$(python3 -c "from comagen.music.tokenizer import PianoTokenizer; print(PianoTokenizer().fingerprint())")
   mkdir -p /tmp/cache && tar -xzf .devdata/cache.tar.gz -C /tmp/cache
   [ -d "/tmp/cache/$fp" ] || mv /tmp/cache/* "/tmp/cache/$fp"
   config=training/configs/flagship_v2.json

@@ -27,15 +27,23 @@ import symusic
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from comagen.attention_figure import attention_figure
-from comagen.audio import render_wav
-from comagen.checkpoint import FILES, Bundle, load_bundle
-from comagen.data import load_index
+from comagen.bundle.checkpoint import FILES, Bundle, load_bundle
 from comagen.errors import CheckpointError, ComagenError, ConfigError, MidiError, MidiTooLongError, NotMidiError
-from comagen.generate import Progress, Prompt, Request, Session, capture_attention, load_prompt, prompt_from_ids
-from comagen.midi import midi_bytes
-from comagen.pianoroll import BLACK_KEYS, CONTINUATION_COLOUR, PROMPT_COLOUR, piano_roll_figure
-from comagen.settings import Settings
+from comagen.generation.generate import (
+    Progress,
+    Prompt,
+    Request,
+    Session,
+    capture_attention,
+    load_prompt,
+    prompt_from_ids,
+)
+from comagen.generation.settings import Settings
+from comagen.music.midi import midi_bytes
+from comagen.render.attention_figure import attention_figure
+from comagen.render.audio import render_wav
+from comagen.render.pianoroll import BLACK_KEYS, CONTINUATION_COLOUR, PROMPT_COLOUR, piano_roll_figure
+from comagen.training.data import load_index
 
 log = logging.getLogger("comagen.studio")
 ROOT = Path(__file__).resolve().parents[1]

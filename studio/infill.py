@@ -1,17 +1,17 @@
 """The app's Infill: regenerate a span of the shown result, keep it in the history like any take.
 
-The work is `comagen.infill`; here a result (a `Take` and the variation on show) becomes the piece
+The work is `comagen.generation.infill`; here a result (a `Take` and the variation on show) becomes the piece
 to infill, and the new piece becomes a take whose span the piano roll draws in its own colour.
 """
 
 from __future__ import annotations
 
-from comagen.checkpoint import Bundle
+from comagen.bundle.checkpoint import Bundle
 from comagen.errors import ComagenError
-from comagen.generate import Prompt
-from comagen.infill import MAX_CANDIDATES, infill
-from comagen.midi import SECONDS_PER_BAR
-from comagen.settings import Settings
+from comagen.generation.generate import Prompt
+from comagen.generation.infill import MAX_CANDIDATES, infill
+from comagen.generation.settings import Settings
+from comagen.music.midi import SECONDS_PER_BAR
 from studio import LIMITS, AppLimits, Rendered, Take, app_request, render_take
 
 DEFAULT_CANDIDATES = 4  # the app's default K: a quarter of the CLI's largest, on a shared 2-core server

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from comagen.checkpoint import Bundle
-from comagen.composers import Composers
+from comagen.bundle.checkpoint import Bundle
+from comagen.bundle.composers import Composers
 from comagen.model import ModelConfig, build_model
-from comagen.tokenizer import PianoTokenizer
+from comagen.music.tokenizer import PianoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 MAESTRO = Path(os.environ.get("COMAGEN_MAESTRO_DIR", ROOT.parent / "shared" / "data" / "maestro"))

@@ -14,11 +14,11 @@ import symusic
 from app_support import MAESTRO, app_checkpoint, running_app
 
 import studio
-from comagen.audio import AudioUnavailableError
-from comagen.checkpoint import FILES
+from comagen.bundle.checkpoint import FILES
 from comagen.errors import ComagenError, DrumOnlyError, EmptyMidiError, MidiError, MidiTooLongError, NotMidiError
-from comagen.generate import Prompt
-from comagen.settings import Settings
+from comagen.generation.generate import Prompt
+from comagen.generation.settings import Settings
+from comagen.render.audio import AudioUnavailableError
 
 ELISE = 'L. van Beethoven: Bagatelle in A minor, WoO 59 "Für Elise"'
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import symusic
 
-from comagen import soundfont
-from comagen.audio import AudioUnavailableError, render_audio, wav_bytes
-from comagen.soundfont import SoundfontNotFoundError, find_soundfont
+from comagen.render import soundfont
+from comagen.render.audio import AudioUnavailableError, render_audio, wav_bytes
+from comagen.render.soundfont import SoundfontNotFoundError, find_soundfont
 
 RATE = 22050
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from comagen.checkpoint import load_bundle
-from comagen.continuation import compare, continue_excerpt, excerpt, pooled_overlap
-from comagen.data import load_index, load_tokenized, select_split
-from comagen.generate import Request, Sampling
+from comagen.bundle.checkpoint import load_bundle
+from comagen.generation.generate import Request, Sampling
+from comagen.training.continuation import compare, continue_excerpt, excerpt, pooled_overlap
+from comagen.training.data import load_index, load_tokenized, select_split
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "assets" / "checkpoints" / "default"

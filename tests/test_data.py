@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from comagen.data import (
+from comagen.errors import DatasetError
+from comagen.music.tokenizer import PianoTokenizer, TokenSettings
+from comagen.training.data import (
     Augment,
     Composers,
     CropDataset,
@@ -22,8 +24,6 @@ from comagen.data import (
     select_split,
     tokenize_pieces,
 )
-from comagen.errors import DatasetError
-from comagen.tokenizer import PianoTokenizer, TokenSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

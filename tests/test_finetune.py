@@ -10,10 +10,10 @@ import pytest
 import torch
 from finetune_support import BASE, QUICK, Tuned, run_finetune, tuned_bundle, user_folder
 
-from comagen.checkpoint import load_bundle
-from comagen.finetune import read_folder, split_validation
-from comagen.generate import Prompt, Request, generate
-from comagen.tokenizer import PianoTokenizer
+from comagen.bundle.checkpoint import load_bundle
+from comagen.generation.generate import Prompt, Request, generate
+from comagen.music.tokenizer import PianoTokenizer
+from comagen.training.finetune import read_folder, split_validation
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import small_conformer_bundle
 
-from comagen.checkpoint import Bundle, save_bundle
-from comagen.generate import (
+from comagen.bundle.checkpoint import Bundle, save_bundle
+from comagen.generation.generate import (
     Prompt,
     Request,
     Sampling,
@@ -22,8 +22,8 @@ from comagen.generate import (
     load_prompt,
     parse_form,
 )
-from comagen.grammar import RemiGrammar, track
-from comagen.midi import PIANO_HIGH, PIANO_LOW, load_score, midi_bytes
+from comagen.music.grammar import RemiGrammar, track
+from comagen.music.midi import PIANO_HIGH, PIANO_LOW, load_score, midi_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 

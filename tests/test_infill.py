@@ -13,11 +13,19 @@ import numpy as np
 import pytest
 import symusic
 
-from comagen.checkpoint import Bundle, load_bundle
+from comagen.bundle.checkpoint import Bundle, load_bundle
 from comagen.errors import ConfigError
-from comagen.grammar import RemiGrammar
-from comagen.infill import InfillError, InfillResult, infill, left_context, piece_ids, scored_suffix, suffix_bits
-from comagen.midi import load_score, midi_bytes
+from comagen.generation.infill import (
+    InfillError,
+    InfillResult,
+    infill,
+    left_context,
+    piece_ids,
+    scored_suffix,
+    suffix_bits,
+)
+from comagen.music.grammar import RemiGrammar
+from comagen.music.midi import load_score, midi_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "assets" / "checkpoints" / "default"

@@ -14,8 +14,8 @@ from app_support import app_checkpoint, browser_page, pick_gallery_prompt, set_n
 from matplotlib.colors import to_rgb
 from PIL import Image
 
-from comagen.midi import load_score
-from comagen.pianoroll import INFILL_COLOUR
+from comagen.music.midi import load_score
+from comagen.render.pianoroll import INFILL_COLOUR
 from studio.appserver import serve
 
 TIMEOUT_MS = 180_000

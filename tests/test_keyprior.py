@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from comagen.checkpoint import FILES, load_bundle
+from comagen.bundle.checkpoint import FILES, load_bundle
 from comagen.cli import build_parser, main
 from comagen.errors import CheckpointError
-from comagen.generate import Request, Sampling, Session, generate, load_prompt
-from comagen.grammar import RemiGrammar, track
-from comagen.keyprior import KeyPrior
+from comagen.generation.generate import Request, Sampling, Session, generate, load_prompt
+from comagen.generation.keyprior import KeyPrior
+from comagen.generation.settings import settings_from_cli
+from comagen.music.grammar import RemiGrammar, track
 from comagen.runtime import choose_runtime
 from comagen.runtime.export import export_bundle
-from comagen.settings import settings_from_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "assets" / "checkpoints" / "default"

@@ -14,11 +14,10 @@ import torch
 from conftest import maestro_rows, small_conformer_bundle
 
 import studio
-from comagen.audio import render_audio, render_wav, wav_bytes
-from comagen.checkpoint import Bundle
+from comagen.bundle.checkpoint import Bundle
+from comagen.bundle.composers import Composers
 from comagen.cli import build_parser, main
-from comagen.composers import Composers
-from comagen.generate import (
+from comagen.generation.generate import (
     MAX_TOKENS_CAP,
     TOKENS_PER_SECOND_CAP,
     Prompt,
@@ -30,11 +29,12 @@ from comagen.generate import (
     sample_next,
     tokens_for_seconds,
 )
-from comagen.grammar import GrammarState, RemiGrammar
-from comagen.midi import SECONDS_PER_BAR, load_score
+from comagen.generation.settings import Settings, settings_from_cli
 from comagen.model.decoder import PREFILL_CHUNK
+from comagen.music.grammar import GrammarState, RemiGrammar
+from comagen.music.midi import SECONDS_PER_BAR, load_score
+from comagen.render.audio import render_audio, render_wav, wav_bytes
 from comagen.runtime import choose_runtime
-from comagen.settings import Settings, settings_from_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "checkpoints" / "default"

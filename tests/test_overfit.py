@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from comagen.model import ModelConfig, build_model
-from comagen.tokenizer import PianoTokenizer
+from comagen.music.tokenizer import PianoTokenizer
 
 STEPS, THRESHOLD = 80, 0.5  # nats/token; an untrained model starts near ln(vocab) = 5.9
 

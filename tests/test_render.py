@@ -11,8 +11,8 @@ import symusic
 import torch
 from matplotlib.image import imread
 
-from comagen.attention_figure import attention_figure
-from comagen.pianoroll import (
+from comagen.render.attention_figure import attention_figure
+from comagen.render.pianoroll import (
     CONTINUATION_COLOUR,
     PROMPT_COLOUR,
     figure_png_bytes,

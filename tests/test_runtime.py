@@ -14,18 +14,18 @@ import onnx
 import pytest
 import torch
 
-from comagen.checkpoint import Bundle, load_bundle, save_bundle
+from comagen.bundle.checkpoint import Bundle, load_bundle, save_bundle
+from comagen.bundle.composers import Composers
 from comagen.cli import main as cli_main
-from comagen.composers import Composers
 from comagen.errors import CheckpointError, ConfigError
-from comagen.generate import Prompt, Request, Sampling, generate, load_prompt
-from comagen.grammar import RemiGrammar, track
-from comagen.midi import load_score, midi_bytes
+from comagen.generation.generate import Prompt, Request, Sampling, generate, load_prompt
 from comagen.model import ModelConfig, build_model
+from comagen.music.grammar import RemiGrammar, track
+from comagen.music.midi import load_score, midi_bytes
+from comagen.music.tokenizer import PianoTokenizer
 from comagen.runtime import choose_runtime
 from comagen.runtime.export import export_bundle
 from comagen.runtime.manifest import ExportRecord
-from comagen.tokenizer import PianoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "assets" / "checkpoints" / "default"

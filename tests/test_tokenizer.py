@@ -19,9 +19,9 @@ from comagen.errors import (
     MidiTooLongError,
     NotMidiError,
 )
-from comagen.midi import fold_sustain, load_score, midi_bytes, to_grid
-from comagen.roundtrip import roundtrip_file
-from comagen.tokenizer import PianoTokenizer, TokenSettings
+from comagen.music.midi import fold_sustain, load_score, midi_bytes, to_grid
+from comagen.music.roundtrip import roundtrip_file
+from comagen.music.tokenizer import PianoTokenizer, TokenSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -167,7 +167,7 @@ def test_every_midi_error_is_a_midi_error() -> None:
 
 
 def test_bpe_tokenizer_is_shorter_and_decodes_the_same(validation_files: list[Path], tmp_path: Path) -> None:
-    from comagen.tokenizer import train_bpe
+    from comagen.music.tokenizer import train_bpe
 
     base = PianoTokenizer()
     bpe = train_bpe(base, validation_files[:3], vocab_size=base.vocab_size + 100)

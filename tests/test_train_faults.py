@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from comagen.checkpoint import load_bundle
+from comagen.bundle.checkpoint import load_bundle
 from comagen.errors import ConfigError
 from comagen.files import folder_lock
-from comagen.trainer import load_run_config, train
+from comagen.training.trainer import load_run_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.json"

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 import studio
-from comagen.checkpoint import Bundle, load_bundle, load_trainer_state, save_bundle
-from comagen.composers import Composers
+from comagen.bundle.checkpoint import Bundle, load_bundle, load_trainer_state, save_bundle
+from comagen.bundle.composers import Composers
 from comagen.errors import CheckpointError
-from comagen.generate import load_prompt
+from comagen.generation.generate import load_prompt
 from comagen.model import ModelConfig, build_model
-from comagen.tokenizer import PianoTokenizer
+from comagen.music.tokenizer import PianoTokenizer
 
 
 class Plant:

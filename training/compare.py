@@ -19,9 +19,9 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 import argparse
 import json
 
-from comagen.curves import curves_figure
+from comagen.render.curves import curves_figure
 from comagen.report import emit
-from comagen.trainer import load_run_config, train
+from comagen.training.trainer import load_run_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("default", "gpt2", "music_transformer", "llama", "xtransformers")

@@ -20,7 +20,7 @@ sys.path[0] = str(ROOT)
 FINETUNED = ROOT / "runs" / "finetuned"  # app.py always lists the bundles in here
 
 from comagen.cli import run_for_user
-from comagen.finetune import finetune
+from comagen.training.finetune import finetune
 
 
 def main() -> int:

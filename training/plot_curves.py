@@ -12,7 +12,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 
-from comagen.curves import curves_figure
+from comagen.render.curves import curves_figure
 
 
 def main() -> None:

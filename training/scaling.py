@@ -25,12 +25,12 @@ import torch
 from matplotlib.figure import Figure
 from scipy.optimize import curve_fit
 
-from comagen.checkpoint import load_bundle
-from comagen.curves import read_scalars
-from comagen.data import load_index, load_tokenized, select_split
-from comagen.evaluate import evaluate_pieces
+from comagen.bundle.checkpoint import load_bundle
+from comagen.render.curves import read_scalars
 from comagen.report import emit
-from comagen.trainer import load_run_config, train
+from comagen.training.data import load_index, load_tokenized, select_split
+from comagen.training.evaluate import evaluate_pieces
+from comagen.training.trainer import load_run_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [(96, 2, 2), (160, 2, 4), (224, 3, 4), (288, 4, 4)]  # (dim, depth, heads)

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from comagen.cli import run_for_user
-from comagen.trainer import load_run_config, train
+from comagen.training.trainer import load_run_config, train
 
 
 def main() -> int:

@@ -15,9 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from comagen.cli import run_for_user
-from comagen.data import load_index, select_split
-from comagen.midi import load_score
-from comagen.tokenizer import PianoTokenizer, train_bpe
+from comagen.music.midi import load_score
+from comagen.music.tokenizer import PianoTokenizer, train_bpe
+from comagen.training.data import load_index, select_split
 
 
 def tokens_per_note(tokenizer: PianoTokenizer, paths: list[Path]) -> float:

@@ -9,7 +9,7 @@ windows, a model on a GPU) or an export that is stale or damaged runs on torch w
 
 from __future__ import annotations
 
-from comagen.checkpoint import Bundle
+from comagen.bundle.checkpoint import Bundle
 from comagen.errors import ConfigError
 from comagen.runtime.manifest import MANIFEST, RUNTIME_DIR, WEIGHTS, ExportRecord, StaleExport
 from comagen.runtime.onnx_stream import OnnxRuntime, default_threads

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from comagen.checkpoint import Bundle
+from comagen.bundle.checkpoint import Bundle
 from comagen.errors import CheckpointError, ComagenError
 from comagen.model.conformer import Conformer
 from comagen.runtime.manifest import MANIFEST, RUNTIME_DIR, WEIGHTS, ExportRecord, file_sha256

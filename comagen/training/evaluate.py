@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from comagen.composers import NO_COMPOSER, Composers
-from comagen.data import TokenizedPiece, eval_windows
-from comagen.tokenizer import PianoTokenizer
+from comagen.bundle.composers import NO_COMPOSER, Composers
+from comagen.music.tokenizer import PianoTokenizer
+from comagen.training.data import TokenizedPiece, eval_windows
 
 LN2 = math.log(2.0)
 

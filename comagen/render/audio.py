@@ -17,7 +17,7 @@ import numpy as np
 import symusic
 
 from comagen.errors import ComagenError
-from comagen.soundfont import find_soundfont
+from comagen.render.soundfont import find_soundfont
 
 SUSTAIN_CC = 64
 DRUM_CHANNEL = 9

@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from comagen.checkpoint import FILES, Bundle, load_bundle, save_bundle
-from comagen.data import MIDI_SUFFIXES, Piece, TokenizedPiece
+from comagen.bundle.checkpoint import FILES, Bundle, load_bundle, save_bundle
+from comagen.bundle.model_card import finetune_card
 from comagen.errors import ComagenError, ConfigError, DatasetError
-from comagen.evaluate import evaluate_pieces
-from comagen.midi import load_score
-from comagen.model_card import finetune_card
-from comagen.tokenizer import PianoTokenizer
-from comagen.trainer import TrainConfig, TrainData, TrainResult, train
+from comagen.music.midi import load_score
+from comagen.music.tokenizer import PianoTokenizer
+from comagen.training.data import MIDI_SUFFIXES, Piece, TokenizedPiece
+from comagen.training.evaluate import evaluate_pieces
+from comagen.training.trainer import TrainConfig, TrainData, TrainResult, train
 
 VALIDATION_SHARE = 0.1  # of the usable files, at least one
 VALIDATION_MAX_FILES = 8  # each evaluation scores all of them, so it stays a small part of a step budget

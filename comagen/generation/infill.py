@@ -22,12 +22,12 @@ import symusic
 import torch
 import torch.nn.functional as F
 
-from comagen.checkpoint import Bundle
+from comagen.bundle.checkpoint import Bundle
 from comagen.errors import ComagenError, ConfigError
-from comagen.generate import MAX_TOKENS_CAP, Sampling, sample_next
-from comagen.grammar import AFTER_BAR, AFTER_DURATION, GrammarState, RemiGrammar, track
-from comagen.keyprior import KeyPrior
-from comagen.midi import SECONDS_PER_BAR
+from comagen.generation.generate import MAX_TOKENS_CAP, Sampling, sample_next
+from comagen.generation.keyprior import KeyPrior
+from comagen.music.grammar import AFTER_BAR, AFTER_DURATION, GrammarState, RemiGrammar, track
+from comagen.music.midi import SECONDS_PER_BAR
 
 LN2 = math.log(2.0)
 SUFFIX_BARS = 8  # bars after the span that judge a candidate

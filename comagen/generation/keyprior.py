@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from comagen.grammar import RemiGrammar
+from comagen.music.grammar import RemiGrammar
 
 HALF_LIFE_NOTES = 128  # older notes count half after this many newer ones: follows slow modulations
 SMOOTHING = 0.5  # notes added to every pitch class, so an unheard class is unlikely, not impossible

@@ -19,11 +19,11 @@ import symusic
 import torch
 from tqdm import tqdm
 
-from comagen.composers import Composers
+from comagen.bundle.composers import Composers
 from comagen.errors import ComagenError, DatasetError
 from comagen.files import atomic_file, folder_lock, write_atomic
-from comagen.midi import load_score
-from comagen.tokenizer import PianoTokenizer
+from comagen.music.midi import load_score
+from comagen.music.tokenizer import PianoTokenizer
 
 CSV_NAME = "maestro-v3.0.0.csv"
 MIDI_SUFFIXES = (".mid", ".midi")

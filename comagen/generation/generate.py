@@ -24,14 +24,14 @@ from pathlib import Path
 import symusic
 import torch
 
-from comagen.checkpoint import Bundle
+from comagen.bundle.checkpoint import Bundle
 from comagen.errors import ComagenError, ConfigError
-from comagen.grammar import AFTER_DURATION, ENDED, GrammarState, RemiGrammar, track
-from comagen.keyprior import KeyPrior
-from comagen.midi import SECONDS_PER_BAR, load_score
+from comagen.generation.keyprior import KeyPrior
 from comagen.model import AttentionCapture
+from comagen.music.grammar import AFTER_DURATION, ENDED, GrammarState, RemiGrammar, track
+from comagen.music.midi import SECONDS_PER_BAR, load_score
+from comagen.music.tokenizer import PianoTokenizer
 from comagen.runtime import check_runtime, choose_runtime
-from comagen.tokenizer import PianoTokenizer
 
 FORMS = {"AABA", "ABAB", "ABAC", "AABB", "ABA", "verse-chorus-bridge"}
 TOKENS_PER_SECOND_CAP = 150  # the densest music a length request budgets for (MAESTRO averages ~37)
@@ -41,7 +41,7 @@ MAX_TOKENS_CAP = 100_000  # per variation: ten minutes at that density, and a 25
 @dataclass
 class Sampling:
     """Temperature 0 means greedy; top_k 0, top_p 1 and min_p 0 switch those filters off;
-    key_strength > 0 leans pitches toward the prompt's key (comagen.keyprior), 0 leaves them be."""
+    key_strength > 0 leans pitches toward the prompt's key (comagen.generation.keyprior), 0 leaves them be."""
 
     temperature: float = 1.0
     top_k: int = 0

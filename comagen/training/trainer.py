@@ -25,15 +25,15 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
-from comagen.checkpoint import load_bundle, load_trainer_state, restore_interrupted, save_bundle
-from comagen.composers import Composers
-from comagen.data import Augment, CropDataset, TokenizedPiece, load_index, load_tokenized, select_split
+from comagen.bundle.checkpoint import load_bundle, load_trainer_state, restore_interrupted, save_bundle
+from comagen.bundle.composers import Composers
+from comagen.bundle.model_card import model_card
 from comagen.errors import ConfigError
-from comagen.evaluate import evaluate_pieces
 from comagen.files import folder_lock
 from comagen.model import Decoder, ModelConfig, build_model
-from comagen.model_card import model_card
-from comagen.tokenizer import PianoTokenizer
+from comagen.music.tokenizer import PianoTokenizer
+from comagen.training.data import Augment, CropDataset, TokenizedPiece, load_index, load_tokenized, select_split
+from comagen.training.evaluate import evaluate_pieces
 
 
 @dataclass

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from comagen.midi import PIANO_HIGH, PIANO_LOW, SECONDS_PER_BEAT
-from comagen.tokenizer import PianoTokenizer
+from comagen.music.midi import PIANO_HIGH, PIANO_LOW, SECONDS_PER_BEAT
+from comagen.music.tokenizer import PianoTokenizer
 
 START, AFTER_BAR, AFTER_POSITION, AFTER_PITCH, AFTER_VELOCITY, AFTER_DURATION, ENDED = range(7)
 

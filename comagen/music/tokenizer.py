@@ -25,7 +25,7 @@ from miditok import REMI, TokenizerConfig, TokSequence
 from miditok.tokenizer_training_iterator import TokTrainingIterator
 
 from comagen.errors import ComagenError, ConfigError
-from comagen.midi import GRID_BPM, PIANO_HIGH, PIANO_LOW, fold_sustain, load_score, to_grid
+from comagen.music.midi import GRID_BPM, PIANO_HIGH, PIANO_LOW, fold_sustain, load_score, to_grid
 
 SPECIAL_TOKENS = ("PAD", "BOS", "EOS")
 

@@ -11,9 +11,9 @@ import argparse
 from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any
 
-from comagen.composers import NO_COMPOSER, Composers
+from comagen.bundle.composers import NO_COMPOSER, Composers
 from comagen.errors import ConfigError
-from comagen.generate import FORMS, Request, Sampling, section_bars_for
+from comagen.generation.generate import FORMS, Request, Sampling, section_bars_for
 
 NO_FORM = "none"
 TUNED = tuple(f.name for f in fields(Sampling))  # the settings a checkpoint's sampling.json may tune

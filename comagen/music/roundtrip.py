@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from comagen.midi import fold_sustain, load_score
-from comagen.tokenizer import PianoTokenizer
+from comagen.music.midi import fold_sustain, load_score
+from comagen.music.tokenizer import PianoTokenizer
 
 
 @dataclass

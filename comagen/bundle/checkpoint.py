@@ -6,7 +6,7 @@
     model.safetensors  weights
     MODEL_CARD.md      what it is, what it was trained on, what it measured
     sampling.json      (optional) the sampling defaults tuned for it, e.g. {"key_strength": 1.0};
-                       without it the global defaults of comagen.settings apply
+                       without it the global defaults of comagen.generation.settings apply
     trainer.pt         (training checkpoints only) optimizer, scheduler, RNG, step; loaded with
                        torch.load(weights_only=True), which refuses arbitrary objects
 
@@ -28,11 +28,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
-from comagen.composers import Composers
+from comagen.bundle.composers import Composers
 from comagen.errors import CheckpointError, ComagenError
 from comagen.files import exchange
 from comagen.model import Decoder, ModelConfig, build_model
-from comagen.tokenizer import PianoTokenizer
+from comagen.music.tokenizer import PianoTokenizer
 
 FILES = ("config.json", "tokenizer.json", "composers.json", "model.safetensors")
 
@@ -208,7 +208,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
 def read_sampling(path: Path) -> dict[str, float]:
     """A bundle's tuned sampling defaults (sampling.json, optional): names of `Sampling` fields to
     values that `Sampling` accepts; anything else is refused with one line naming the file."""
-    from comagen.generate import Sampling  # generate imports this module
+    from comagen.generation.generate import Sampling  # generate imports this module
 
     file = path / "sampling.json"
     if not file.exists():

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 import symusic
 
-from comagen.checkpoint import Bundle
-from comagen.data import TokenizedPiece
-from comagen.generate import Prompt, Request, Session
-from comagen.midi import SECONDS_PER_BAR
-from comagen.tokenizer import PianoTokenizer
+from comagen.bundle.checkpoint import Bundle
+from comagen.generation.generate import Prompt, Request, Session
+from comagen.music.midi import SECONDS_PER_BAR
+from comagen.music.tokenizer import PianoTokenizer
+from comagen.training.data import TokenizedPiece
 
 PROMPT_BARS = 4
 CONTINUATION_BARS = 12

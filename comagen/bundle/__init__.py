@@ -1,0 +1,1 @@
+"""A checkpoint bundle: weights, config, tokenizer, composers and model card, loaded as untrusted input."""

@@ -1,0 +1,1 @@
+"""Generation: the user's request, sampling, the streaming session, forms, infilling."""

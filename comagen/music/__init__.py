@@ -1,0 +1,1 @@
+"""MIDI in and out, REMI tokens and their legal succession."""

@@ -1,0 +1,1 @@
+"""Presentation: piano rolls, attention figures, training curves, audio previews."""

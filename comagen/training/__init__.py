@@ -1,0 +1,2 @@
+"""Training and evaluation: MAESTRO data, the training run, bits per note, the continuation benchmark,
+fine-tuning."""

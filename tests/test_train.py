@@ -8,13 +8,15 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from comagen.bundle.checkpoint import load_bundle
 from comagen.errors import CheckpointError, ConfigError
-from comagen.training.trainer import load_run_config, train
+from comagen.training.config import load_run_config
+from comagen.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.json"
@@ -28,7 +30,10 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _run(out: Path, maestro: Path, cache: Path, *extra: str):
     model_cfg, cfg = load_run_config(TINY, [f"train.out={json.dumps(str(out))}", f"data={json.dumps(str(maestro))}",
                                            f"cache={json.dumps(str(cache))}", *extra])
-    return train(model_cfg, cfg)
+    given = (model_cfg.to_dict(), asdict(cfg))
+    result = train(model_cfg, cfg)
+    assert (model_cfg.to_dict(), asdict(cfg)) == given  # the run sizes a copy, never the caller's config
+    return result
 
 
 def test_train_writes_a_bundle_that_loads_and_evaluates(tmp_path: Path, maestro_dir: Path, cache: Path) -> None:

@@ -18,7 +18,8 @@ import torch
 from comagen.bundle.checkpoint import load_bundle
 from comagen.errors import ConfigError
 from comagen.files import folder_lock
-from comagen.training.trainer import load_run_config, train
+from comagen.training.config import load_run_config
+from comagen.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.json"
@@ -108,6 +109,7 @@ def test_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path: Path
     assert proc.returncode == 2, stderr[-2000:]
     assert "cannot write checkpoint" in stderr and "previous checkpoint is kept" in stderr
     assert "Traceback" not in stderr
+    assert "Traceback" in (out / "train.log").read_text()  # the run's own log keeps what the terminal does not
     assert load_bundle(out / "last").summary["step"] == 2
     assert not list(out.glob(".last.*"))
 

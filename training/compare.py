@@ -21,7 +21,8 @@ import json
 
 from comagen.render.curves import curves_figure
 from comagen.report import emit
-from comagen.training.trainer import load_run_config, train
+from comagen.training.config import load_run_config
+from comagen.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("default", "gpt2", "music_transformer", "llama", "xtransformers")

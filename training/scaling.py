@@ -28,9 +28,10 @@ from scipy.optimize import curve_fit
 from comagen.bundle.checkpoint import load_bundle
 from comagen.render.curves import read_scalars
 from comagen.report import emit
+from comagen.training.config import load_run_config
 from comagen.training.data import load_index, load_tokenized, select_split
 from comagen.training.evaluate import evaluate_pieces
-from comagen.training.trainer import load_run_config, train
+from comagen.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [(96, 2, 2), (160, 2, 4), (224, 3, 4), (288, 4, 4)]  # (dim, depth, heads)
@@ -59,8 +60,9 @@ def run_size(dim: int, depth: int, heads: int, args: argparse.Namespace) -> list
     model_cfg, cfg = load_run_config(ROOT / "training/configs/default.json", overrides)
     if not (out / "last" / "config.json").is_file():
         train(model_cfg, cfg, resume=False)
-    summary = json.loads((out / "last" / "config.json").read_text())["summary"]
-    n = non_embedding(summary["parameters"], dim, model_cfg.vocab_size, model_cfg.n_composers)
+    saved = json.loads((out / "last" / "config.json").read_text())  # the sized config: train() leaves ours be
+    summary, sized = saved["summary"], saved["model"]
+    n = non_embedding(summary["parameters"], dim, sized["vocab_size"], sized["n_composers"])
     tokens_per_step = cfg.batch_size * cfg.seq_len
     return [{"dim": dim, "depth": depth, "params": n, "tokens": step * tokens_per_step, "val_bits_per_note": v}
             for step, v in read_scalars(out / "tensorboard", "val/bits_per_note")]

@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from comagen.cli import run_for_user
-from comagen.training.trainer import load_run_config, train
+from comagen.training.config import load_run_config
+from comagen.training.trainer import train
 
 
 def main() -> int:

@@ -25,9 +25,12 @@ from comagen.bundle.model_card import finetune_card
 from comagen.errors import ComagenError, ConfigError, DatasetError
 from comagen.music.midi import load_score
 from comagen.music.tokenizer import PianoTokenizer
+from comagen.training.config import TrainConfig
 from comagen.training.data import MIDI_SUFFIXES, Piece, TokenizedPiece
 from comagen.training.evaluate import evaluate_pieces
-from comagen.training.trainer import TrainConfig, TrainData, TrainResult, train
+from comagen.training.run import TrainResult
+from comagen.training.run_data import TrainData
+from comagen.training.trainer import train
 
 VALIDATION_SHARE = 0.1  # of the usable files, at least one
 VALIDATION_MAX_FILES = 8  # each evaluation scores all of them, so it stays a small part of a step budget

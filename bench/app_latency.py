@@ -3,6 +3,19 @@ of new music including the audio, MIDI, piano roll and attention figure, through
 `studio.stream` the page uses (no browser; the HTTP hop adds milliseconds).
 
     python bench/app_latency.py [--checkpoint assets/checkpoints/default] [--seconds 20] [--runs 2] [--json]
+    python bench/app_latency.py --live on,off [--checkpoint DIR] [--seconds 20] [--runs 2] [--json]
+
+With --live, what the live view (token text and piano roll while sampling) costs the engine: the
+same generations (prompt, seed, the page's settings for the checkpoint) made in turns by
+  on      the real app (`python app.py`, started through studio.appserver), /generate read with
+          gradio_client as the page reads it, every streamed update;
+  studio  `studio.stream` with live rolls in this process, no HTTP (the drawing without gradio);
+  off     the same generation job (`studio.jobs.Job`) in this process, nothing drawn or sent.
+tokens/s is the engine's own (tokens over its sampling time) in every mode; the summary gives each
+mode's median and its ratio to `off` (the target: the live view costs at most 10 %, a ratio of at
+least 0.9). Each mode first makes 2 s of music untimed (a process's first generation builds its
+ONNX session); then the modes take turns, the order reversed every round, so drifting load hits
+all alike.
 """
 
 from __future__ import annotations
@@ -14,34 +27,36 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/ (
 
 import argparse
 import os
+import re
+import statistics
+import tempfile
 import time
+from contextlib import ExitStack
+from dataclasses import replace
 
 import studio
-from comagen.generation.settings import Settings
+from comagen.bundle.checkpoint import Bundle
+from comagen.generation.settings import Settings, tuned_settings
 from comagen.report import emit
 
 PROMPTS = ['L. van Beethoven: Bagatelle in A minor, WoO 59 "Für Elise"', "E. Satie: Gymnopédie No. 1"]
+LIVE_MODES = ("on", "studio", "off")
+STATS = re.compile(r"\*\*([\d.]+) tokens/s\*\*, ([\d.]+) s of music in ([\d.]+) s \(real-time factor \*\*([\d.]+)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path,
-                        default=Path(os.environ.get("COMAGEN_CHECKPOINT", studio.CHECKPOINTS_DIR / "default")))
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--keep", type=float, default=8.0, help="prompt seconds kept")
-    parser.add_argument("--runs", type=int, default=2, help="runs per prompt (seeds 0..runs-1)")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+def page_settings(bundle: Bundle, seconds: float, seed: int) -> Settings:
+    """What the page sends when only length and seed are set: the checkpoint's tuned sampling."""
+    return replace(tuned_settings(bundle.sampling), seconds=seconds, seed=seed)
 
-    t0 = time.perf_counter()
-    bundle = studio.Checkpoints({"bench": args.checkpoint}).get("bench")
-    load_s = time.perf_counter() - t0
+
+def latency_rows(bundle: Bundle, seconds: float, keep: float, runs: int) -> list[dict]:
+    """First token, sampling and total time of each prompt and seed through `studio.stream`."""
     gallery = studio.build_gallery()
     rows = []
     for label in PROMPTS:
-        for seed in range(args.runs):
-            prompt, name = studio.resolve_prompt(bundle, None, gallery, label, args.keep)
-            request = studio.app_request(bundle, Settings(seconds=args.seconds, seed=seed), random_seed=False)
+        for seed in range(runs):
+            prompt, name = studio.resolve_prompt(bundle, None, gallery, label, keep)
+            request = studio.app_request(bundle, page_settings(bundle, seconds, seed), random_seed=False)
             start = time.perf_counter()
             gaps, last, sampled_at = [], start, None
             for frame in studio.stream(bundle, prompt, request, name):
@@ -57,11 +72,112 @@ def main() -> None:
                          "music_s": stats["music_seconds"], "tokens_per_s": stats["tokens_per_s"],
                          "realtime_factor": stats["realtime_factor"],
                          "max_update_gap_s": round(max(gaps[1:-2] or [0.0]), 2)})
-    summary = {"checkpoint": str(args.checkpoint), "load_s": round(load_s, 2),
-               "median_first_token_s": sorted(r["first_token_s"] for r in rows)[len(rows) // 2],
-               "median_total_s": sorted(r["total_s"] for r in rows)[len(rows) // 2],
-               "requested_music_s": args.seconds}
-    emit(f"app latency: {args.seconds:.0f} s of music with audio and figures", rows, summary, as_json=args.json)
+    return rows
+
+
+def generate_in_app(client, label: str, seconds: float, seed: int, keep: float) -> dict:  # noqa: ANN001
+    """One /generate through the real server, every streamed update read; the engine's figures
+    parsed from the stats it returns."""
+    job = client.submit(prompt=label, upload=None, keep_seconds=keep, seconds=seconds, seed=seed,
+                        random_seed=False, api_name="/generate")
+    updates = sum(1 for _ in job)
+    out = job.result()
+    found = STATS.search(out[1])
+    if out[0] != "Done." or found is None:
+        raise RuntimeError(f"/generate ended with status {out[0]!r} and stats {out[1][:200]!r}")
+    rate, music, wall, factor = (float(g) for g in found.groups())
+    return {"tokens_per_s": rate, "music_s": music, "sampling_s": wall, "realtime_factor": factor, "updates": updates}
+
+
+def generate_here(bundle: Bundle, label: str, seconds: float, seed: int, keep: float, live: bool) -> dict:
+    """The same generation in this process: through `studio.stream` (live) or its bare job."""
+    from studio.jobs import Job
+
+    prompt, name = studio.resolve_prompt(bundle, None, studio.build_gallery(), label, keep)
+    request = studio.app_request(bundle, page_settings(bundle, seconds, seed), random_seed=False)
+    updates = 0
+    if live:
+        takes = [frame.take for frame in studio.stream(bundle, prompt, request, name)]
+        updates, stats = len(takes), takes[-1].stats
+    else:
+        job = Job(bundle, prompt, request)
+        job.wait()
+        if job.error:
+            raise RuntimeError(job.error)
+        stats = job.snapshot().stats
+    return {"tokens_per_s": stats["tokens_per_s"], "music_s": stats["music_seconds"],
+            "sampling_s": stats["seconds_elapsed"], "realtime_factor": stats["realtime_factor"], "updates": updates}
+
+
+def live_rows(bundle: Bundle, checkpoint: Path, modes: list[str], seconds: float, keep: float,
+              runs: int) -> list[dict]:
+    """Each prompt and seed in every mode, the modes taking turns (reversed every other round)."""
+    from gradio_client import Client
+
+    from studio.appserver import serve
+
+    rows = []
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="comagen-live-") as tmp:
+        client = None
+        if "on" in modes:
+            server = stack.enter_context(serve(checkpoint.resolve(), Path(tmp) / "app.log"))
+            client = Client(server.url, verbose=False, download_files=False, analytics_enabled=False)
+        for mode in modes:  # untimed: the first generation of a process builds its ONNX session
+            if mode == "on":
+                generate_in_app(client, PROMPTS[0], 2.0, 0, keep)
+            else:
+                generate_here(bundle, PROMPTS[0], 2.0, 0, keep, live=mode == "studio")
+        for round_ in range(runs):
+            for label in PROMPTS:
+                for mode in modes if round_ % 2 == 0 else modes[::-1]:
+                    if mode == "on":
+                        row = generate_in_app(client, label, seconds, round_, keep)
+                    else:
+                        row = generate_here(bundle, label, seconds, round_, keep, live=mode == "studio")
+                    rows.append({"live": mode, "prompt": label.split(":")[0], "seed": round_, **row})
+        if client is not None:
+            client.close()
+    return rows
+
+
+def live_summary(rows: list[dict], modes: list[str]) -> dict:
+    """Median tokens/s and real-time factor per mode, and each mode's tokens/s over `off`'s."""
+    median = {m: round(statistics.median(r["tokens_per_s"] for r in rows if r["live"] == m), 1) for m in modes}
+    factor = {m: round(statistics.median(r["realtime_factor"] for r in rows if r["live"] == m), 2) for m in modes}
+    out = {"median_tokens_per_s": median, "median_realtime_factor": factor}
+    if "off" in modes:
+        out["ratio_to_off"] = {m: round(median[m] / median["off"], 3) for m in modes if m != "off"}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path,
+                        default=Path(os.environ.get("COMAGEN_CHECKPOINT", studio.CHECKPOINTS_DIR / "default")))
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--keep", type=float, default=8.0, help="prompt seconds kept")
+    parser.add_argument("--runs", type=int, default=2, help="runs per prompt (seeds 0..runs-1)")
+    parser.add_argument("--live", default="", help=f"compare live-view modes, comma-separated: {','.join(LIVE_MODES)}")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    bundle = studio.Checkpoints({"bench": args.checkpoint}).get("bench")
+    load_s = time.perf_counter() - t0
+    summary = {"checkpoint": str(args.checkpoint), "load_s": round(load_s, 2), "requested_music_s": args.seconds}
+    if args.live:
+        modes = args.live.split(",")
+        if not set(modes) <= set(LIVE_MODES):
+            parser.error(f"--live takes {', '.join(LIVE_MODES)}")
+        rows = live_rows(bundle, args.checkpoint, modes, args.seconds, args.keep, args.runs)
+        summary.update(live_summary(rows, modes))
+        title = f"live view: tokens/s of {args.seconds:.0f} s of music with and without it"
+    else:
+        rows = latency_rows(bundle, args.seconds, args.keep, args.runs)
+        summary.update({"median_first_token_s": sorted(r["first_token_s"] for r in rows)[len(rows) // 2],
+                        "median_total_s": sorted(r["total_s"] for r in rows)[len(rows) // 2]})
+        title = f"app latency: {args.seconds:.0f} s of music with audio and figures"
+    emit(title, rows, summary, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python bench/decode.py [--json] [--tokens 1000,4000,16000] [--threads 2] [--checkpoint DIR]
                            [--sections models,engine,runtime] [--runtime-checkpoints DIR,DIR]
+    python bench/decode.py --sections quality --split test --files 10 --tokens 4096 --threads 1 --json
 
 Random weights at the shipped configs (training/configs/*.json, roughly equal parameter
 counts). Tokens/s at each mark is measured over the stretch of tokens just before it, so a
@@ -14,9 +15,11 @@ The runtime section compares the decode runtimes on trained bundles (default: th
 and flagship): the bare batch-1 step of torch / ONNX fp32 / ONNX int8 at 1 and 2 threads, the
 whole engine at batch 1 (grammar and sampling included; the three runtimes take turns every 64
 tokens, so load from other processes hits all alike) with tokens/s just before each mark and the
-real-time factor so far, and int8 against fp32 on a validation file: mean KL, top-1 agreement
-and bits per note, teacher-forced. A bundle without a current export is exported into a temporary
-copy first.
+real-time factor so far, and the runtimes teacher-forced on a validation file. A bundle without a
+current export is exported into a temporary copy first. The quality section (not run by default)
+teacher-forces --files pieces of --split, max(--tokens) tokens each, through every runtime's
+one-token step (runtime/quality.py): bits per note of each, int8 minus fp32, and KL, top-1 agreement
+and the largest logit difference against torch.
 """
 
 from __future__ import annotations
@@ -83,7 +86,9 @@ def recompute_speed(model: torch.nn.Module, context: int, steps: int = 8) -> flo
 def realtime_factor(checkpoint: Path, seconds: float = 20.0) -> list[dict]:
     """The generation engine on a trained checkpoint: 20 s of music, plain and with guidance."""
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.generate import Request, generate, load_prompt
+    from comagen.generation.prompt import load_prompt
+    from comagen.generation.request import Request
+    from comagen.generation.session import generate
 
     bundle = load_bundle(checkpoint)
     prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
@@ -138,7 +143,9 @@ def engine_runs(path: Path, marks: list[int], budget: float, chunk: int = 64) ->
     """The generation engine at batch 1 on each runtime from a shipped prompt, taking turns every
     `chunk` tokens until the largest mark or the time budget; returns rows and the tokens reached."""
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.generate import Request, Session, load_prompt
+    from comagen.generation.prompt import load_prompt
+    from comagen.generation.request import Request
+    from comagen.generation.session import Session
 
     bundle = load_bundle(path)
     prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
@@ -172,36 +179,59 @@ def engine_runs(path: Path, marks: list[int], budget: float, chunk: int = 64) ->
     return rows, reached
 
 
-def int8_quality(path: Path, data: Path, tokens: int) -> dict:
-    """int8 against fp32 ONNX, teacher-forced on the first `tokens` tokens of the first validation
-    file: mean KL(fp32 || int8) per token, top-1 agreement, and each one's bits per note."""
-    import math
-
+def onnx_files(checkpoint: Path, scratch: Path) -> tuple[dict[str, Path], str]:
+    """The bundle's current ONNX files; a precision it lacks is exported into `scratch`, never into it."""
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.generate import load_prompt
-    from comagen.runtime import choose_runtime
-    from comagen.training.data import load_index, select_split
+    from comagen.runtime.export import FILES, export_bundle
+    from comagen.runtime.manifest import RUNTIME_DIR, WEIGHTS, ExportRecord, StaleExport
+
+    bundle, folder, files = load_bundle(checkpoint), checkpoint / RUNTIME_DIR, {}
+    try:
+        record = ExportRecord.load(folder)
+        for precision in record.files:
+            files[precision] = record.check(folder, checkpoint / WEIGHTS, list(bundle.config.windows), precision)
+    except StaleExport:
+        files = {}
+    missing = [p for p in ("fp32", "int8") if p not in files]
+    if not missing:
+        return files, "its own export"
+    t0, made = time.perf_counter(), scratch / f"{checkpoint.name}-runtime"
+    export_bundle(bundle, out=made, int8="int8" in missing, measure_steps=0)
+    files.update({p: made / FILES[p] for p in missing})
+    return files, (f"{' and '.join(missing)} exported for this run in {time.perf_counter() - t0:.0f} s"
+                   + "".join(f"; {p} shipped" for p in files if p not in missing))
+
+
+def runtime_quality(path: Path, onnx: dict[str, Path], data: Path, split: str, files: int, tokens: int,
+                    threads: int | None) -> dict:
+    """Bits per note of torch and the `onnx` files on the first `files` pieces of `split` (by key, as
+    `evaluate --max-files` picks them), `tokens` tokens each, teacher-forced through the one-token step;
+    int8 minus fp32, and each runtime against torch (KL, top-1 agreement, largest logit difference)."""
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.runtime import TorchRuntime
+    from comagen.runtime.onnx_stream import OnnxRuntime, default_threads
+    from comagen.runtime.quality import runtime_bits
+    from comagen.training.data import load_index, load_tokenized, select_split
 
     bundle = load_bundle(path)
-    piece = sorted(select_split(load_index(data), "validation"), key=lambda p: p.key)[0]
-    ids = [bundle.tokenizer.bos_id, *load_prompt(bundle.tokenizer, piece.path).ids][: tokens + 1]
-    composers = torch.tensor([bundle.composers.id_of(piece.composer)])
-    logp = {}
-    with torch.inference_mode():
-        for name in ("onnx-fp32", "onnx-int8"):
-            stream = choose_runtime(bundle, name).open(composers)
-            out = [stream.prefill(torch.tensor([ids[:1]]))]
-            out += [stream.step(torch.tensor([t])) for t in ids[1:-1]]
-            logp[name] = torch.cat(out).float().log_softmax(-1)
-    fp32, int8 = logp["onnx-fp32"], logp["onnx-int8"]
-    target = torch.tensor(ids[1:])
-    notes = sum(bundle.tokenizer.token_text(t).startswith("Pitch") for t in ids[1:])
-    bits = {name: round(-lp.gather(1, target[:, None]).sum().item() / math.log(2) / max(notes, 1), 4)
-            for name, lp in logp.items()}
-    return {"file": piece.path.name, "tokens": len(target), "notes": notes,
-            "kl_fp32_int8": round((fp32.exp() * (fp32 - int8)).sum(-1).mean().item(), 5),
-            "top1_agreement": round((fp32.argmax(-1) == int8.argmax(-1)).float().mean().item(), 4),
-            "bits_per_note_fp32": bits["onnx-fp32"], "bits_per_note_int8": bits["onnx-int8"]}
+    pieces = sorted(select_split(load_index(data), split), key=lambda p: p.key)[:files]
+    runtimes = {"torch": TorchRuntime(bundle.model), **{f"onnx-{p}": OnnxRuntime(
+        bundle.model, f, p, threads or default_threads()) for p, f in sorted(onnx.items())}}
+    result = runtime_bits(bundle, runtimes, load_tokenized(pieces, bundle.tokenizer, ROOT / "cache", progress=False),
+                          tokens)
+    bits = result["bits_per_note"]
+    return {"split": split, "int8_minus_fp32": round(bits["onnx-int8"] - bits["onnx-fp32"], 4), **result}
+
+
+def print_quality(q: dict) -> None:
+    """One row per runtime: bits per note, its distance from torch, the teacher-forced step time."""
+    print(f"teacher-forced on {len(q['files'])} {q['split']} file(s) x {q['tokens_per_file']} tokens "
+          f"({q['targets']} targets, {q['notes']} notes); int8 - fp32 = {q['int8_minus_fp32']:+.4f} bits per note")
+    print(format_table([{"runtime": k, "bits/note": f"{v:.4f}", "KL vs torch": f"{q['kl_vs_torch'][k]:.2e}",
+                         "top-1 = torch": q["top1_vs_torch"][k],
+                         "max |dlogit|": f"{q['max_logit_diff_vs_torch'][k]:.2e}",
+                         f"step ms (batch {len(q['files'])})": q["batch_step_ms"][k]}
+                        for k, v in q["bits_per_note"].items()]))
 
 
 def runtime_section(checkpoints: list[Path], marks: list[int], budget: float, data: Path,
@@ -214,17 +244,35 @@ def runtime_section(checkpoints: list[Path], marks: list[int], budget: float, da
             path, origin = exported(checkpoint, Path(scratch))
             steps = step_table(path, [1, 2])
             engine, reached = engine_runs(path, marks, budget)
-            quality = int8_quality(path, data, quality_tokens) if data.is_dir() else None
+            quality = (runtime_quality(path, onnx_files(path, Path(scratch))[0], data, "validation", 1,
+                                       quality_tokens, None) if data.is_dir() else None)
             out[str(name)] = {"export": origin, "step_ms": steps, "engine": engine, "engine_tokens": reached,
-                              "int8_vs_fp32": quality}
+                              "quality": quality}
             print(f"\nruntimes on {name} ({origin}): bare batch-1 step, ms (window full)")
             print(format_table([{"threads": n, **{k: v for k, v in t.items()}} for n, t in steps.items()]))
             print(f"whole engine, batch 1, {reached} tokens reached (budget {budget:.0f} s; "
                   "tok/s over the 512 tokens before each mark, real-time factor so far)")
             print(format_table(engine))
             if quality:
-                print("int8 against fp32, teacher-forced: " + ", ".join(f"{k} {v}" for k, v in quality.items()))
+                print_quality(quality)
             shutil.rmtree(Path(scratch) / checkpoint.name, ignore_errors=True)
+    return out
+
+
+def quality_section(checkpoints: list[Path], data: Path, split: str, files: int, tokens: int, threads: int) -> dict:
+    """Each bundle's runtimes teacher-forced on `files` pieces of `split` (the shipped ONNX files, and
+    those a bundle lacks exported into a scratch folder)."""
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="comagen-bench-") as scratch:
+        for checkpoint in checkpoints:
+            name = checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT) else checkpoint
+            onnx, origin = onnx_files(checkpoint, Path(scratch))
+            t0 = time.perf_counter()
+            out[str(name)] = {"export": origin, **runtime_quality(checkpoint, onnx, data, split, files, tokens,
+                                                                  threads)}
+            out[str(name)]["wall_s"] = round(time.perf_counter() - t0, 1)
+            print(f"\nquality of the runtimes on {name} ({origin}), {threads} thread(s)")
+            print_quality(out[str(name)])
     return out
 
 
@@ -255,7 +303,6 @@ def models_section(models: list[str], marks: list[int]) -> dict:
     return result
 
 
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
@@ -265,12 +312,16 @@ def main() -> None:
     p.add_argument("--checkpoint", type=Path, default=ROOT / "assets" / "checkpoints" / "default",
                    help="trained bundle for the real-time factor (skipped when absent)")
     p.add_argument("--sections", default="models,engine,runtime",
-                   help="models (random-weight decode), engine (real-time factor), runtime (torch vs ONNX)")
+                   help="models (random-weight decode), engine (real-time factor), runtime (torch vs ONNX), "
+                        "quality (each runtime's bits per note on --files files of --split, teacher-forced)")
     p.add_argument("--runtime-checkpoints", default="assets/checkpoints/default,assets/checkpoints/flagship",
                    help="bundles for the runtime section (relative to the repo root or absolute)")
     p.add_argument("--runtime-budget", type=float, default=150.0,
                    help="seconds per bundle for the runtime section's engine runs (marks past it are skipped)")
-    p.add_argument("--quality-tokens", type=int, default=1024, help="validation tokens for int8 vs fp32")
+    p.add_argument("--quality-tokens", type=int, default=1024,
+                   help="validation tokens for the runtime section's teacher-forced check (one file)")
+    p.add_argument("--split", default="test", help="quality section: the split scored")
+    p.add_argument("--files", type=int, default=10, help="quality section: files scored (max(--tokens) tokens each)")
     p.add_argument("--data", type=Path, default=MAESTRO, help="MAESTRO folder for int8 vs fp32 (skipped if absent)")
     args = p.parse_args()
     sections = set(args.sections.split(","))
@@ -286,9 +337,11 @@ def main() -> None:
         result["engine"] = {"checkpoint": str(name), "rows": engine}
         print(f"\ngeneration engine on {result['engine']['checkpoint']} (20 s of music from a shipped prompt)")
         print(format_table(engine))
+    checkpoints = [ROOT / c for c in args.runtime_checkpoints.split(",") if (ROOT / c).is_dir()]
     if "runtime" in sections:
-        checkpoints = [ROOT / c for c in args.runtime_checkpoints.split(",") if (ROOT / c).is_dir()]
         result["runtime"] = runtime_section(checkpoints, marks, args.runtime_budget, args.data, args.quality_tokens)
+    if "quality" in sections:
+        result["quality"] = quality_section(checkpoints, args.data, args.split, args.files, max(marks), args.threads)
     if args.json:
         print(json.dumps(result))
 

@@ -17,10 +17,9 @@ gradio makes once an event updates them (all of ours).
 
 from __future__ import annotations
 
-import inspect
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import Field, dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
 
@@ -29,129 +28,17 @@ import gradio as gr
 import studio
 from comagen.bundle.composers import NO_COMPOSER
 from comagen.errors import ComagenError
-from comagen.generation.settings import TUNED, Settings, knobs, tuned_settings
+from comagen.generation.settings import TUNED, tuned_settings
 from comagen.logs import setup_logging
+from comagen.render.pianoroll import piano_roll_image
 from studio import infill as studio_infill
+from studio.assets import CHECKPOINTS_DIR, FINETUNED_DIR, PROMPTS_DIR, SOUNDFONTS_DIR
+from studio.controls import named_handler, settings_controls, settings_from_values
+from studio.result_tabs import Results, result_tabs
 
-APP_ROOT = Path(__file__).resolve().parent
-CHECKPOINTS_DIR = APP_ROOT / "assets" / "checkpoints"  # the app's assets, passed to studio from here
-FINETUNED_DIR = APP_ROOT / "runs" / "finetuned"  # where training/finetune.py suggests its bundles go
 PREFERRED = ("flagship", "default")  # shown first: the better model (its int8 step streams 6-13x real time)
-PROMPTS_DIR = APP_ROOT / "assets" / "prompts"
 QUEUE_CONCURRENCY = 1  # one generation at a time on a 2-core machine; the rest wait in turn
 QUEUE_SIZE = 32
-
-
-def setting_control(f: Field, bundle: studio.Bundle, limits: studio.AppLimits) -> gr.components.Component:
-    """The control for one `Settings` field, from its default, range and help (the app's caps on top)."""
-    meta = f.metadata
-    if f.name == "composer":
-        return gr.Dropdown(bundle.composers.names, value=f.default, label=meta["help"], filterable=True)
-    if meta["choices"]:
-        return gr.Dropdown(meta["choices"], value=f.default, label=meta["help"])
-    if isinstance(f.default, bool):
-        return gr.Checkbox(value=f.default, label=meta["help"])
-    if meta["low"] is None or meta["high"] is None:
-        return gr.Number(value=f.default, precision=0 if isinstance(f.default, int) else None, label=meta["help"])
-    cap = {"seconds": limits.max_seconds, "variations": limits.max_variations}.get(f.name, meta["high"])
-    value = bundle.sampling.get(f.name, f.default)  # the checkpoint's tuned sampling defaults, if it has them
-    return gr.Slider(meta["low"], min(meta["high"], cap), value=value, step=meta["step"], label=meta["help"])
-
-
-def settings_controls(bundle: studio.Bundle, group: str,
-                      limits: studio.AppLimits) -> dict[str, gr.components.Component]:
-    """The controls of one group of settings, in `Settings`' order; windows become one slider per
-    possible scale (shown per checkpoint), and the seed is followed by the app's own random-seed box."""
-    out: dict[str, gr.components.Component] = {}
-    for f in knobs():
-        if f.metadata["group"] != group:
-            continue
-        if f.name == "windows":
-            for i, s in enumerate(studio.window_sliders(bundle)):
-                out[f"window_{i + 1}"] = gr.Slider(minimum=1, step=1, **{"maximum": 1024, **s})
-            continue
-        out[f.name] = setting_control(f, bundle, limits)
-        if f.name == "seed":
-            out["random_seed"] = gr.Checkbox(value=True, label="random seed (the one used is shown)")
-    return out
-
-
-def settings_from_values(values: dict) -> tuple[Settings, bool]:
-    """The page's control values (by name) as `Settings`, and whether to draw a random seed."""
-    names = {f.name for f in knobs()}
-    scales = sorted((int(k.removeprefix("window_")), v) for k, v in values.items() if k.startswith("window_"))
-    windows = tuple(int(v) for _, v in scales)
-    chosen = {k: v for k, v in values.items() if k in names and k != "windows"}
-    ints = {f.name for f in knobs() if isinstance(f.default, int)}
-    chosen = {k: int(v or 0) if k in ints else v for k, v in chosen.items()}
-    return Settings(**chosen, windows=windows), bool(values.get("random_seed", True))
-
-
-def named_handler(fn: Callable[..., Iterator[dict]], names: list[str]) -> Callable[..., Iterator[dict]]:
-    """`fn(values_by_name, history, variation, request)` as a gradio handler whose parameters carry
-    the controls' names, so the HTTP API keeps named parameters however many controls there are."""
-    def handler(*args: object) -> Iterator[dict]:
-        *values, history, variation, request = args
-        yield from fn(dict(zip(names, values, strict=True)), history, variation, request)
-
-    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in [*names, "history", "variation"]]
-    params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request))
-    handler.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    handler.__annotations__ = {"request": gr.Request}
-    handler.__doc__ = fn.__doc__
-    return handler
-
-
-@dataclass
-class Results:
-    """The per-variation result components (one tab each)."""
-
-    tabs: list = dc_field(default_factory=list)
-    texts: list = dc_field(default_factory=list)
-    rolls: list = dc_field(default_factory=list)
-    audios: list = dc_field(default_factory=list)
-    midis: list = dc_field(default_factory=list)
-    attentions: list = dc_field(default_factory=list)
-    notes: list = dc_field(default_factory=list)
-
-    def all(self) -> list:
-        return [*self.tabs, *self.texts, *self.rolls, *self.audios, *self.midis, *self.attentions, *self.notes]
-
-    def show(self, rendered: list[studio.Rendered] | None, rows: int) -> dict:
-        """Per-tab updates: the rendered results, or cleared tabs."""
-        out: dict = {}
-        for i in range(studio.MAX_VARIATIONS):
-            r = rendered[i] if rendered and i < len(rendered) else None
-            out[self.tabs[i]] = gr.Tab(visible=i < max(rows, 1))
-            out[self.rolls[i]] = r.roll if r else None
-            out[self.audios[i]] = str(r.wav) if r and r.wav else None
-            out[self.midis[i]] = str(r.midi) if r else None
-            out[self.attentions[i]] = r.attention if r else None
-            out[self.notes[i]] = r.note if r else ""
-        return out
-
-
-def result_tabs(chosen: gr.State) -> Results:
-    """One tab per possible variation: piano roll, audio, MIDI, notes, tokens, attention."""
-    res = Results()
-    with gr.Tabs():
-        for i in range(studio.MAX_VARIATIONS):
-            with gr.Tab(f"Variation {i + 1}", visible=i == 0, id=i) as tab:
-                res.rolls.append(gr.Image(label="piano roll (blue prompt, orange continuation, paler = softer)",
-                                          type="numpy", format="png", interactive=False, elem_id=f"roll-{i}"))
-                with gr.Row():
-                    res.audios.append(gr.Audio(label="listen", type="filepath", interactive=False,
-                                               elem_id=f"audio-{i}"))
-                    res.midis.append(gr.File(label="MIDI download", interactive=False, elem_id=f"midi-{i}"))
-                res.notes.append(gr.Markdown())
-                res.texts.append(gr.Textbox(label="tokens", lines=5, max_lines=10, autoscroll=True,
-                                            interactive=False, elem_id=f"tokens-{i}"))
-                gr.Markdown("attention: where the last tokens looked, per layer and scale")
-                res.attentions.append(gr.Image(label="attention", show_label=False, type="numpy", format="png",
-                                               interactive=False))  # no label chip over the first panel's title
-            tab.select(lambda i=i: i, None, chosen)
-            res.tabs.append(tab)
-    return res
 
 
 @dataclass
@@ -304,7 +191,7 @@ def wire_prompt(demo: gr.Blocks, page: Page, checkpoints: studio.Checkpoints,
             return {note: "Starting from nothing.", roll: None}
         score = b.tokenizer.decode_ids(prompt.ids)
         return {note: f"Prompt **{label}**: {score.note_num()} notes, continuing at {prompt.seconds:.0f} s.",
-                roll: studio.live_roll(score, None, width=600, row_px=2)}
+                roll: piano_roll_image(score, None, width=600, row_px=2)}
 
     def switch(name: str) -> dict:
         """Load another checkpoint: its composers, window sliders and tuned sampling defaults; the
@@ -403,7 +290,7 @@ def build_demo(checkpoints: studio.Checkpoints, default: str, gallery: dict[str,
 def main() -> None:
     setup_logging()
     env_checkpoint, maestro_dir = studio.env_settings()
-    os.environ.setdefault("COMAGEN_SOUNDFONT_DIR", str(APP_ROOT / "soundfonts"))  # the library takes it from here
+    os.environ.setdefault("COMAGEN_SOUNDFONT_DIR", str(SOUNDFONTS_DIR))  # the library takes it from here
     os.environ.setdefault("GRADIO_TEMP_DIR", str(studio.OUT_ROOT / "gradio"))  # before any component exists
     folders = studio.find_checkpoints(CHECKPOINTS_DIR, extra=env_checkpoint,
                                       more=[*studio.env_checkpoint_folders(), FINETUNED_DIR])
@@ -411,7 +298,7 @@ def main() -> None:
         raise SystemExit(f"no checkpoint found under {CHECKPOINTS_DIR}; set COMAGEN_CHECKPOINT")
     checkpoints = studio.Checkpoints(folders)
     try:
-        studio.OUT_MAX_AGE = studio.out_max_age_from_env()
+        studio.out_max_age_from_env()  # a bad COMAGEN_OUT_MAX_AGE stops the start, in one line
         default = checkpoints.names[0] if env_checkpoint else next(
             (name for name in PREFERRED if name in folders), checkpoints.names[0])
         demo = build_demo(checkpoints, default, studio.build_gallery(PROMPTS_DIR, maestro_dir=maestro_dir))

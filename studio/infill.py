@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from comagen.bundle.checkpoint import Bundle
 from comagen.errors import ComagenError
-from comagen.generation.generate import Prompt
 from comagen.generation.infill import MAX_CANDIDATES, infill
+from comagen.generation.prompt import Prompt
 from comagen.generation.settings import Settings
 from comagen.music.midi import SECONDS_PER_BAR
-from studio import LIMITS, AppLimits, Rendered, Take, app_request, render_take
+from studio.limits import LIMITS, AppLimits, app_request
+from studio.present import Rendered, render_take
+from studio.take import Take
 
 DEFAULT_CANDIDATES = 4  # the app's default K: a quarter of the CLI's largest, on a shared 2-core server
 
@@ -22,7 +24,7 @@ def piece_seconds(bundle: Bundle, history: list[Take], variation: int) -> float:
     if not history:
         return 0.0
     ids = _piece(history, variation)
-    bars = sum(t == bundle.tokenizer.remi.vocab["Bar_None"] for t in ids)
+    bars = sum(t == bundle.tokenizer.bar_id for t in ids)
     return bars * SECONDS_PER_BAR
 
 

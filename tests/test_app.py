@@ -14,9 +14,9 @@ import symusic
 from app_support import MAESTRO, app_checkpoint, running_app
 
 import studio
-from comagen.bundle.checkpoint import FILES
+from comagen.bundle.checkpoint import FILES, Bundle
 from comagen.errors import ComagenError, DrumOnlyError, EmptyMidiError, MidiError, MidiTooLongError, NotMidiError
-from comagen.generation.generate import Prompt
+from comagen.generation.prompt import Prompt
 from comagen.generation.settings import Settings
 from comagen.render.audio import AudioUnavailableError
 
@@ -29,7 +29,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bundle(checkpoint: Path) -> studio.Bundle:
+def bundle(checkpoint: Path) -> Bundle:
     return studio.Checkpoints({"test": checkpoint}).get("test")
 
 
@@ -80,7 +80,7 @@ def test_checkpoint_list_has_complete_bundles_only(tmp_path: Path, checkpoint: P
         studio.Checkpoints({}).get("nope")
 
 
-def test_window_sliders_follow_the_checkpoint(bundle: studio.Bundle) -> None:
+def test_window_sliders_follow_the_checkpoint(bundle: Bundle) -> None:
     sliders = studio.window_sliders(bundle)
     scales = len(bundle.config.windows)
     assert [s["visible"] for s in sliders] == [True] * scales + [False] * (studio.MAX_SCALES - scales)
@@ -110,7 +110,7 @@ def _dense(path: Path) -> Path:
     (_dense, MidiTooLongError),
     (lambda p: None, MidiError),  # gone: expired from the cache while its request waited
 ], ids=["corrupt", "empty", "not-midi", "drums", "too-big", "too-dense", "gone"])
-def test_bad_uploads_give_one_clear_line_naming_the_file(tmp_path: Path, bundle: studio.Bundle, gallery: dict,
+def test_bad_uploads_give_one_clear_line_naming_the_file(tmp_path: Path, bundle: Bundle, gallery: dict,
                                                          make, error) -> None:
     upload = tmp_path / "mine.mid"
     make(upload)
@@ -119,14 +119,14 @@ def test_bad_uploads_give_one_clear_line_naming_the_file(tmp_path: Path, bundle:
     assert str(info.value).startswith("mine.mid: ") and "\n" not in str(info.value)
 
 
-def test_non_midi_file_name_is_refused(tmp_path: Path, bundle: studio.Bundle, gallery: dict) -> None:
+def test_non_midi_file_name_is_refused(tmp_path: Path, bundle: Bundle, gallery: dict) -> None:
     upload = tmp_path / "song.mp3"
     upload.write_bytes(b"ID3")
     with pytest.raises(NotMidiError, match="song.mp3: not a .mid"):
         studio.resolve_prompt(bundle, upload, gallery, ELISE, 8)
 
 
-def test_prompt_keeps_first_seconds_and_upload_wins(tmp_path: Path, bundle: studio.Bundle, gallery: dict) -> None:
+def test_prompt_keeps_first_seconds_and_upload_wins(tmp_path: Path, bundle: Bundle, gallery: dict) -> None:
     short, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
     longer, _ = studio.resolve_prompt(bundle, None, gallery, ELISE, 10)
     assert name == "beethoven_fur_elise" and 0 < len(short.ids) < len(longer.ids) and short.seconds == 4.0
@@ -136,7 +136,7 @@ def test_prompt_keeps_first_seconds_and_upload_wins(tmp_path: Path, bundle: stud
     assert studio.resolve_prompt(bundle, None, gallery, studio.NOTHING, 4)[0].ids == []
 
 
-def test_settings_enforce_limits_and_draw_a_seed(bundle: studio.Bundle) -> None:
+def test_settings_enforce_limits_and_draw_a_seed(bundle: Bundle) -> None:
     req = studio.app_request(bundle, Settings(seconds=10, seed=7, windows=tuple(bundle.config.windows)), False)
     assert req.seed == 7 and req.max_tokens == studio.TOKEN_CAP and req.windows is None and req.form is None
     seeds = {studio.app_request(bundle, Settings(), True).seed for _ in range(3)}
@@ -153,7 +153,7 @@ def test_settings_enforce_limits_and_draw_a_seed(bundle: studio.Bundle) -> None:
     assert studio.app_request(bundle, Settings(composer=composer)).composer == 1
 
 
-def test_keep_seconds_must_be_a_real_length(bundle: studio.Bundle, gallery: dict) -> None:
+def test_keep_seconds_must_be_a_real_length(bundle: Bundle, gallery: dict) -> None:
     for bad in (float("nan"), float("inf"), 0, -3):
         with pytest.raises(ComagenError, match="keep_seconds"):
             studio.resolve_prompt(bundle, None, gallery, ELISE, bad)
@@ -220,7 +220,7 @@ def test_a_bad_out_max_age_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, va
 # ------------------------------------------------------------------------------ streaming and results
 
 
-def test_stream_updates_text_twice_a_second_and_ends_with_every_result(bundle: studio.Bundle, gallery: dict) -> None:
+def test_stream_updates_text_twice_a_second_and_ends_with_every_result(bundle: Bundle, gallery: dict) -> None:
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
     req = studio.app_request(bundle, Settings(seconds=4, variations=2, seed=1), False)
     stamps, frames = [], []
@@ -242,7 +242,7 @@ def test_stream_updates_text_twice_a_second_and_ends_with_every_result(bundle: s
     assert "tokens/s" in final.stats and "real-time factor" in final.stats and "seed 1" in final.stats
 
 
-def test_stop_keeps_what_was_made_and_continue_extends_it(bundle: studio.Bundle, gallery: dict) -> None:
+def test_stop_keeps_what_was_made_and_continue_extends_it(bundle: Bundle, gallery: dict) -> None:
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
     registry = studio.Registry()
     req = studio.app_request(bundle, Settings(seconds=60), False)
@@ -263,7 +263,7 @@ def test_stop_keeps_what_was_made_and_continue_extends_it(bundle: studio.Bundle,
         studio.continue_prompt(bundle, [], 0)
 
 
-def test_a_client_that_leaves_stops_its_job(bundle: studio.Bundle, gallery: dict) -> None:
+def test_a_client_that_leaves_stops_its_job(bundle: Bundle, gallery: dict) -> None:
     """gradio closes the stream of a client that disconnected; sampling must stop with it, not run
     on to the requested length while other users wait."""
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
@@ -278,11 +278,11 @@ def test_a_client_that_leaves_stops_its_job(bundle: studio.Bundle, gallery: dict
 
 
 def test_missing_fluidsynth_gives_a_note_and_everything_else(monkeypatch: pytest.MonkeyPatch,
-                                                             bundle: studio.Bundle, gallery: dict) -> None:
+                                                             bundle: Bundle, gallery: dict) -> None:
     def no_synth(score: symusic.Score, path: Path) -> None:
         raise AudioUnavailableError("FluidSynth is not installed (apt install libfluidsynth3)")
 
-    monkeypatch.setattr(studio, "render_wav", no_synth)
+    monkeypatch.setattr(studio.present, "render_wav", no_synth)
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
     take = studio.Take(prompt, [[]], 0, 0, None, name)
     (result,) = studio.render_take(bundle, take)
@@ -290,7 +290,7 @@ def test_missing_fluidsynth_gives_a_note_and_everything_else(monkeypatch: pytest
     assert result.midi.is_file() and result.roll.size
 
 
-def test_live_roll_colours_prompt_and_continuation(bundle: studio.Bundle, gallery: dict) -> None:
+def test_live_roll_colours_prompt_and_continuation(bundle: Bundle, gallery: dict) -> None:
     prompt, _ = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
     score = bundle.tokenizer.decode_ids(prompt.ids)
     blue = studio.live_roll(score, 100.0).astype(int)  # everything before the split: prompt colour

@@ -33,6 +33,10 @@ def _working(page) -> None:
 
 
 def test_gallery_prompt_generates_audio_midi_and_roll(page, tmp_path: Path) -> None:
+    page.set_viewport_size({"width": 1280, "height": 720})  # a laptop screen: Generate needs no scrolling
+    box = page.locator("#generate").bounding_box()
+    assert box and box["x"] + box["width"] <= 1280 and box["y"] + box["height"] <= 720
+    page.set_viewport_size({"width": 1400, "height": 1800})
     pick_gallery_prompt(page)
     set_number(page, "length (seconds of new music)", 5)
     page.click("#generate")

@@ -15,8 +15,8 @@ import torch
 import studio
 from comagen.bundle.checkpoint import Bundle, load_bundle, load_trainer_state, save_bundle
 from comagen.bundle.composers import Composers
-from comagen.errors import CheckpointError
-from comagen.generation.generate import load_prompt
+from comagen.errors import CheckpointError, MidiError
+from comagen.generation.prompt import load_prompt
 from comagen.model import ModelConfig, build_model
 from comagen.music.tokenizer import PianoTokenizer
 
@@ -210,7 +210,7 @@ def loaded(good: Path) -> Bundle:
                                   "x" * 400, "con\x00nul"])
 def test_result_files_stay_in_their_folder_whatever_the_upload_was_called(
         loaded: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    monkeypatch.setattr(studio, "OUT_ROOT", tmp_path / "out")
+    monkeypatch.setattr(studio.outfiles, "OUT_ROOT", tmp_path / "out")
     prompt = load_prompt(loaded.tokenizer, studio.PROMPTS_DIR / "satie_gymnopedie_1.mid", 2)
     (result,) = studio.render_take(loaded, studio.Take(prompt, [[]], 7, 0, None, name))
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -228,6 +228,6 @@ def test_an_upload_is_named_by_its_last_part_only(loaded: Bundle, tmp_path: Path
     assert prompt.ids and name == "."
     broken = nested / "..mid"
     broken.write_bytes(b"MThd broken")
-    with pytest.raises(studio.MidiError) as info:
+    with pytest.raises(MidiError) as info:
         studio.resolve_prompt(loaded, broken, {}, None, 4)
     assert str(info.value).startswith("..mid: ") and os.sep not in str(info.value).split(":")[0]

@@ -1,4 +1,4 @@
-"""Piano-roll figure of a prompt and its continuation.
+"""Piano roll of a prompt and its continuation: one layout (`Roll`), drawn as a figure or as a raster.
 
 The figure is built on a bare ``matplotlib.figure.Figure`` with the Agg canvas, never through
 pyplot, so a server drawing many rolls from several threads keeps no global figure state and
@@ -8,9 +8,11 @@ needs no display.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import symusic
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgb
@@ -31,6 +33,30 @@ def note_name(pitch: int) -> str:
     return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
+EMPTY_RANGE = (48, 72)  # the pitch rows of a roll with no notes: two octaves around middle C
+BLACK_KEY_GREY = 0.93  # background of black-key rows, in both renderers
+LIVE_SPLIT_GREY = 40  # the raster's split line (0-255)
+
+
+@dataclass(frozen=True)
+class Roll:
+    """A score laid out for drawing: its notes in seconds, each note's colour, the rows and seconds to show.
+
+    Both renderers draw a `Roll` (the figure as vector boxes, the live view as a raster), so the two
+    always agree on range, colours and shading; only the medium differs."""
+
+    start: np.ndarray  # (n,) onset, seconds
+    stop: np.ndarray  # (n,) end, seconds (at least 1 ms after the onset)
+    pitch: np.ndarray  # (n,) MIDI number
+    base: np.ndarray  # (n, 3) RGB 0-1: prompt, continuation or infilled
+    fill: np.ndarray  # (n, 3) RGB 0-1: `base` paled by velocity
+    low: int  # lowest and highest pitch row shown
+    high: int
+    end: float  # the last note's end or the split, whichever is later
+    split: float | None
+    span: tuple[float, float] | None
+
+
 def _note_arrays(score: symusic.Score) -> dict[str, np.ndarray]:
     """All notes of all tracks in seconds, as numpy columns."""
     seconds = score.to("second")
@@ -40,10 +66,31 @@ def _note_arrays(score: symusic.Score) -> dict[str, np.ndarray]:
     return {key: np.concatenate([c[key] for c in columns]) for key in columns[0]}
 
 
-def _shaded(colour: str, velocity: np.ndarray) -> np.ndarray:
-    """Opaque RGB colours that blend from near-white (soft) to ``colour`` (loud)."""
+def _shaded(base: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+    """Opaque RGB colours that blend from near-white (soft) to ``base`` (loud)."""
     strength = MIN_SHADE + (1.0 - MIN_SHADE) * np.clip(velocity, 0, 127)[:, None] / 127.0
-    return 1.0 - strength * (1.0 - np.asarray(to_rgb(colour))[None, :])
+    return 1.0 - strength * (1.0 - base)
+
+
+def layout_roll(score: symusic.Score, split_seconds: float | None = None,
+                span: tuple[float, float] | None = None) -> Roll:
+    """The `Roll` of ``score``: notes starting before ``split_seconds`` are the prompt (blue), the rest
+    the continuation (orange); without a split every note is prompt. Notes starting inside ``span``
+    (an infilled stretch, seconds) are green."""
+    notes = _note_arrays(score)
+    start, pitch = notes["time"].astype(float), notes["pitch"].astype(int)
+    stop = start + np.maximum(notes["duration"], 1e-3)
+    is_prompt = np.ones(len(pitch), bool) if split_seconds is None else start < split_seconds
+    base = np.where(is_prompt[:, None], to_rgb(PROMPT_COLOUR), to_rgb(CONTINUATION_COLOUR))
+    if span is not None:
+        base[(start >= span[0] - 1e-6) & (start < span[1] - 1e-6)] = to_rgb(INFILL_COLOUR)
+    if len(pitch):
+        low, high = max(int(pitch.min()) - PITCH_MARGIN, 0), min(int(pitch.max()) + PITCH_MARGIN, 127)
+        end = float((start + notes["duration"]).max())
+    else:
+        (low, high), end = EMPTY_RANGE, 0.0
+    end = max(end, split_seconds or 0.0)
+    return Roll(start, stop, pitch, base, _shaded(base, notes["velocity"]), low, high, end, split_seconds, span)
 
 
 def _pitch_ticks(low: int, high: int) -> list[int]:
@@ -62,13 +109,12 @@ def piano_roll_figure(
     size: tuple[float, float] = (12.0, 4.5),
     span: tuple[float, float] | None = None,
 ) -> Figure:
-    """Draw ``score`` as a piano roll: seconds across, note names up, velocity as shade.
+    """Draw ``score`` as a piano roll figure: seconds across, note names up, velocity as shade.
 
-    Notes starting before ``split_seconds`` are the prompt (blue), the rest the continuation
-    (orange), with a dashed line at the split; without a split every note is drawn as prompt.
-    An empty score gives an empty roll that says so, so callers never special-case it. Notes
-    starting inside ``span`` (an infilled stretch, seconds) are green, between dotted lines.
+    Colours as in `layout_roll`, with a dashed line at the split and dotted lines around ``span``.
+    An empty score gives an empty roll that says so, so callers never special-case it.
     """
+    roll = layout_roll(score, split_seconds, span)
     fig = Figure(figsize=size, dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -79,61 +125,65 @@ def piano_roll_figure(
         ax.axvline(split_seconds, color="0.15", ls="--", lw=1.2, zorder=3)
     for edge in span or ():
         ax.axvline(edge, color=INFILL_COLOUR, ls=":", lw=1.5, zorder=3)
-    notes = _note_arrays(score)
-    if not len(notes["pitch"]):
-        ax.set_xlim(0.0, max(split_seconds or 0.0, 1.0))
-        ax.set_ylim(60 - 12, 60 + 12)
-        ax.set_yticks([48, 60, 72], [note_name(p) for p in (48, 60, 72)])
-        ax.text(0.5, 0.5, "no notes", transform=ax.transAxes, ha="center", va="center",
-                fontsize=14, color="0.4")
+    if not len(roll.pitch):
+        ax.set_xlim(0.0, max(roll.end, 1.0))
+        ax.set_ylim(*EMPTY_RANGE)
+        ticks = [EMPTY_RANGE[0], (EMPTY_RANGE[0] + EMPTY_RANGE[1]) // 2, EMPTY_RANGE[1]]
+        ax.set_yticks(ticks, [note_name(p) for p in ticks])
+        ax.text(0.5, 0.5, "no notes", transform=ax.transAxes, ha="center", va="center", fontsize=14, color="0.4")
         return fig
-
-    start, duration = notes["time"], notes["duration"]
-    pitch = notes["pitch"].astype(int)
-    low = max(int(pitch.min()) - PITCH_MARGIN, 0)
-    high = min(int(pitch.max()) + PITCH_MARGIN, 127)
-    end = float((start + duration).max())
+    _draw_notes(ax, roll)
     if split_seconds is not None:
-        end = max(end, split_seconds)
+        _legend(ax, span)
+    return fig
 
-    for row in range(low, high + 1):
+
+def _draw_notes(ax: Axes, roll: Roll) -> None:
+    """Key rows (black keys grey, a line under each C), one box per note, and the axes' range."""
+    for row in range(roll.low, roll.high + 1):
         if row % 12 in BLACK_KEYS:
-            ax.axhspan(row - 0.5, row + 0.5, color="0.93", lw=0, zorder=0)
+            ax.axhspan(row - 0.5, row + 0.5, color=str(BLACK_KEY_GREY), lw=0, zorder=0)
         elif row % 12 == 0:
             ax.axhline(row - 0.5, color="0.75", lw=0.6, zorder=0)
-
-    is_prompt = np.ones(len(pitch), bool) if split_seconds is None else start < split_seconds
-    colours = np.where(
-        is_prompt[:, None],
-        _shaded(PROMPT_COLOUR, notes["velocity"]),
-        _shaded(CONTINUATION_COLOUR, notes["velocity"]),
-    )
-    in_span = np.zeros(len(pitch), bool) if span is None else (start >= span[0] - 1e-6) & (start < span[1] - 1e-6)
-    colours[in_span] = _shaded(INFILL_COLOUR, notes["velocity"][in_span])
-    left, right = start, start + np.maximum(duration, 1e-3)
-    bottom, top = pitch - 0.4, pitch + 0.4
-    boxes = np.stack(
-        [np.stack([left, bottom], 1), np.stack([left, top], 1),
-         np.stack([right, top], 1), np.stack([right, bottom], 1)], axis=1,
-    )
-    edges = np.where(is_prompt[:, None], to_rgb(PROMPT_COLOUR), to_rgb(CONTINUATION_COLOUR))
-    edges[in_span] = to_rgb(INFILL_COLOUR)
-    ax.add_collection(PolyCollection(boxes, facecolors=colours, edgecolors=edges,
-                                     linewidths=0.4, zorder=2))
-
-    ax.set_xlim(0.0, end * 1.01 + 0.05)
-    ax.set_ylim(low - 0.5, high + 0.5)
-    ticks = _pitch_ticks(low, high)
+    left, right, bottom, top = roll.start, roll.stop, roll.pitch - 0.4, roll.pitch + 0.4
+    boxes = np.stack([np.stack([left, bottom], 1), np.stack([left, top], 1),
+                      np.stack([right, top], 1), np.stack([right, bottom], 1)], axis=1)
+    ax.add_collection(PolyCollection(boxes, facecolors=roll.fill, edgecolors=roll.base, linewidths=0.4, zorder=2))
+    ax.set_xlim(0.0, roll.end * 1.01 + 0.05)
+    ax.set_ylim(roll.low - 0.5, roll.high + 0.5)
+    ticks = _pitch_ticks(roll.low, roll.high)
     ax.set_yticks(ticks, [note_name(p) for p in ticks])
+
+
+def _legend(ax: Axes, span: tuple[float, float] | None) -> None:
+    """What the colours mean, beside the roll."""
+    ax.legend(
+        handles=[Patch(color=PROMPT_COLOUR, label="prompt"),
+                 Patch(color=CONTINUATION_COLOUR, label="continuation"),
+                 *([Patch(color=INFILL_COLOUR, label="infilled")] if span else []),
+                 Patch(facecolor="white", edgecolor="0.5", label="paler = softer")],
+        loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
+    )
+
+
+def piano_roll_image(score: symusic.Score, split_seconds: float | None, *, width: int, row_px: int,
+                     span: tuple[float, float] | None = None) -> np.ndarray:
+    """The same roll as an RGB raster (uint8, ``row_px`` pixels a key, ``width`` across), for views
+    redrawn while a piece streams: milliseconds, where a figure takes a large share of a second on a
+    busy CPU. No axes or legend; the split is a dark column."""
+    roll = layout_roll(score, split_seconds, span)
+    image = np.full((roll.high - roll.low + 1, width, 3), 255, np.uint8)
+    image[[p - roll.low for p in range(roll.low, roll.high + 1) if p % 12 in BLACK_KEYS]] = int(255 * BLACK_KEY_GREY)
+    scale = (width - 1) / (max(roll.end, 1.0) * 1.02)
     if split_seconds is not None:
-        ax.legend(
-            handles=[Patch(color=PROMPT_COLOUR, label="prompt"),
-                     Patch(color=CONTINUATION_COLOUR, label="continuation"),
-                     *([Patch(color=INFILL_COLOUR, label="infilled")] if span else []),
-                     Patch(facecolor="white", edgecolor="0.5", label="paler = softer")],
-            loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
-        )
-    return fig
+        image[:, int(split_seconds * scale)] = LIVE_SPLIT_GREY
+    x0 = (roll.start * scale).astype(int)
+    x1 = np.minimum(np.maximum((roll.stop * scale).astype(int), x0 + 1), width)
+    lengths = x1 - x0
+    runs = np.repeat(np.cumsum(lengths) - lengths, lengths)  # where each note's run of pixels begins
+    columns = np.repeat(x0, lengths) + np.arange(int(lengths.sum())) - runs
+    image[np.repeat(roll.high - roll.pitch, lengths), columns] = np.repeat(roll.fill * 255, lengths, axis=0)
+    return np.repeat(image, row_px, axis=0)
 
 
 def figure_png_bytes(fig: Figure, dpi: int = 100) -> bytes:

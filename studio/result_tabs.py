@@ -1,0 +1,64 @@
+"""The result tabs: one per possible variation (piano roll, audio, MIDI, notes, tokens, attention),
+and the updates that show a take's rendered results in them or clear them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+
+import gradio as gr
+
+from studio.limits import MAX_VARIATIONS
+from studio.present import Rendered
+
+
+@dataclass
+class Results:
+    """The per-variation result components (one tab each)."""
+
+    tabs: list = dc_field(default_factory=list)
+    texts: list = dc_field(default_factory=list)
+    rolls: list = dc_field(default_factory=list)
+    audios: list = dc_field(default_factory=list)
+    midis: list = dc_field(default_factory=list)
+    attentions: list = dc_field(default_factory=list)
+    notes: list = dc_field(default_factory=list)
+
+    def all(self) -> list:
+        return [*self.tabs, *self.texts, *self.rolls, *self.audios, *self.midis, *self.attentions, *self.notes]
+
+    def show(self, rendered: list[Rendered] | None, rows: int) -> dict:
+        """Per-tab updates: the rendered results, or cleared tabs."""
+        out: dict = {}
+        for i in range(MAX_VARIATIONS):
+            r = rendered[i] if rendered and i < len(rendered) else None
+            out[self.tabs[i]] = gr.Tab(visible=i < max(rows, 1))
+            out[self.rolls[i]] = r.roll if r else None
+            out[self.audios[i]] = str(r.wav) if r and r.wav else None
+            out[self.midis[i]] = str(r.midi) if r else None
+            out[self.attentions[i]] = r.attention if r else None
+            out[self.notes[i]] = r.note if r else ""
+        return out
+
+
+def result_tabs(chosen: gr.State) -> Results:
+    """One tab per possible variation: piano roll, audio, MIDI, notes, tokens, attention."""
+    res = Results()
+    with gr.Tabs():
+        for i in range(MAX_VARIATIONS):
+            with gr.Tab(f"Variation {i + 1}", visible=i == 0, id=i) as tab:
+                res.rolls.append(gr.Image(label="piano roll (blue prompt, orange continuation, paler = softer)",
+                                          type="numpy", format="png", interactive=False, elem_id=f"roll-{i}"))
+                with gr.Row():
+                    res.audios.append(gr.Audio(label="listen", type="filepath", interactive=False,
+                                               elem_id=f"audio-{i}"))
+                    res.midis.append(gr.File(label="MIDI download", interactive=False, elem_id=f"midi-{i}"))
+                res.notes.append(gr.Markdown())
+                res.texts.append(gr.Textbox(label="tokens", lines=5, max_lines=10, autoscroll=True,
+                                            interactive=False, elem_id=f"tokens-{i}"))
+                gr.Markdown("attention: where the last tokens looked, per layer and scale")
+                res.attentions.append(gr.Image(label="attention", show_label=False, type="numpy", format="png",
+                                               interactive=False))  # no label chip over the first panel's title
+            tab.select(lambda i=i: i, None, chosen)
+            res.tabs.append(tab)
+    return res

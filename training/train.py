@@ -7,7 +7,8 @@
 is unambiguous). `init_from=BUNDLE` starts from a bundle's weights, model config, tokenizer and
 composers (`training/finetune.py` does that for a folder of your own files). Resumes from
 `<out>/last` unless --fresh. Multi-GPU/CPU: `torchrun
---nproc_per_node N training/train.py ...` (gloo on CPU). TensorBoard logs: `<out>/tensorboard`.
+--nproc_per_node N training/train.py ...` (gloo on CPU). TensorBoard logs: `<out>/tensorboard`; the
+run's own log, with the traceback when it fails (the terminal shows one line): `<out>/train.log`.
 """
 
 from __future__ import annotations

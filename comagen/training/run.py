@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
+    """What one invocation did: where it wrote, how far it got, its losses per step and why it stopped."""
+
     out: Path
     step: int
     tokens: int
@@ -48,6 +50,7 @@ class TrainResult:
 
 
 def run_device(cfg: TrainConfig, rank: int) -> torch.device:
+    """The configured device, or under "auto" this rank's GPU (the CPU when there is none)."""
     if cfg.device != "auto":
         return torch.device(cfg.device)
     return torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
@@ -152,12 +155,14 @@ class Run:
         return self.elapsed + time.perf_counter() - self.t_start
 
     def snapshot(self) -> dict[str, Any]:
+        """trainer.pt: everything beyond the weights that an exact resume needs."""
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "step": self.step, "tokens": self.tokens_seen,
                 "elapsed": self._seconds(), "best": -1.0 if self.best is None else self.best,
                 "history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 2)}
 
     def summary(self) -> dict[str, Any]:
+        """The bundle's training summary (config.json, model card)."""
         return {"arch": self.model_cfg.arch, "parameters": self.model.num_parameters(), "step": self.step,
                 "tokens_seen": self.tokens_seen, "train_seconds": round(self._seconds(), 1),
                 "best_val_bits_per_note": self.best, "seq_len": self.cfg.seq_len}

@@ -3,6 +3,7 @@ table, the pieces it trains on and the pieces it validates on (MAESTRO's, or the
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, replace
 
@@ -42,7 +43,7 @@ class RunData:
         """The config the run builds: the base bundle's architecture when there is one (whatever
         the config file says), else the requested one; sized to this vocabulary, composer table and
         crop length. A new object: the caller's config is left as it was."""
-        cfg = self.base.config if self.base is not None else requested
+        cfg = copy.deepcopy(self.base.config if self.base is not None else requested)
         return replace(cfg, vocab_size=self.tokenizer.vocab_size, pad_id=self.tokenizer.pad_id,
                        n_composers=max(cfg.n_composers, len(self.composers)),
                        max_seq_len=max(cfg.max_seq_len, seq_len))

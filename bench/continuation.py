@@ -24,8 +24,10 @@ import numpy as np
 from tqdm import tqdm
 
 from comagen.bundle.checkpoint import load_bundle
-from comagen.generation.generate import SECONDS_PER_BAR, Request, Sampling
+from comagen.generation.request import Request
+from comagen.generation.sampling import Sampling
 from comagen.generation.settings import tuned_settings
+from comagen.music.midi import SECONDS_PER_BAR
 from comagen.report import add_data_options, emit
 from comagen.training.continuation import CONTINUATION_BARS, compare, continue_excerpt, excerpt, pooled_overlap
 from comagen.training.data import load_index, load_tokenized, select_split

@@ -23,16 +23,12 @@ import numpy as np
 import symusic
 
 from comagen.bundle.checkpoint import load_bundle
-from comagen.generation.generate import (
-    MAX_TOKENS_CAP,
-    SECONDS_PER_BAR,
-    Prompt,
-    Request,
-    Sampling,
-    generate,
-    parse_form,
-    section_bars_for,
-)
+from comagen.generation.forms import parse_form, section_bars_for
+from comagen.generation.prompt import Prompt
+from comagen.generation.request import MAX_TOKENS_CAP, Request
+from comagen.generation.sampling import Sampling
+from comagen.generation.session import generate
+from comagen.music.midi import SECONDS_PER_BAR
 from comagen.report import emit
 
 FRAME = 0.125

@@ -31,7 +31,9 @@ import torch
 from tqdm import tqdm
 
 from comagen.bundle.checkpoint import load_bundle
-from comagen.generation.generate import Prompt, Session, tokens_for_seconds
+from comagen.generation.prompt import Prompt
+from comagen.generation.request import tokens_for_seconds
+from comagen.generation.session import Session
 from comagen.generation.settings import Settings
 from comagen.music.midi import midi_bytes
 from comagen.render.audio import render_audio, render_wav, wav_bytes

@@ -158,7 +158,9 @@ EXTRA_PARSERS.append(_evaluate_parser)
 @command("generate")
 def generate_cmd(args: argparse.Namespace) -> dict:
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.generate import MAX_TOKENS_CAP, generate, load_prompt, tokens_for_seconds
+    from comagen.generation.prompt import load_prompt
+    from comagen.generation.request import MAX_TOKENS_CAP, tokens_for_seconds
+    from comagen.generation.session import generate
     from comagen.generation.settings import NO_FORM, settings_from_cli
     from comagen.music.midi import midi_bytes
 
@@ -194,7 +196,8 @@ def generate_cmd(args: argparse.Namespace) -> dict:
 @command("attention")
 def attention_cmd(args: argparse.Namespace) -> dict:
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.generate import capture_attention, load_prompt
+    from comagen.generation.attention import capture_attention
+    from comagen.generation.prompt import load_prompt
     from comagen.generation.settings import parse_windows
     from comagen.render.attention_figure import attention_figure
 
@@ -298,8 +301,8 @@ def infill_cmd(args: argparse.Namespace) -> dict:
 def _infill_parser(sub: argparse._SubParsersAction) -> None:
     from dataclasses import fields
 
-    from comagen.generation.generate import Sampling
     from comagen.generation.infill import MAX_CANDIDATES, SUFFIX_BARS
+    from comagen.generation.sampling import Sampling
     from comagen.generation.settings import add_cli_options
 
     p = sub.add_parser("infill", help="regenerate the bars between two times so they lead into what follows")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from comagen.bundle.checkpoint import load_bundle
-from comagen.generation.generate import Request, Sampling
+from comagen.generation.request import Request
+from comagen.generation.sampling import Sampling
 from comagen.training.continuation import compare, continue_excerpt, excerpt, pooled_overlap
 from comagen.training.data import load_index, load_tokenized, select_split
 

@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 import torch
 
+from comagen.bundle.composers import Composers
 from comagen.errors import DatasetError
 from comagen.music.tokenizer import PianoTokenizer, TokenSettings
 from comagen.training.data import (
     Augment,
-    Composers,
     CropDataset,
-    eval_windows,
     load_index,
     load_tokenized,
     select_split,
     tokenize_pieces,
 )
+from comagen.training.evaluate import eval_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 

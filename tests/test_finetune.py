@@ -11,7 +11,9 @@ import torch
 from finetune_support import BASE, QUICK, Tuned, run_finetune, tuned_bundle, user_folder
 
 from comagen.bundle.checkpoint import load_bundle
-from comagen.generation.generate import Prompt, Request, generate
+from comagen.generation.prompt import Prompt
+from comagen.generation.request import Request
+from comagen.generation.session import generate
 from comagen.music.tokenizer import PianoTokenizer
 from comagen.training.finetune import read_folder, split_validation
 
@@ -69,7 +71,7 @@ def test_validation_split_is_deterministic_and_one_file_splits_its_tail(tmp_path
     train, held = split_validation([lone], tokenizer)
     assert len(train[0].ids) + len(held[0].ids) == len(lone.ids)
     assert 0.6 < len(train[0].ids) / len(lone.ids) < 0.95
-    assert held[0].ids[0] == tokenizer.remi.vocab["Bar_None"]
+    assert held[0].ids[0] == tokenizer.bar_id
 
 
 def test_folder_without_usable_files_is_one_clear_error(tmp_path: Path) -> None:

@@ -12,16 +12,12 @@ import torch
 from conftest import small_conformer_bundle
 
 from comagen.bundle.checkpoint import Bundle, save_bundle
-from comagen.generation.generate import (
-    Prompt,
-    Request,
-    Sampling,
-    Session,
-    capture_attention,
-    generate,
-    load_prompt,
-    parse_form,
-)
+from comagen.generation.attention import capture_attention
+from comagen.generation.forms import parse_form
+from comagen.generation.prompt import Prompt, load_prompt
+from comagen.generation.request import Request
+from comagen.generation.sampling import Sampling
+from comagen.generation.session import Session, generate
 from comagen.music.grammar import RemiGrammar, track
 from comagen.music.midi import PIANO_HIGH, PIANO_LOW, load_score, midi_bytes
 
@@ -99,7 +95,7 @@ def test_form_sections_and_repeats(bundle: Bundle, prompt: Prompt) -> None:
     assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == [4.0, 4.0, 4.0]  # 2 bars each, on bar lines
     row = session.rows[0]
     ids = row.ids
-    bounds = [*row.boundaries, len(ids)]
+    bounds = [*row.plan.boundaries, len(ids)]
     sections = [ids[bounds[i]:bounds[i + 1]] for i in range(4)]
     pitches = [[t for t in s if bundle.tokenizer.token_text(t).startswith("Pitch")] for s in sections]
     assert pitches[1][: len(pitches[0])] == pitches[0]  # the repeated A replays A's notes

@@ -13,8 +13,11 @@ import torch
 from comagen.bundle.checkpoint import FILES, load_bundle
 from comagen.cli import build_parser, main
 from comagen.errors import CheckpointError
-from comagen.generation.generate import Request, Sampling, Session, generate, load_prompt
 from comagen.generation.keyprior import KeyPrior
+from comagen.generation.prompt import load_prompt
+from comagen.generation.request import Request
+from comagen.generation.sampling import Sampling
+from comagen.generation.session import Session, generate
 from comagen.generation.settings import settings_from_cli
 from comagen.music.grammar import RemiGrammar, track
 from comagen.runtime import choose_runtime

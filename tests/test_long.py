@@ -17,18 +17,10 @@ import studio
 from comagen.bundle.checkpoint import Bundle
 from comagen.bundle.composers import Composers
 from comagen.cli import build_parser, main
-from comagen.generation.generate import (
-    MAX_TOKENS_CAP,
-    TOKENS_PER_SECOND_CAP,
-    Prompt,
-    Request,
-    Sampling,
-    Session,
-    generate,
-    prompt_from_ids,
-    sample_next,
-    tokens_for_seconds,
-)
+from comagen.generation.prompt import Prompt, prompt_from_ids
+from comagen.generation.request import MAX_TOKENS_CAP, TOKENS_PER_SECOND_CAP, Request, tokens_for_seconds
+from comagen.generation.sampling import Sampling, sample_next
+from comagen.generation.session import Session, generate
 from comagen.generation.settings import Settings, settings_from_cli
 from comagen.model.decoder import PREFILL_CHUNK
 from comagen.music.grammar import GrammarState, RemiGrammar
@@ -117,7 +109,7 @@ def _orange(image: np.ndarray) -> bool:
 def test_live_text_and_roll_stay_under_fixed_bounds(bundle: Bundle, maestro_dir: Path) -> None:
     """A real 10-minute-class MAESTRO performance streamed as if it were being generated."""
     row = next(r for r in maestro_rows("validation") if 400 < float(r["duration"]) < 700)
-    ids = bundle.tokenizer.remi.encode(bundle.tokenizer.prepare(load_score(maestro_dir / row["midi_filename"])))[0].ids
+    ids = bundle.tokenizer.encode_score(load_score(maestro_dir / row["midi_filename"]))
     assert len(ids) > 3 * studio.LIVE_ROLL_TOKENS
     prompt = prompt_from_ids(bundle.tokenizer, list(ids[:400]))
     new, tail = ids[400:], max(studio.TEXT_TAIL, studio.LIVE_ROLL_TOKENS)

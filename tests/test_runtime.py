@@ -18,7 +18,10 @@ from comagen.bundle.checkpoint import Bundle, load_bundle, save_bundle
 from comagen.bundle.composers import Composers
 from comagen.cli import main as cli_main
 from comagen.errors import CheckpointError, ConfigError
-from comagen.generation.generate import Prompt, Request, Sampling, generate, load_prompt
+from comagen.generation.prompt import Prompt, load_prompt
+from comagen.generation.request import Request
+from comagen.generation.sampling import Sampling
+from comagen.generation.session import generate
 from comagen.model import ModelConfig, build_model
 from comagen.music.grammar import RemiGrammar, track
 from comagen.music.midi import load_score, midi_bytes

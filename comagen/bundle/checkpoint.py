@@ -31,6 +31,7 @@ from safetensors.torch import load_model, save_model
 from comagen.bundle.composers import Composers
 from comagen.errors import CheckpointError, ComagenError
 from comagen.files import exchange
+from comagen.generation.sampling import Sampling
 from comagen.model import Decoder, ModelConfig, build_model
 from comagen.music.tokenizer import PianoTokenizer
 
@@ -208,8 +209,6 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
 def read_sampling(path: Path) -> dict[str, float]:
     """A bundle's tuned sampling defaults (sampling.json, optional): names of `Sampling` fields to
     values that `Sampling` accepts; anything else is refused with one line naming the file."""
-    from comagen.generation.generate import Sampling  # generate imports this module
-
     file = path / "sampling.json"
     if not file.exists():
         return {}

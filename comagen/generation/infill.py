@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 from comagen.bundle.checkpoint import Bundle
 from comagen.errors import ComagenError, ConfigError
-from comagen.generation.generate import MAX_TOKENS_CAP, Sampling, sample_next
 from comagen.generation.keyprior import KeyPrior
+from comagen.generation.request import MAX_TOKENS_CAP
+from comagen.generation.sampling import Sampling, sample_next
 from comagen.music.grammar import AFTER_BAR, AFTER_DURATION, GrammarState, RemiGrammar, track
 from comagen.music.midi import SECONDS_PER_BAR
 
@@ -96,8 +97,7 @@ class InfillResult:
         return {"start_s": self.span.start_s, "end_s": self.span.end_s, "bars": self.span.end_bar - self.span.start_bar,
                 "chosen": self.chosen, "candidates": len(self.candidates),
                 "bits_per_note": [round(c.bits_per_note, 4) for c in self.candidates],
-                "span_notes": sum(self.bundle.tokenizer.token_text(t).startswith("Pitch_")
-                                  for t in self.candidates[self.chosen].ids),
+                "span_notes": self.bundle.tokenizer.vocab.notes(self.candidates[self.chosen].ids),
                 "suffix_notes": self.candidates[self.chosen].suffix_notes, "tokens": len(self.ids)}
 
 

@@ -13,7 +13,9 @@ from typing import Any
 
 from comagen.bundle.composers import NO_COMPOSER, Composers
 from comagen.errors import ConfigError
-from comagen.generation.generate import FORMS, Request, Sampling, section_bars_for
+from comagen.generation.forms import FORMS, section_bars_for
+from comagen.generation.request import Request
+from comagen.generation.sampling import Sampling
 
 NO_FORM = "none"
 TUNED = tuple(f.name for f in fields(Sampling))  # the settings a checkpoint's sampling.json may tune

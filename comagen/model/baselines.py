@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from comagen.errors import ConfigError
 from comagen.model.capture import AttentionCapture
 from comagen.model.config import ModelConfig
 from comagen.model.decoder import Decoder
@@ -110,7 +111,7 @@ class FullAttentionDecoder(Decoder):
     def _body(self, x: Tensor, start: int, windows: list[int] | None, caches: Any,
               capture_last: int) -> tuple[Tensor, AttentionCapture | None]:
         if capture_last:
-            raise ValueError(f"attention capture is only for the conformer, not {self.cfg.arch}")
+            raise ConfigError(f"attention capture is only for the conformer, not {self.cfg.arch}")
         rope = None
         if self.rotary:
             rope = rotary_tables(torch.arange(start, start + x.shape[1], device=x.device), self.cfg.head_dim)[0]
@@ -139,7 +140,7 @@ class GPT2(FullAttentionDecoder):
 
     def _embed_positions(self, start: int, length: int) -> Tensor:
         if start + length > self.cfg.max_seq_len:
-            raise ValueError(f"gpt2 sees at most max_seq_len={self.cfg.max_seq_len} tokens at once")
+            raise ConfigError(f"gpt2 sees at most max_seq_len={self.cfg.max_seq_len} tokens at once")
         return self.pos_emb(torch.arange(start, start + length, device=self.pos_emb.weight.device))
 
     def _new_caches(self, batch: int, device: torch.device, windows: list[int] | None) -> Any:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from comagen.music.midi import PIANO_HIGH, PIANO_LOW, SECONDS_PER_BEAT
+from comagen.errors import ConfigError
+from comagen.music.midi import PIANO_HIGH, PIANO_LOW
 from comagen.music.tokenizer import PianoTokenizer
 
 START, AFTER_BAR, AFTER_POSITION, AFTER_PITCH, AFTER_VELOCITY, AFTER_DURATION, ENDED = range(7)
@@ -23,27 +24,20 @@ class RemiGrammar:
 
     def __init__(self, tokenizer: PianoTokenizer) -> None:
         if tokenizer.is_bpe:
-            raise ValueError("the REMI grammar works on plain REMI ids, not BPE merges")
-        vocab = tokenizer.remi.vocab
-        self.size = len(tokenizer.remi)
-        self.positions_per_bar = 4 * tokenizer.settings.positions_per_beat
-        self.seconds_per_position = SECONDS_PER_BEAT / tokenizer.settings.positions_per_beat
-        self.kind: list[str] = [""] * self.size
-        self.value: list[int] = [0] * self.size
+            raise ConfigError("the REMI grammar works on plain REMI ids, not BPE merges")
+        vocab = tokenizer.vocab
+        self.size = vocab.size
+        self.positions_per_bar = vocab.positions_per_bar
+        self.seconds_per_position = vocab.seconds_per_position
+        self.value = vocab.value
+        self.pitch_id = {vocab.value[i]: i for i in vocab.pitch_ids}
         self.position_id = torch.full((self.positions_per_bar,), -1, dtype=torch.long)
-        self.pitch_id: dict[int, int] = {}
-        for text, i in vocab.items():
-            kind, _, value = text.partition("_")
-            self.kind[i] = kind
-            if kind in ("Position", "Pitch"):
-                self.value[i] = int(value)
-            if kind == "Position":
-                self.position_id[int(value)] = i
-            elif kind == "Pitch":
-                self.pitch_id[int(value)] = i
-                if not PIANO_LOW <= int(value) <= PIANO_HIGH:
-                    self.kind[i] = "OffPiano"  # a slot some vocabularies have but a piano cannot play
-        self.bar_id = vocab["Bar_None"]
+        for i in vocab.ids_of("Position"):
+            self.position_id[vocab.value[i]] = i
+        # a pitch slot some vocabularies have but a piano cannot play is never drawn
+        self.kind = ["OffPiano" if k == "Pitch" and not PIANO_LOW <= v <= PIANO_HIGH else k
+                     for k, v in zip(vocab.kind, vocab.value, strict=True)]
+        self.bar_id = tokenizer.bar_id
         self.eos_id = tokenizer.eos_id
 
         def ids(*kinds: str) -> torch.Tensor:

@@ -26,6 +26,7 @@ from miditok.tokenizer_training_iterator import TokTrainingIterator
 
 from comagen.errors import ComagenError, ConfigError
 from comagen.music.midi import GRID_BPM, PIANO_HIGH, PIANO_LOW, fold_sustain, load_score, to_grid
+from comagen.music.vocab import Vocab
 
 SPECIAL_TOKENS = ("PAD", "BOS", "EOS")
 
@@ -77,6 +78,11 @@ class PianoTokenizer:
     @property
     def vocab_size(self) -> int:
         return len(self.remi)
+
+    @cached_property
+    def vocab(self) -> Vocab:
+        """What each id means (kind, value, ids by kind, seconds per position), for everyone outside this module."""
+        return Vocab.from_tokens(self.remi.vocab, self.vocab_size, self.settings.positions_per_beat, self.is_bpe)
 
     @property
     def is_bpe(self) -> bool:

@@ -21,7 +21,9 @@ import numpy as np
 import symusic
 
 from comagen.bundle.checkpoint import Bundle
-from comagen.generation.generate import Prompt, Request, Session
+from comagen.generation.prompt import Prompt
+from comagen.generation.request import Request
+from comagen.generation.session import Session
 from comagen.music.midi import SECONDS_PER_BAR
 from comagen.music.tokenizer import PianoTokenizer
 from comagen.training.data import TokenizedPiece
@@ -128,7 +130,7 @@ class Excerpt:
         bar = 4 * tpq
         first = int(round((self.start - seconds) / SECONDS_PER_BAR)) * bar
         clipped = self.score.clip(first, first + PROMPT_BARS * bar, clip_end=False).shift_time(-first)
-        return Prompt(tokenizer.remi.encode(clipped)[0].ids, seconds)
+        return Prompt(tokenizer.encode_prepared(clipped), seconds)
 
 
 def excerpt(piece: TokenizedPiece, tokenizer: PianoTokenizer) -> Excerpt | None:

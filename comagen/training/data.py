@@ -1,4 +1,4 @@
-"""MAESTRO: the index, the composer ids, the token cache, training crops and evaluation windows.
+"""MAESTRO: the index, the token cache and the training crops.
 
 The cache holds one uint16 array per piece under `<cache>/<tokenizer fingerprint>/`, so
 changing any token setting gives a new folder and a rebuild, never stale ids.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from tqdm import tqdm
 from comagen.bundle.composers import Composers
 from comagen.errors import ComagenError, DatasetError
 from comagen.files import atomic_file, folder_lock, write_atomic
-from comagen.music.midi import load_score
+from comagen.music.midi import PIANO_HIGH, PIANO_LOW, load_score
 from comagen.music.tokenizer import PianoTokenizer
 
 CSV_NAME = "maestro-v3.0.0.csv"
@@ -104,7 +103,8 @@ def _init_worker(tokenizer: PianoTokenizer) -> None:
 def _tokenize_one(job: tuple[Piece, Path]) -> tuple[str, int, int, str | None]:
     piece, out = job
     tokenizer = _WORKER_TOKENIZER
-    assert tokenizer is not None
+    if tokenizer is None:
+        raise DatasetError("a tokenizing worker started without its tokenizer (_init_worker sets it)")
     try:
         score = tokenizer.prepare(load_score(piece.path))
         ids = tokenizer.encode_prepared(score)
@@ -219,23 +219,15 @@ class _TokenMaps:
     """Lookup tables that move pitch and velocity token ids, built once per tokenizer."""
 
     def __init__(self, tokenizer: PianoTokenizer) -> None:
-        vocab = tokenizer.remi.vocab
-        size = len(vocab)
-        self.pitch = np.full(size, -1, dtype=np.int64)
-        self.velocity = np.full(size, -1, dtype=np.int64)
+        vocab = tokenizer.vocab
+        self.pitch = np.full(vocab.size, -1, dtype=np.int64)
+        self.velocity = np.full(vocab.size, -1, dtype=np.int64)
         self.pitch_id = np.full(128, -1, dtype=np.int64)
-        self.velocity_ids: list[int] = []
-        for text, i in vocab.items():
-            kind, _, value = text.partition("_")
-            if kind == "Pitch":
-                self.pitch[i] = int(value)
-                self.pitch_id[int(value)] = i
-            elif kind == "Velocity":
-                self.velocity_ids.append(i)
-        self.velocity_ids.sort(key=lambda i: int(tokenizer.remi[i].split("_")[1]))
-        for rank, i in enumerate(self.velocity_ids):
-            self.velocity[i] = rank
-        self.velocity_by_rank = np.asarray(self.velocity_ids, dtype=np.int64)
+        for i in vocab.pitch_ids:
+            self.pitch[i] = vocab.value[i]
+            self.pitch_id[vocab.value[i]] = i
+        self.velocity_by_rank = np.asarray(vocab.velocity_ids, dtype=np.int64)
+        self.velocity[self.velocity_by_rank] = np.arange(len(self.velocity_by_rank))
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -305,8 +297,8 @@ class CropDataset(torch.utils.data.Dataset):
             pitches = self.maps.pitch[window]
             present = pitches[pitches >= 0]
             if len(present):
-                low = max(-self.augment.transpose, 21 - int(present.min()))
-                high = min(self.augment.transpose, 108 - int(present.max()))
+                low = max(-self.augment.transpose, PIANO_LOW - int(present.min()))
+                high = min(self.augment.transpose, PIANO_HIGH - int(present.max()))
                 shift = int(rng.integers(low, high + 1)) if high >= low else 0
                 sel = pitches >= 0
                 out[sel] = self.maps.pitch_id[pitches[sel] + shift]
@@ -336,25 +328,4 @@ class CropDataset(torch.utils.data.Dataset):
                     velocity=notes["velocity"],
                     ttype="tick",
                 )
-        seqs = self.tokenizer.remi.encode(score)
-        return np.asarray(seqs[0].ids if seqs else excerpt, dtype=np.int64)
-
-
-def eval_windows(ids: np.ndarray, tokenizer: PianoTokenizer, seq_len: int, stride: int) -> Iterator[dict]:
-    """Overlapping windows over [BOS] + piece + [EOS] so every target is scored exactly once,
-    each with at least `seq_len - stride` tokens of context (except at the start)."""
-    full = np.concatenate([[tokenizer.bos_id], ids.astype(np.int64), [tokenizer.eos_id]])
-    n_targets = len(full) - 1
-    scored = 0
-    start = 0
-    while scored < n_targets:
-        end = min(start + seq_len, n_targets)
-        window = full[start : end + 1]
-        mask = np.zeros(len(window) - 1, dtype=np.float32)
-        mask[scored - start :] = 1.0
-        yield {"input": torch.from_numpy(window[:-1].copy()), "target": torch.from_numpy(window[1:].copy()),
-               "mask": torch.from_numpy(mask)}
-        scored = end
-        start = max(0, end - (seq_len - stride))
-        if end == n_targets:
-            break
+        return np.asarray(self.tokenizer.encode_prepared(score), dtype=np.int64)

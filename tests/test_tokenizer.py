@@ -31,6 +31,20 @@ def tokenizer() -> PianoTokenizer:
     return PianoTokenizer()
 
 
+def test_vocab_reads_every_id(tokenizer: PianoTokenizer) -> None:
+    """The one reading of the vocabulary agrees with miditok's token strings."""
+    vocab = tokenizer.vocab
+    assert vocab.size == tokenizer.vocab_size
+    for i in range(vocab.size):
+        kind, _, value = tokenizer.token_text(i).partition("_")
+        assert vocab.kind[i] == kind and (kind not in ("Pitch", "Velocity", "Position") or vocab.value[i] == int(value))
+    assert [vocab.value[i] for i in vocab.pitch_ids] == list(range(21, 109))
+    assert len(vocab.velocity_ids) == 32 and [vocab.value[i] for i in vocab.velocity_ids] == sorted(
+        vocab.value[i] for i in vocab.velocity_ids)
+    assert vocab.positions_per_bar == 96 and vocab.seconds_per_position == pytest.approx(0.5 / 24)
+    assert vocab.notes(tokenizer.encode_score(_score_with(120.0))) == 200
+
+
 def test_fidelity_targets_on_validation_files(tokenizer: PianoTokenizer, validation_files: list[Path]) -> None:
     for path in validation_files:
         rt = roundtrip_file(tokenizer, path)
@@ -174,6 +188,7 @@ def test_bpe_tokenizer_is_shorter_and_decodes_the_same(validation_files: list[Pa
     bpe.save(tmp_path / "bpe.json")
     bpe = PianoTokenizer.load(tmp_path / "bpe.json")
     assert bpe.is_bpe and bpe.vocab_size == base.vocab_size + 100
+    assert set(bpe.vocab.kind) == {"BPE"} and bpe.vocab.size == bpe.vocab_size  # a merge mixes kinds
     score = load_score(validation_files[3])
     plain, merged = base.encode_score(score), bpe.encode_score(score)
     assert len(merged) < len(plain)

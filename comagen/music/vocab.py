@@ -1,5 +1,5 @@
-"""What each token id means: the one reading of the REMI vocabulary that grammar, data, evaluation and
-the key prior share, so none of them parses token strings itself.
+"""What each token id means: the one reading of the REMI vocabulary that the grammar (and through it the
+key prior), training data, evaluation and infill share, so none of them parses token strings itself.
 
 Token strings are `Kind_value` (Pitch_60, Velocity_63, Position_5, Duration_1.0.24, Bar_None, EOS_None).
 A BPE-trained tokenizer's ids are merges of several such tokens, so there every id is of kind "BPE".
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from comagen.music.midi import SECONDS_PER_BAR, SECONDS_PER_BEAT
+from comagen.music.midi import SECONDS_PER_BEAT
 
 VALUED_KINDS = ("Pitch", "Velocity", "Position")  # the kinds whose value is an integer the code reads
 BPE_KIND = "BPE"
@@ -17,7 +17,7 @@ BPE_KIND = "BPE"
 
 @dataclass(frozen=True)
 class Vocab:
-    """Per id: its kind and (for pitches, velocities and positions) its integer value; ids by kind; timing."""
+    """Per id: its kind and (for pitches, velocities and positions) its integer value; ids by kind; the grid."""
 
     kind: tuple[str, ...]
     value: tuple[int, ...]
@@ -63,7 +63,3 @@ class Vocab:
     @property
     def seconds_per_position(self) -> float:
         return SECONDS_PER_BEAT / self.positions_per_beat
-
-    @property
-    def seconds_per_bar(self) -> float:
-        return SECONDS_PER_BAR

@@ -23,7 +23,7 @@ import symusic
 from comagen.bundle.checkpoint import Bundle
 from comagen.generation.prompt import Prompt
 from comagen.generation.request import Request
-from comagen.generation.session import Session
+from comagen.generation.session import generate
 from comagen.music.midi import SECONDS_PER_BAR
 from comagen.music.tokenizer import PianoTokenizer
 from comagen.training.data import TokenizedPiece
@@ -146,7 +146,5 @@ def excerpt(piece: TokenizedPiece, tokenizer: PianoTokenizer) -> Excerpt | None:
 def continue_excerpt(bundle: Bundle, item: Excerpt, request: Request) -> Notes:
     """The model's continuation of an item's prompt, as notes from the continuation's start."""
     prompt = item.prompt(bundle.tokenizer)
-    session = Session(bundle, prompt, request)
-    for _ in session:
-        pass
+    session = generate(bundle, prompt, request)
     return Notes.from_score(session.score(0), prompt.seconds, request.seconds or CONTINUATION_BARS * SECONDS_PER_BAR)

@@ -18,7 +18,7 @@ tokens, so load from other processes hits all alike) with tokens/s just before e
 real-time factor so far, and the runtimes teacher-forced on a validation file. A bundle without a
 current export is exported into a temporary copy first. The quality section (not run by default)
 teacher-forces --files pieces of --split, max(--tokens) tokens each, through every runtime's
-one-token step (runtime/quality.py): bits per note of each, int8 minus fp32, and KL, top-1 agreement
+one-token step (training/runtime_quality.py): bits per note of each, int8 minus fp32, and KL, top-1 agreement
 and the largest logit difference against torch.
 """
 
@@ -210,8 +210,8 @@ def runtime_quality(path: Path, onnx: dict[str, Path], data: Path, split: str, f
     from comagen.bundle.checkpoint import load_bundle
     from comagen.runtime import TorchRuntime
     from comagen.runtime.onnx_stream import OnnxRuntime, default_threads
-    from comagen.runtime.quality import runtime_bits
     from comagen.training.data import load_index, load_tokenized, select_split
+    from comagen.training.runtime_quality import runtime_bits
 
     bundle = load_bundle(path)
     pieces = sorted(select_split(load_index(data), split), key=lambda p: p.key)[:files]

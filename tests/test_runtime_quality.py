@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from conftest import small_conformer_bundle
 
 from comagen.runtime import TorchRuntime
-from comagen.runtime.quality import teacher_forced
+from comagen.training.runtime_quality import teacher_forced
 
 
 def test_teacher_forced_torch_steps_match_the_forward_and_skip_padding() -> None:

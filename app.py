@@ -6,7 +6,8 @@ Layout and events only; what happens lives in the `studio` package beside this f
 COMAGEN_CHECKPOINT (the checkpoint shown first; default assets/checkpoints/flagship, else default),
 COMAGEN_CHECKPOINTS (more folders of bundles, separated like PATH; runs/finetuned/ is always looked
 in), COMAGEN_MAESTRO_DIR (adds MAESTRO pieces to the gallery),
-COMAGEN_OUT_MAX_AGE (seconds an upload or result file lives on the server, default 3600).
+COMAGEN_OUT_MAX_AGE (seconds an upload or result file lives on the server, default 3600),
+COMAGEN_LIVE_VIEW (on: token text and piano roll while sampling; text; off: only the results).
 
 Everything the server writes (results, and gradio's cache of uploads, result copies and streamed
 images) lives under studio.OUT_ROOT, which `studio.start_cleaner` sweeps; a GRADIO_TEMP_DIR set by
@@ -109,6 +110,7 @@ def wire_generation(page: Page, checkpoints: studio.Checkpoints, gallery: dict[s
     names = ["checkpoint", "prompt", "upload", "keep_seconds", *page.controls]
     inputs = [page.checkpoint, page.prompt_choice, page.upload, page.keep, *page.controls.values(), history,
               page.chosen]
+    live = studio.live_view_from_env()
 
     def run(mode: str, values: dict, past: list[studio.Take], pick: int, request: gr.Request) -> Iterator[dict]:
         try:
@@ -123,10 +125,8 @@ def wire_generation(page: Page, checkpoints: studio.Checkpoints, gallery: dict[s
             yield {status: "Starting ...", seed: req.seed,
                    **{res.texts[i]: "" for i in range(studio.MAX_VARIATIONS)},
                    **{res.tabs[i]: gr.Tab(visible=i < req.variations) for i in range(studio.MAX_VARIATIONS)}}
-            for frame in studio.stream(b, prompt, req, label, registry=registry, key=request.session_hash):
-                update = {status: frame.status, **{res.texts[i]: t for i, t in enumerate(frame.texts)}}
-                if frame.rolls:
-                    update.update({res.rolls[i]: r for i, r in enumerate(frame.rolls)})
+            for frame in studio.stream(b, prompt, req, label, registry=registry, key=request.session_hash, live=live):
+                update = {status: frame.status, stats: "", seed: req.seed, **res.live(frame.texts, frame.rolls)}
                 if frame.take:
                     new_history = ([] if mode == "generate" else list(past)) + [frame.take]
                     update.update(res.show(frame.results, len(frame.take.rows)))

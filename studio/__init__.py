@@ -20,7 +20,7 @@ from studio.catalog import (
     maestro_prompts,
     window_sliders,
 )
-from studio.jobs import Registry, stream
+from studio.jobs import Registry, live_view_from_env, stream
 from studio.limits import (
     LIMITS,
     MAX_SCALES,
@@ -52,6 +52,7 @@ __all__ = [
     "NOTHING", "OUT_MAX_AGE", "OUT_ROOT", "PROMPTS_DIR", "PROMPT_MAX_SECONDS", "TEXT_TAIL", "TOKEN_CAP",
     "UPLOAD_MAX_BYTES", "AppLimits", "Checkpoints", "GalleryItem", "Registry", "Rendered", "Take", "app_request",
     "build_gallery", "clean_out_dir", "continue_prompt", "describe_checkpoint", "env_checkpoint_folders",
-    "env_settings", "find_checkpoints", "live_piece_roll", "live_roll", "maestro_prompts", "out_max_age_from_env",
+    "env_settings", "find_checkpoints", "live_piece_roll", "live_roll", "live_view_from_env", "maestro_prompts",
+    "out_max_age_from_env",
     "render_take", "resolve_prompt", "start_cleaner", "stats_markdown", "stream", "token_text", "window_sliders",
 ]

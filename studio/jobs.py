@@ -8,6 +8,7 @@ streaming generator on whichever worker thread is free.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -34,8 +35,9 @@ from studio.present import (
 from studio.take import Take
 
 log = logging.getLogger("comagen.studio")
-TEXT_INTERVAL = 0.25  # token text refresh (s)
-ROLL_MIN_INTERVAL = 0.5  # live piano roll: at most 2 redraws a second ...
+LIVE_VIEWS = ("on", "text", "off")  # what the page shows while sampling (COMAGEN_LIVE_VIEW)
+TEXT_INTERVAL = 0.5  # token text refresh (s): each update costs the sampling thread in the server
+ROLL_MIN_INTERVAL = 1.0  # live piano roll: at most one redraw a second ...
 ROLL_COST_FACTOR = 4.0  # ... and drawing may take at most a quarter of the wall time
 
 
@@ -121,15 +123,25 @@ class Frame:
     first_token_s: float | None = None
 
 
+def live_view_from_env() -> str:
+    """COMAGEN_LIVE_VIEW: "on" (token text and piano roll while sampling, the default), "text" or "off"
+    (nothing until the results: the fastest on a slow machine)."""
+    live = os.environ.get("COMAGEN_LIVE_VIEW", "on").strip().lower()
+    if live not in LIVE_VIEWS:
+        raise ComagenError(f"COMAGEN_LIVE_VIEW must be one of {', '.join(LIVE_VIEWS)}, not {live!r}")
+    return live
+
+
 def _take_stats(progress: Progress) -> dict:
     """The final figures, with each variation's notes and seconds for the results table."""
     return {**progress.stats, "row_notes": list(progress.row_notes), "row_seconds": list(progress.row_seconds)}
 
 
 def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, registry: Registry | None = None,
-           key: str = "", live_rolls: bool = True) -> Iterator[Frame]:
-    """Run one generation, yielding a text frame every TEXT_INTERVAL s (with piano rolls at most
-    every ROLL_MIN_INTERVAL s, slower when drawing is slow) and a final frame with the results."""
+           key: str = "", live: str = "on") -> Iterator[Frame]:
+    """Run one generation, yielding a text frame every TEXT_INTERVAL s (`live` "on": with piano rolls
+    at most every ROLL_MIN_INTERVAL s, slower when drawing is slow; "text": without; "off": no frame
+    until the end) and a final frame with the results."""
     if len(prompt.ids) + request.max_tokens > CONTEXT_CAP + TOKEN_CAP:
         raise ComagenError(f"the piece has reached {len(prompt.ids)} tokens, the app's limit for Continue; "
                            "press Undo or start a new piece")
@@ -138,14 +150,14 @@ def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, regis
         registry.put(key, job)
     try:  # a consumer that leaves (the browser closed, gradio closes this generator) stops the job
         last_roll, roll_interval = 0.0, ROLL_MIN_INTERVAL
-        while not job.wait(TEXT_INTERVAL):
+        while not job.wait(None if live == "off" else TEXT_INTERVAL):
             progress = job.snapshot(tail=max(TEXT_TAIL, LIVE_ROLL_TOKENS))
             rows, stats, totals = [list(r) for r in progress.rows], progress.stats, progress.lengths
             frame = Frame([token_text(bundle, ids, n) for ids, n in zip(rows, totals, strict=True)],
                           f"Generating: {stats['tokens']} tokens, {stats['music_seconds']:.1f} of "
                           f"{request.seconds:.0f} s of music, {stats['tokens_per_s']:.0f} tokens/s",
                           first_token_s=job.first_token_at)
-            if live_rolls and time.perf_counter() - last_roll >= roll_interval and any(rows):
+            if live == "on" and time.perf_counter() - last_roll >= roll_interval and any(rows):
                 t0 = time.perf_counter()
                 frame.rolls = [live_piece_roll(bundle, prompt, ids, n) for ids, n in zip(rows, totals, strict=True)]
                 last_roll = time.perf_counter()

@@ -148,7 +148,7 @@ def test_settings_enforce_limits_and_draw_a_seed(bundle: Bundle) -> None:
             studio.app_request(bundle, bad)
     too_wide = studio.app_request(bundle, Settings(seconds=2, windows=(bundle.config.window_cap + 1,) * 4), False)
     with pytest.raises(ComagenError, match="between 1 and"):  # checked once, by the model
-        list(studio.stream(bundle, Prompt.empty(), too_wide, "x", live_rolls=False))
+        list(studio.stream(bundle, Prompt.empty(), too_wide, "x", live="text"))
     composer = bundle.composers.names[1]
     assert studio.app_request(bundle, Settings(composer=composer)).composer == 1
 
@@ -242,12 +242,26 @@ def test_stream_updates_text_twice_a_second_and_ends_with_every_result(bundle: B
     assert "tokens/s" in final.stats and "real-time factor" in final.stats and "seed 1" in final.stats
 
 
+def test_live_view_off_sends_nothing_until_the_results(bundle: Bundle, gallery: dict,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
+    req = studio.app_request(bundle, Settings(seconds=2), False)
+    frames = list(studio.stream(bundle, prompt, req, name, live="off"))
+    assert [f.status for f in frames] == ["Rendering audio and figures ...", "Done."]
+    assert frames[-1].take.rows[0]
+    monkeypatch.setenv("COMAGEN_LIVE_VIEW", " Text ")
+    assert studio.live_view_from_env() == "text"
+    monkeypatch.setenv("COMAGEN_LIVE_VIEW", "sometimes")
+    with pytest.raises(ComagenError, match="COMAGEN_LIVE_VIEW must be one of on, text, off"):
+        studio.live_view_from_env()
+
+
 def test_stop_keeps_what_was_made_and_continue_extends_it(bundle: Bundle, gallery: dict) -> None:
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
     registry = studio.Registry()
     req = studio.app_request(bundle, Settings(seconds=60), False)
     frames = []
-    for frame in studio.stream(bundle, prompt, req, name, registry=registry, key="me", live_rolls=False):
+    for frame in studio.stream(bundle, prompt, req, name, registry=registry, key="me", live="text"):
         frames.append(frame)
         if len(frames) == 2:
             assert registry.stop("me")
@@ -269,7 +283,7 @@ def test_a_client_that_leaves_stops_its_job(bundle: Bundle, gallery: dict) -> No
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
     registry = studio.Registry()
     req = studio.app_request(bundle, Settings(seconds=studio.MAX_SECONDS), False)
-    frames = studio.stream(bundle, prompt, req, name, registry=registry, key="gone", live_rolls=False)
+    frames = studio.stream(bundle, prompt, req, name, registry=registry, key="gone", live="text")
     next(frames)
     job = registry.get("gone")
     frames.close()

@@ -1,5 +1,5 @@
-"""Shared by the app tests: a checkpoint to serve, a running `python app.py` on a free port, and a
-headless chromium page on it (Debian's chromium, driven by Playwright)."""
+"""Shared by the app tests: a checkpoint to serve (conftest's `shipped_app` serves it once), a headless
+chromium page on the app (Debian's chromium, driven by Playwright), and the page's common steps."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from studio.appserver import serve
-
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "checkpoints" / "default"
+APP_START_TIMEOUT_S = 400  # the app starts in 1-3 minutes while other work loads the 2 cores
 MAESTRO = Path(os.environ.get("COMAGEN_MAESTRO_DIR", ROOT.parent / "shared" / "data" / "maestro"))
 CHROMIUM = os.environ.get("COMAGEN_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -38,13 +37,6 @@ def app_checkpoint(tmp: Path) -> Path:
                     "eval_every=20"], cwd=ROOT, check=True, capture_output=True, timeout=300)
     _TRAINED["tiny"] = out / "best"
     return out / "best"
-
-
-@contextmanager
-def running_app(checkpoint: Path, log: Path) -> Iterator[str]:
-    """Serve app.py in a subprocess; yield its URL; always stop it (and only it)."""
-    with serve(checkpoint, log) as server:
-        yield server.url
 
 
 @contextmanager
@@ -87,3 +79,14 @@ def pick_gallery_prompt(page, name: str = "Für Elise", file: str = "beethoven_f
     page.get_by_role("option", name=name).first.click()
     page.wait_for_function(f"() => document.querySelector('#prompt-note')?.innerText.includes('{file}')")
     set_number(page, "keep the first N seconds", keep_seconds)
+
+
+def download_result(page, link_selector: str, path: Path) -> Path:  # noqa: ANN001 - a playwright Page
+    """Once the result's audio is on the page, click its download link and save the file to `path`."""
+    page.wait_for_selector("#audio-0 audio[src], #audio-0 [src*='.wav']", state="attached", timeout=30_000)
+    link = page.locator(link_selector).first
+    link.wait_for(timeout=30_000)
+    with page.expect_download() as info:
+        link.click()
+    info.value.save_as(path)
+    return path

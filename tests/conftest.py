@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,16 @@ def small_conformer_bundle(composers: list[str], widen: bool = False) -> Bundle:
                 if param.dim() == 2:
                     param.normal_(0.0, 1.0 if "emb" in name else 2.0 / param.shape[1] ** 0.5)
     return Bundle(ROOT, model, cfg, tokenizer, Composers(composers))
+
+
+@pytest.fixture(scope="session")
+def shipped_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of one app server on the shipped checkpoint, shared by the endpoint and browser tests
+    (each browser page is a session of its own); it starts once, not once per test file."""
+    from app_support import APP_START_TIMEOUT_S, app_checkpoint
+
+    from studio.appserver import serve
+
+    tmp = tmp_path_factory.mktemp("shipped-app")
+    with serve(app_checkpoint(tmp), tmp / "app.log", timeout=APP_START_TIMEOUT_S) as server:
+        yield server.url

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import symusic
-from app_support import MAESTRO, app_checkpoint, running_app
+from app_support import MAESTRO, app_checkpoint
 
 import studio
 from comagen.bundle.checkpoint import FILES, Bundle
@@ -317,23 +317,48 @@ def test_live_roll_colours_prompt_and_continuation(bundle: Bundle, gallery: dict
 # ------------------------------------------------------------------------------ the endpoint
 
 
-def test_generate_endpoint_from_a_script(checkpoint: Path, tmp_path: Path) -> None:
+def test_generate_endpoint_from_a_script(shipped_app: str, tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 
-    with running_app(checkpoint, tmp_path / "app.log") as url:
-        client = Client(url, verbose=False)
-        out = client.predict(prompt=ELISE, upload=None, keep_seconds=4, seconds=4, seed=5, random_seed=False,
-                             api_name="/generate")
-        status, stats, seed = out[:3]
-        n = studio.MAX_VARIATIONS
-        roll, wav, midi = out[3 + n], out[3 + 2 * n], out[3 + 3 * n]
-        assert status == "Done." and seed == 5 and "tokens/s" in stats
-        assert symusic.Score.from_midi(Path(midi).read_bytes()).note_num() > 0
-        assert Path(wav).stat().st_size > 44 and Path(roll).is_file()
+    client = Client(shipped_app, verbose=False)
+    out = client.predict(prompt=ELISE, upload=None, keep_seconds=4, seconds=4, seed=5, random_seed=False,
+                         api_name="/generate")
+    status, stats, seed = out[:3]
+    n = studio.MAX_VARIATIONS
+    roll, wav, midi = out[3 + n], out[3 + 2 * n], out[3 + 3 * n]
+    assert status == "Done." and seed == 5 and "tokens/s" in stats
+    assert symusic.Score.from_midi(Path(midi).read_bytes()).note_num() > 0
+    assert Path(wav).stat().st_size > 44 and Path(roll).is_file()
 
-        bad = tmp_path / "bad.mid"
-        bad.write_bytes(b"MThd\x00\x00\x00\x06broken")
-        with pytest.raises(Exception, match="bad.mid: the MIDI data is corrupt"):
-            client.predict(prompt=ELISE, upload=handle_file(str(bad)), seconds=4, api_name="/generate")
-        again = client.predict(prompt=studio.NOTHING, upload=None, seconds=2, api_name="/generate")
-        assert again[0] == "Done."
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"MThd\x00\x00\x00\x06broken")
+    with pytest.raises(Exception, match="bad.mid: the MIDI data is corrupt"):
+        client.predict(prompt=ELISE, upload=handle_file(str(bad)), seconds=4, api_name="/generate")
+    again = client.predict(prompt=studio.NOTHING, upload=None, seconds=2, api_name="/generate")
+    assert again[0] == "Done."
+
+
+def test_a_setting_added_to_settings_reaches_the_cli_and_the_page(bundle: Bundle,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Settings` is the one definition: a new field becomes a CLI option and a page control, and comes
+    back from the page's values, with no edit to the CLI or the app."""
+    import argparse
+    from dataclasses import make_dataclass
+
+    import gradio as gr
+
+    from comagen.generation import settings as settings_module
+    from studio import controls
+
+    extended = make_dataclass("Settings", [("swing", float, settings_module.setting(
+        0.25, "swing (0 = straight)", low=0, high=1, step=0.05))], bases=(Settings,), frozen=True)
+    monkeypatch.setattr(settings_module, "Settings", extended)
+    monkeypatch.setattr(controls, "Settings", extended)
+    parser = argparse.ArgumentParser()
+    settings_module.add_cli_options(parser)
+    assert parser.parse_args(["--swing", "0.5"]).swing == 0.5
+    with gr.Blocks():
+        page = controls.settings_controls(bundle, "main", studio.LIMITS)
+    assert (page["swing"].label, page["swing"].value, page["swing"].maximum) == ("swing (0 = straight)", 0.25, 1)
+    chosen, _ = controls.settings_from_values({name: c.value for name, c in page.items()} | {"swing": 0.75})
+    assert chosen.swing == 0.75

@@ -10,19 +10,17 @@ from pathlib import Path
 import pytest
 from app_support import (
     GENERATION_TIMEOUT_MS,
-    app_checkpoint,
     browser_page,
+    download_result,
     pick_gallery_prompt,
-    running_app,
     set_number,
     status_starts,
 )
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    tmp = tmp_path_factory.mktemp("browser")
-    with running_app(app_checkpoint(tmp), tmp / "app.log") as url, browser_page(url) as page:
+def page(shipped_app: str) -> Iterator:
+    with browser_page(shipped_app) as page:
         yield page
 
 
@@ -45,13 +43,7 @@ def test_gallery_prompt_generates_audio_midi_and_roll(page, tmp_path: Path) -> N
                            timeout=GENERATION_TIMEOUT_MS)  # the token text streams in before the end
     status_starts(page, "Done")
     page.wait_for_selector("#roll-0 img", timeout=30_000)
-    page.wait_for_selector("#audio-0 audio[src], #audio-0 [src*='.wav']", state="attached", timeout=30_000)
-    link = page.locator("#midi-0 a[href*='.mid']").first
-    link.wait_for(timeout=30_000)
-    with page.expect_download() as info:
-        link.click()
-    midi = tmp_path / "download.mid"
-    info.value.save_as(midi)
+    midi = download_result(page, "#midi-0 a[href*='.mid']", tmp_path / "download.mid")
     assert midi.read_bytes().startswith(b"MThd")
     assert "tokens/s" in page.inner_text("#stats")
     shot = tmp_path / "app.png"

@@ -10,23 +10,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_support import app_checkpoint, browser_page, pick_gallery_prompt, set_number, status_starts
+from app_support import (
+    browser_page,
+    download_result,
+    pick_gallery_prompt,
+    set_number,
+    status_starts,
+)
 from matplotlib.colors import to_rgb
 from PIL import Image
 
 from comagen.music.midi import load_score
 from comagen.render.pianoroll import INFILL_COLOUR
-from studio.appserver import serve
 
 TIMEOUT_MS = 180_000
-START_TIMEOUT_S = 400  # the app starts in 1-3 minutes while other work loads the 2 cores
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    tmp = tmp_path_factory.mktemp("infill-browser")
-    with serve(app_checkpoint(tmp), tmp / "app.log", timeout=START_TIMEOUT_S) as server, \
-            browser_page(server.url, height=2200) as page:
+def page(shipped_app: str) -> Iterator:
+    with browser_page(shipped_app, height=2200) as page:
         yield page
 
 
@@ -59,13 +61,7 @@ def test_infill_a_span_of_a_result(page, tmp_path: Path) -> None:
                            timeout=TIMEOUT_MS)
     assert "Infilled 2-6 s (2 bars" in page.inner_text("#stats")
     assert page.inner_text("#status").strip().startswith("Done")
-    page.wait_for_selector("#audio-0 audio[src], #audio-0 [src*='.wav']", state="attached", timeout=30_000)
-    link = page.locator("#midi-0 a[href*='infill']").first
-    link.wait_for(timeout=30_000)
-    with page.expect_download() as info:
-        link.click()
-    midi = tmp_path / "infilled.mid"
-    info.value.save_as(midi)
+    midi = download_result(page, "#midi-0 a[href*='infill']", tmp_path / "infilled.mid")
     assert load_score(midi).note_num() > 0
     page.wait_for_function("(old) => { const img = document.querySelector('#roll-0 img'); "
                            "return img && img.src !== old && img.complete; }", arg=before, timeout=30_000)

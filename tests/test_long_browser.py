@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from app_support import GENERATION_TIMEOUT_MS, app_checkpoint, browser_page, running_app, set_number, status_starts
+from app_support import GENERATION_TIMEOUT_MS, browser_page, set_number, status_starts
 
 import studio
 
@@ -15,9 +15,8 @@ LENGTH = "length (seconds of new music)"
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    tmp = tmp_path_factory.mktemp("long-browser")
-    with running_app(app_checkpoint(tmp), tmp / "app.log") as url, browser_page(url) as page:
+def page(shipped_app: str) -> Iterator:
+    with browser_page(shipped_app) as page:
         yield page
 
 

@@ -130,7 +130,7 @@ def wire_generation(page: Page, checkpoints: studio.Checkpoints, gallery: dict[s
                 if frame.take:
                     new_history = ([] if mode == "generate" else list(past)) + [frame.take]
                     update.update(res.show(frame.results, len(frame.take.rows)))
-                    update.update({stats: frame.stats, history: new_history, seed: req.seed})
+                    update.update({stats: frame.stats, history: new_history})
                 yield update
         except ComagenError as exc:
             yield {status: f"**Error:** {exc}"}

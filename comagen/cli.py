@@ -299,11 +299,8 @@ def infill_cmd(args: argparse.Namespace) -> dict:
 
 
 def _infill_parser(sub: argparse._SubParsersAction) -> None:
-    from dataclasses import fields
-
     from comagen.generation.infill import MAX_CANDIDATES, SUFFIX_BARS
-    from comagen.generation.sampling import Sampling
-    from comagen.generation.settings import add_cli_options
+    from comagen.generation.settings import TUNED, add_cli_options
 
     p = sub.add_parser("infill", help="regenerate the bars between two times so they lead into what follows")
     p.add_argument("--checkpoint", type=Path, required=True)
@@ -313,7 +310,7 @@ def _infill_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", type=int, default=8,
                    help=f"spans sampled; the one the following bars fit best is kept (1 to {MAX_CANDIDATES})")
     p.add_argument("--suffix-bars", type=int, default=SUFFIX_BARS, help="bars after the span that judge a candidate")
-    add_cli_options(p, only=(*(f.name for f in fields(Sampling)), "seed", "composer"))
+    add_cli_options(p, only=(*TUNED, "seed", "composer"))
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--json", action="store_true")
 

@@ -37,7 +37,6 @@ from studio.present import (
     LIVE_ROLL_TOKENS,
     LIVE_WIDTH,
     TEXT_TAIL,
-    Rendered,
     live_piece_roll,
     live_roll,
     render_take,
@@ -50,7 +49,7 @@ from studio.take import Take
 __all__ = [
     "CHECKPOINTS_DIR", "LIMITS", "LIVE_ROLL_TOKENS", "LIVE_WIDTH", "MAX_SCALES", "MAX_SECONDS", "MAX_VARIATIONS",
     "NOTHING", "OUT_MAX_AGE", "OUT_ROOT", "PROMPTS_DIR", "PROMPT_MAX_SECONDS", "TEXT_TAIL", "TOKEN_CAP",
-    "UPLOAD_MAX_BYTES", "AppLimits", "Checkpoints", "GalleryItem", "Registry", "Rendered", "Take", "app_request",
+    "UPLOAD_MAX_BYTES", "AppLimits", "Checkpoints", "GalleryItem", "Registry", "Take", "app_request",
     "build_gallery", "clean_out_dir", "continue_prompt", "describe_checkpoint", "env_checkpoint_folders",
     "env_settings", "find_checkpoints", "live_piece_roll", "live_roll", "live_view_from_env", "maestro_prompts",
     "out_max_age_from_env",

@@ -14,7 +14,7 @@ from comagen.generation.settings import Settings
 from comagen.music.midi import SECONDS_PER_BAR
 from studio.limits import LIMITS, AppLimits, app_request
 from studio.present import Rendered, render_take
-from studio.take import Take
+from studio.take import Take, shown_ids
 
 DEFAULT_CANDIDATES = 4  # the app's default K: a quarter of the CLI's largest, on a shared 2-core server
 
@@ -23,14 +23,9 @@ def piece_seconds(bundle: Bundle, history: list[Take], variation: int) -> float:
     """How long the shown result is, in whole bars (the range of the span sliders); 0 with none."""
     if not history:
         return 0.0
-    ids = _piece(history, variation)
+    ids = shown_ids(history, variation)
     bars = sum(t == bundle.tokenizer.bar_id for t in ids)
     return bars * SECONDS_PER_BAR
-
-
-def _piece(history: list[Take], variation: int) -> list[int]:
-    last = history[-1]
-    return last.prompt.ids + last.rows[min(max(int(variation), 0), len(last.rows) - 1)]
 
 
 def infill_take(bundle: Bundle, history: list[Take], variation: int, start: float, end: float, candidates: int,
@@ -47,7 +42,7 @@ def infill_take(bundle: Bundle, history: list[Take], variation: int, start: floa
     request = app_request(bundle, settings, random_seed)  # the seed drawn, windows cut to the model's scales
     seed = request.seed
     last = history[-1]
-    result = infill(bundle, _piece(history, variation), float(start), float(end), candidates=int(candidates),
+    result = infill(bundle, shown_ids(history, variation), float(start), float(end), candidates=int(candidates),
                     sampling=request.sampling, seed=seed, composer=request.composer, windows=request.windows)
     cut = min(len(last.prompt.ids), len(result.span.before))  # untouched, so the old prompt's tokens up to here
     take = Take(Prompt(result.ids[:cut], last.prompt.seconds), [result.ids[cut:]], seed, request.composer,

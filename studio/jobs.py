@@ -78,9 +78,6 @@ class Job:
     def snapshot(self, tail: int | None = None) -> Progress:
         return self.session.snapshot(tail)
 
-    def generated(self) -> list[list[int]]:
-        return [list(r) for r in self.session.snapshot().rows]
-
 
 class Registry:
     """The running job of each browser session, so a Stop click reaches the right one."""
@@ -151,7 +148,7 @@ def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, regis
     try:  # a consumer that leaves (the browser closed, gradio closes this generator) stops the job
         last_roll, roll_interval = 0.0, ROLL_MIN_INTERVAL
         while not job.wait(None if live == "off" else TEXT_INTERVAL):
-            progress = job.snapshot(tail=max(TEXT_TAIL, LIVE_ROLL_TOKENS))
+            progress = job.snapshot(tail=max(TEXT_TAIL, LIVE_ROLL_TOKENS) if live == "on" else TEXT_TAIL)
             rows, stats, totals = [list(r) for r in progress.rows], progress.stats, progress.lengths
             frame = Frame([token_text(bundle, ids, n) for ids, n in zip(rows, totals, strict=True)],
                           f"Generating: {stats['tokens']} tokens, {stats['music_seconds']:.1f} of "
@@ -174,10 +171,10 @@ def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, regis
     rows = [list(r) for r in progress.rows]
     take = Take(prompt, rows, request.seed, request.composer, request.windows, name, _take_stats(progress))
     stopped = progress.stopped
-    yield Frame([token_text(bundle, ids) for ids in rows], "Rendering audio and figures ...",
-                first_token_s=job.first_token_at)
+    texts = [token_text(bundle, ids) for ids in rows]
+    yield Frame(texts, "Rendering audio and figures ...", first_token_s=job.first_token_at)
     results = render_take(bundle, take)
     release_memory()
-    yield Frame([token_text(bundle, ids) for ids in rows], "Stopped; kept what was generated." if stopped
+    yield Frame(texts, "Stopped; kept what was generated." if stopped
                 else "Done.", [r.roll for r in results], take, results, stats_markdown(take, stopped),
                 job.first_token_at)

@@ -31,7 +31,6 @@ class AppLimits:
     max_seconds: int = MAX_SECONDS
     max_variations: int = MAX_VARIATIONS
     token_cap: int = TOKEN_CAP
-    max_scales: int = MAX_SCALES
 
 
 LIMITS = AppLimits()

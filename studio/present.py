@@ -14,13 +14,12 @@ from matplotlib.figure import Figure
 from comagen.bundle.checkpoint import Bundle
 from comagen.errors import ComagenError
 from comagen.generation.attention import capture_attention
-from comagen.generation.prompt import Prompt
+from comagen.generation.prompt import Prompt, prompt_from_ids
 from comagen.music.midi import midi_bytes
 from comagen.render.attention_figure import attention_figure
 from comagen.render.audio import render_wav
 from comagen.render.pianoroll import piano_roll_figure, piano_roll_image
 from studio.outfiles import new_out_dir
-from studio.prompts import prompt_after
 from studio.take import Take
 
 TEXT_TAIL = 500  # tokens of text shown live (the page stays light on long pieces)
@@ -73,7 +72,7 @@ def live_piece_roll(bundle: Bundle, prompt: Prompt, ids: list[int], total: int |
     bar = bundle.tokenizer.bar_id  # a bar line, where decoding can start afresh
     cut = window.index(bar) if bar in window else 0
     old = window[cut:len(window) - len(new)]  # what is left of the prompt in the window
-    split = prompt_after(bundle, old).seconds if old else 0.0
+    split = prompt_from_ids(bundle.tokenizer, old).seconds if old else 0.0
     return live_roll(bundle.tokenizer.decode_ids(window[cut:]), split)
 
 

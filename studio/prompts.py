@@ -11,7 +11,7 @@ from comagen.errors import ComagenError, MidiError, MidiTooLongError, NotMidiErr
 from comagen.generation.prompt import Prompt, load_prompt, prompt_from_ids
 from studio.catalog import NOTHING, GalleryItem
 from studio.limits import PROMPT_MAX_SECONDS, PROMPT_MAX_TOKENS, UPLOAD_MAX_BYTES
-from studio.take import Take
+from studio.take import Take, shown_ids
 
 
 def read_upload(path: str | Path) -> bytes:
@@ -62,15 +62,8 @@ def _uploaded_prompt(bundle: Bundle, upload: str | Path, keep: float) -> tuple[P
     return prompt, Path(name).stem
 
 
-def prompt_after(bundle: Bundle, ids: list[int]) -> Prompt:
-    """A prompt of `ids` (EOS dropped) whose continuation starts on the bar after its last onset."""
-    return prompt_from_ids(bundle.tokenizer, ids)
-
-
 def continue_prompt(bundle: Bundle, history: list[Take], variation: int) -> tuple[Prompt, str]:
     """The prompt for Continue: the last take's prompt plus the chosen variation's new tokens."""
     if not history:
         raise ComagenError("nothing to continue yet: generate first")
-    last = history[-1]
-    variation = min(max(int(variation), 0), len(last.rows) - 1)
-    return prompt_after(bundle, last.prompt.ids + last.rows[variation]), last.name
+    return prompt_from_ids(bundle.tokenizer, shown_ids(history, variation)), history[-1].name

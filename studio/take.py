@@ -19,3 +19,9 @@ class Take:
     name: str
     stats: dict = field(default_factory=dict)
     span: tuple[float, float] | None = None  # an infilled stretch (seconds), drawn in its own colour
+
+
+def shown_ids(history: list[Take], variation: int) -> list[int]:
+    """The piece on show: the last take's prompt and its chosen variation (clamped to the ones it has)."""
+    last = history[-1]
+    return last.prompt.ids + last.rows[min(max(int(variation), 0), len(last.rows) - 1)]

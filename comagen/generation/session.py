@@ -40,12 +40,12 @@ class Progress:
     elapsed: float
     stopped: bool
     runtime: str
-    lengths: tuple[int, ...] = ()  # tokens per variation (`rows` may hold only their last ones)
+    lengths: tuple[int, ...]  # tokens per variation (`rows` may hold only their last ones)
 
     @property
     def stats(self) -> dict:
         """Throughput and length figures, as the CLI prints and the app shows them."""
-        tokens = sum(self.lengths) if self.lengths else sum(len(r) for r in self.rows)
+        tokens = sum(self.lengths)
         music = max(self.row_seconds, default=0.0)
         return {"tokens": tokens, "steps": self.steps, "seconds_elapsed": round(self.elapsed, 3),
                 "tokens_per_s": round(tokens / self.elapsed, 1) if self.elapsed else 0.0,
@@ -117,7 +117,7 @@ class Session:
 
     @property
     def stats(self) -> dict:
-        return self.snapshot().stats
+        return self.snapshot(tail=0).stats  # the figures only: no row is copied
 
     def stop(self) -> None:
         """Ask a running iteration to end after the current token (what was made is kept)."""

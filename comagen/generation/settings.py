@@ -53,7 +53,8 @@ class Settings:
                                 step=1, group="more")
 
     def __post_init__(self) -> None:
-        low, high = (fields_by_name()["seconds"].metadata[k] for k in ("low", "high"))
+        meta = next(f.metadata for f in fields(self) if f.name == "seconds")  # its own range
+        low, high = meta["low"], meta["high"]
         if not low <= float(self.seconds) <= high:
             raise ConfigError(f"length must be between {low:g} and {high:g} seconds, not {self.seconds:g}")
 
@@ -83,11 +84,6 @@ def tuned_settings(tuned: dict[str, float]) -> Settings:
 def knobs() -> list[Field]:
     """The settings' fields, in the order the CLI and the app show them."""
     return list(fields(Settings))
-
-
-def fields_by_name() -> dict[str, Field]:
-    """The settings' fields by name, for checks that read a setting's own range."""
-    return {f.name: f for f in fields(Settings)}
 
 
 # ------------------------------------------------------------------------------ the CLI's options

@@ -95,8 +95,7 @@ class PianoTokenizer:
 
     def encode_score(self, score: symusic.Score) -> list[int]:
         """Token ids of a loaded score (BPE-encoded when trained), without BOS/EOS."""
-        seqs = self.remi.encode(self.prepare(score))
-        return list(seqs[0].ids) if seqs else []
+        return self.encode_prepared(self.prepare(score))
 
     def encode_prepared(self, score: symusic.Score) -> list[int]:
         """Token ids of a score already on the grid (`prepare`); [] when it holds no notes."""

@@ -53,8 +53,6 @@ class Roll:
     low: int  # lowest and highest pitch row shown
     high: int
     end: float  # the last note's end or the split, whichever is later
-    split: float | None
-    span: tuple[float, float] | None
 
 
 def _note_arrays(score: symusic.Score) -> dict[str, np.ndarray]:
@@ -90,7 +88,7 @@ def layout_roll(score: symusic.Score, split_seconds: float | None = None,
     else:
         (low, high), end = EMPTY_RANGE, 0.0
     end = max(end, split_seconds or 0.0)
-    return Roll(start, stop, pitch, base, _shaded(base, notes["velocity"]), low, high, end, split_seconds, span)
+    return Roll(start, stop, pitch, base, _shaded(base, notes["velocity"]), low, high, end)
 
 
 def _pitch_ticks(low: int, high: int) -> list[int]:

@@ -64,12 +64,13 @@ def teacher_forced(runtimes: dict[str, Runtime], rows: list[list[int]], composer
         live, target = t < lengths, ids[:, t]
         ref = logits[reference].float()
         ref_logp = ref.log_softmax(-1)
+        ref_p, ref_top = ref_logp.exp(), ref.argmax(-1)
         for name, out in logits.items():
             logp = out.float().log_softmax(-1)
             total = totals[name]
             total["nll"] -= torch.where(live, logp.gather(1, target[:, None])[:, 0], 0.0).double()
-            total["kl"] += float(((ref_logp.exp() * (ref_logp - logp)).sum(-1) * live).sum())
-            total["top1"] += int(((ref.argmax(-1) == out.argmax(-1)) & live).sum())
+            total["kl"] += float(((ref_p * (ref_logp - logp)).sum(-1) * live).sum())
+            total["top1"] += int(((ref_top == out.argmax(-1)) & live).sum())
             total["diff"] = max(total["diff"], float((out.float() - ref)[live].abs().max()) if live.any() else 0.0)
         if t == ids.shape[1] - 1:
             break
@@ -91,7 +92,7 @@ def notes_in(tokenizer: PianoTokenizer, piece: TokenizedPiece, targets: list[int
     REMI), or the piece's notes in proportion to the tokens scored (BPE)."""
     if tokenizer.is_bpe:
         return piece.notes * len(targets) / max(len(piece.ids), 1)
-    return float(sum(tokenizer.token_text(t).startswith("Pitch_") for t in targets))
+    return float(tokenizer.vocab.notes(targets))
 
 
 def runtime_bits(bundle: Bundle, runtimes: dict[str, Runtime], pieces: list[TokenizedPiece], tokens: int) -> dict:

@@ -91,11 +91,12 @@ def generate_in_app(client, label: str, seconds: float, seed: int, keep: float) 
     return {"tokens_per_s": rate, "music_s": music, "sampling_s": wall, "realtime_factor": factor, "updates": updates}
 
 
-def generate_here(bundle: Bundle, label: str, seconds: float, seed: int, keep: float, live: bool) -> dict:
+def generate_here(bundle: Bundle, gallery: dict, label: str, seconds: float, seed: int, keep: float,
+                  live: bool) -> dict:
     """The same generation in this process: through `studio.stream` (live) or its bare job."""
     from studio.jobs import Job
 
-    prompt, name = studio.resolve_prompt(bundle, None, studio.build_gallery(), label, keep)
+    prompt, name = studio.resolve_prompt(bundle, None, gallery, label, keep)
     request = studio.app_request(bundle, page_settings(bundle, seconds, seed), random_seed=False)
     updates = 0
     if live:
@@ -118,6 +119,7 @@ def live_rows(bundle: Bundle, checkpoint: Path, modes: list[str], seconds: float
 
     from studio.appserver import serve
 
+    gallery = studio.build_gallery()
     rows = []
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="comagen-live-") as tmp:
         clients = {}
@@ -130,7 +132,7 @@ def live_rows(bundle: Bundle, checkpoint: Path, modes: list[str], seconds: float
         def one(mode: str, label: str, secs: float, seed: int) -> dict:
             if mode in clients:
                 return generate_in_app(clients[mode], label, secs, seed, keep)
-            return generate_here(bundle, label, secs, seed, keep, live=mode == "studio")
+            return generate_here(bundle, gallery, label, secs, seed, keep, live=mode == "studio")
 
         for mode in modes:  # untimed: the first generation of a process builds its ONNX session
             one(mode, PROMPTS[0], 2.0, 0)

@@ -73,7 +73,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     bundle = load_bundle(args.checkpoint)
-    args.sampling = Settings().request(bundle.composers, None, max_tokens=1).sampling  # the CLI's and app's default
+    # the global sampling defaults (not the checkpoint's tuned sampling.json)
+    args.sampling = Settings().request(bundle.composers, None, max_tokens=1).sampling
     grammar = RemiGrammar(bundle.tokenizer)
     pieces = sorted(select_split(load_index(args.data), args.split), key=lambda p: p.key)
     spread = [pieces[i] for i in np.linspace(0, len(pieces) - 1, min(len(pieces), 2 * args.pieces)).astype(int)]

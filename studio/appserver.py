@@ -84,23 +84,26 @@ class AppServer:
 
 
 @contextmanager
-def serve(checkpoint: Path, log: Path, *, tmp: Path | None = None, env: dict[str, str] | None = None,
-          timeout: float = START_TIMEOUT) -> Iterator[AppServer]:
-    """Serve app.py with `checkpoint` on 127.0.0.1; yield it once its page answers; always stop it
-    (only it). `env` adds variables (e.g. COMAGEN_OUT_MAX_AGE); `tmp` is its temp folder, kept for
-    the caller to inspect (without one, a fresh folder is made and removed afterwards)."""
+def serve(checkpoint: Path | None, log: Path, *, tmp: Path | None = None, env: dict[str, str] | None = None,
+          timeout: float = START_TIMEOUT, root: Path = ROOT) -> Iterator[AppServer]:
+    """Serve `root`/app.py with `checkpoint` (None: the app's own choice) on 127.0.0.1; yield it once
+    its page answers; always stop it (only it). `env` adds variables (e.g. COMAGEN_OUT_MAX_AGE); `tmp`
+    is its temp folder, kept for the caller to inspect (without one, a fresh folder is made and
+    removed afterwards); `root` is the folder it runs in (an assembled Space, say)."""
     port = free_port()
     own_tmp = tmp is None
     tmp = Path(tempfile.mkdtemp(prefix="comagen-server-")) if tmp is None else Path(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, "COMAGEN_CHECKPOINT": str(checkpoint), "GRADIO_SERVER_PORT": str(port),
-                "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
-                "TMPDIR": str(tmp), **(env or {})}
-    for inherited in ("COMAGEN_MAESTRO_DIR", "GRADIO_TEMP_DIR", "COMAGEN_OUT_MAX_AGE", "COMAGEN_CHECKPOINTS"):
+    full_env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+                "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(tmp), **(env or {})}
+    for inherited in ("COMAGEN_MAESTRO_DIR", "GRADIO_TEMP_DIR", "COMAGEN_OUT_MAX_AGE", "COMAGEN_CHECKPOINTS",
+                      "COMAGEN_CHECKPOINT"):
         if inherited not in (env or {}):
             full_env.pop(inherited, None)
+    if checkpoint is not None:
+        full_env["COMAGEN_CHECKPOINT"] = str(checkpoint)
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=out,
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=full_env, stdout=out,
                                 stderr=subprocess.STDOUT)
     server = AppServer(f"http://127.0.0.1:{port}", proc, log, tmp)
     try:

@@ -37,7 +37,8 @@ MAESTRO piano performances: pick or upload a MIDI prompt, press **Generate**, wa
 continuation being written, listen to it and download the MIDI.
 
 This folder was assembled by `scripts/deploy_space.py` from the comagen repository, whose README
-documents the model, the app and how they were measured.
+documents the model, the app and how they were measured. The code is MIT-licensed; the checkpoints,
+trained on MAESTRO, carry its CC BY-NC-SA 4.0 terms (see their model cards).
 """
 
 

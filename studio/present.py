@@ -17,7 +17,7 @@ from comagen.generation.attention import capture_attention
 from comagen.generation.prompt import Prompt, prompt_from_ids
 from comagen.music.midi import midi_bytes
 from comagen.render.attention_figure import attention_figure
-from comagen.render.audio import render_wav
+from comagen.render.audio import PLAYER_SUFFIX, render_files
 from comagen.render.pianoroll import piano_roll_figure, piano_roll_image
 from studio.outfiles import new_out_dir
 from studio.take import Take
@@ -35,7 +35,8 @@ class Rendered:
 
     roll: np.ndarray
     attention: np.ndarray | None
-    wav: Path | None
+    wav: Path | None  # the download
+    player: Path | None  # the same audio, compressed, for the page's player (a tenth of the WAV)
     midi: Path
     note: str = ""
 
@@ -86,23 +87,27 @@ def render_take(bundle: Bundle, take: Take, out_dir: Path | None = None) -> list
         stem = f"comagen_{safe_name}_seed{take.seed}_v{i + 1}"
         midi = out_dir / f"{stem}.mid"
         midi.write_bytes(midi_bytes(score))
-        wav, note = _audio(score, out_dir / f"{stem}.wav")
+        wav, player, note = _audio(score, out_dir / f"{stem}.wav")
         attention, why = _attention(bundle, take, ids)
         roll = figure_array(piano_roll_figure(score, take.prompt.seconds if take.prompt.ids else None,
                                               f"variation {i + 1}: {score.note_num()} notes", span=take.span))
-        results.append(Rendered(roll, attention, wav, midi, " ".join(n for n in (note, why) if n)))
+        results.append(Rendered(roll, attention, wav, player, midi, " ".join(n for n in (note, why) if n)))
     return results
 
 
-def _audio(score: symusic.Score, path: Path) -> tuple[Path | None, str]:
-    """A WAV preview, or a note saying why there is none (the rest of the page still works)."""
+def _audio(score: symusic.Score, wav: Path) -> tuple[Path | None, Path | None, str]:
+    """The WAV download and the player's compressed file of one synthesis, or a note saying why there
+    are none (the rest of the page still works)."""
     if not score.note_num():
-        return None, "No notes, so no audio."
+        return None, None, "No notes, so no audio."
+    player = wav.with_suffix(PLAYER_SUFFIX)
     try:
-        return render_wav(score, path), ""
+        render_files(score, [wav, player])
     except ComagenError as exc:  # AudioUnavailableError, SoundfontNotFoundError
-        path.unlink(missing_ok=True)
-        return None, f"Audio preview unavailable: {exc}"
+        wav.unlink(missing_ok=True)
+        player.unlink(missing_ok=True)
+        return None, None, f"Audio preview unavailable: {exc}"
+    return wav, player, ""
 
 
 def _attention(bundle: Bundle, take: Take, ids: list[int]) -> tuple[np.ndarray | None, str]:

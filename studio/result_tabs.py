@@ -1,5 +1,5 @@
-"""The result tabs: one per possible variation (piano roll, audio, MIDI, notes, tokens, attention),
-and the updates that show a take's rendered results in them or clear them."""
+"""The result tabs: one per possible variation (piano roll, audio player, MIDI and WAV downloads, notes,
+tokens, attention), and the updates that show a take's rendered results in them or clear them."""
 
 from __future__ import annotations
 
@@ -23,9 +23,12 @@ class Results:
     midis: list = dc_field(default_factory=list)
     attentions: list = dc_field(default_factory=list)
     notes: list = dc_field(default_factory=list)
+    wavs: list = dc_field(default_factory=list)
 
     def all(self) -> list:
-        return [*self.tabs, *self.texts, *self.rolls, *self.audios, *self.midis, *self.attentions, *self.notes]
+        # wavs last: the API's outputs before them keep their places
+        return [*self.tabs, *self.texts, *self.rolls, *self.audios, *self.midis, *self.attentions, *self.notes,
+                *self.wavs]
 
     def show(self, rendered: list[Rendered] | None, rows: int) -> dict:
         """Per-tab updates: the rendered results, or cleared tabs."""
@@ -34,7 +37,8 @@ class Results:
             r = rendered[i] if rendered and i < len(rendered) else None
             out[self.tabs[i]] = gr.Tab(visible=i < max(rows, 1))
             out[self.rolls[i]] = r.roll if r else None
-            out[self.audios[i]] = str(r.wav) if r and r.wav else None
+            out[self.audios[i]] = str(r.player) if r and r.player else None
+            out[self.wavs[i]] = str(r.wav) if r and r.wav else None
             out[self.midis[i]] = str(r.midi) if r else None
             out[self.attentions[i]] = r.attention if r else None
             out[self.notes[i]] = r.note if r else ""
@@ -50,14 +54,15 @@ class Results:
         for i in range(MAX_VARIATIONS):
             made = i < len(texts)
             out[self.texts[i]] = texts[i] if made else ""
-            out[self.audios[i]], out[self.midis[i]], out[self.attentions[i]], out[self.notes[i]] = None, None, None, ""
+            out[self.audios[i]], out[self.midis[i]], out[self.wavs[i]] = None, None, None
+            out[self.attentions[i]], out[self.notes[i]] = None, ""
             if rolls or not made:
                 out[self.rolls[i]] = rolls[i] if rolls and made else None
         return out
 
 
 def result_tabs(chosen: gr.State) -> Results:
-    """One tab per possible variation: piano roll, audio, MIDI, notes, tokens, attention."""
+    """One tab per possible variation: piano roll, player, MIDI and WAV downloads, notes, tokens, attention."""
     res = Results()
     with gr.Tabs():
         for i in range(MAX_VARIATIONS):
@@ -68,6 +73,7 @@ def result_tabs(chosen: gr.State) -> Results:
                     res.audios.append(gr.Audio(label="listen", type="filepath", interactive=False,
                                                elem_id=f"audio-{i}"))
                     res.midis.append(gr.File(label="MIDI download", interactive=False, elem_id=f"midi-{i}"))
+                    res.wavs.append(gr.File(label="WAV download", interactive=False, elem_id=f"wav-{i}"))
                 res.notes.append(gr.Markdown())
                 res.texts.append(gr.Textbox(label="tokens", lines=5, max_lines=10, autoscroll=True,
                                             interactive=False, elem_id=f"tokens-{i}"))

@@ -239,6 +239,7 @@ def test_stream_updates_text_twice_a_second_and_ends_with_every_result(bundle: B
         assert score.note_num() > 0
         with wave.open(str(r.wav)) as w:
             assert w.getnchannels() == 2 and w.getnframes() > w.getframerate() * 4
+        assert r.player.suffix == ".ogg" and 0 < r.player.stat().st_size < r.wav.stat().st_size / 4
     assert "tokens/s" in final.stats and "real-time factor" in final.stats and "seed 1" in final.stats
 
 
@@ -293,14 +294,14 @@ def test_a_client_that_leaves_stops_its_job(bundle: Bundle, gallery: dict) -> No
 
 def test_missing_fluidsynth_gives_a_note_and_everything_else(monkeypatch: pytest.MonkeyPatch,
                                                              bundle: Bundle, gallery: dict) -> None:
-    def no_synth(score: symusic.Score, path: Path) -> None:
+    def no_synth(score: symusic.Score, paths: list[Path]) -> None:
         raise AudioUnavailableError("FluidSynth is not installed (apt install libfluidsynth3)")
 
-    monkeypatch.setattr(studio.present, "render_wav", no_synth)
+    monkeypatch.setattr(studio.present, "render_files", no_synth)
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
     take = studio.Take(prompt, [[]], 0, 0, None, name)
     (result,) = studio.render_take(bundle, take)
-    assert result.wav is None and "FluidSynth is not installed" in result.note
+    assert result.wav is None and result.player is None and "FluidSynth is not installed" in result.note
     assert result.midi.is_file() and result.roll.size
 
 

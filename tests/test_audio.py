@@ -1,18 +1,29 @@
-"""FluidSynth rendering and soundfont lookup, on real MAESTRO playing and crafted pedal cases."""
+"""FluidSynth rendering and soundfont lookup, on real MAESTRO playing and crafted pedal cases; the
+soundfont loaded once and shared by renders that never hear each other; the player's compressed file."""
 
 from __future__ import annotations
 
 import io
 import sys
+import threading
 import wave
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import symusic
 
 from comagen.render import soundfont
-from comagen.render.audio import AudioUnavailableError, render_audio, wav_bytes
+from comagen.render.audio import (
+    PLAYER_SUFFIX,
+    AudioUnavailableError,
+    render_audio,
+    render_files,
+    shared_soundfont,
+    wav_bytes,
+)
 from comagen.render.soundfont import SoundfontNotFoundError, find_soundfont
 
 RATE = 22050
@@ -60,6 +71,42 @@ def test_wav_bytes_round_trip(excerpt: symusic.Score) -> None:
     with wave.open(io.BytesIO(wav_bytes(samples, rate))) as wav:
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, RATE)
         assert wav.getnframes() == len(samples)
+
+
+def test_the_soundfont_is_loaded_once_and_a_render_never_hears_the_one_before(excerpt: symusic.Score) -> None:
+    shared = shared_soundfont(find_soundfont())
+    served = shared.renders
+    first, _ = render_audio(excerpt, sample_rate=RATE)
+    render_audio(one_note("cc"), sample_rate=RATE)  # a held note, still ringing when its render ends
+    again, _ = render_audio(excerpt, sample_rate=RATE)
+    assert shared_soundfont(find_soundfont()) is shared and shared.renders == served + 3
+    assert np.array_equal(first, again)
+
+
+def test_overlapping_renders_give_the_sequential_samples(excerpt: symusic.Score) -> None:
+    scores = [excerpt, one_note("pedal"), excerpt, one_note(None)]
+    sequential = [render_audio(score, sample_rate=RATE)[0] for score in scores]
+    start = threading.Barrier(len(scores))  # every thread asks for its render at the same moment
+
+    def render(score: symusic.Score) -> np.ndarray:
+        start.wait()
+        return render_audio(score, sample_rate=RATE)[0]
+
+    with ThreadPoolExecutor(len(scores)) as pool:
+        overlapped = list(pool.map(render, scores))
+    for alone, together in zip(sequential, overlapped, strict=True):
+        assert np.array_equal(alone, together)
+
+
+def test_the_player_file_decodes_to_the_wav_and_is_much_smaller(excerpt: symusic.Score, tmp_path: Path) -> None:
+    wav, player = render_files(excerpt, [tmp_path / "take.wav", tmp_path / f"take{PLAYER_SUFFIX}"], sample_rate=RATE)
+    pcm, _ = soundfile.read(wav, dtype="float32")
+    decoded, rate = soundfile.read(player, dtype="float32")
+    assert rate == RATE and decoded.shape[1] == 2
+    assert abs(len(decoded) - len(pcm)) <= 0.005 * RATE
+    n = min(len(decoded), len(pcm))
+    assert np.corrcoef(decoded[:n].ravel(), pcm[:n].ravel())[0, 1] > 0.95  # the same music, lossily (0.989 seen)
+    assert player.stat().st_size < wav.stat().st_size / 5
 
 
 @pytest.mark.parametrize("pedal", ["cc", "pedal"])

@@ -3,17 +3,31 @@
 FluidSynth is a system library that a pip install cannot provide, so it is imported only when a
 render is asked for: importing this module always works, and a missing library becomes one
 clear ``AudioUnavailableError`` that the app can show while still returning MIDI and the roll.
+
+A General MIDI soundfont is 148 MB of samples. It is loaded once per process (`shared_soundfont`)
+and lent to a fresh, light synth for each render (a few ms): a fresh synth is the only state that
+FluidSynth fully resets (a reused one keeps voices in release, the reverb's modulation and its
+64-frame block phase across ``system_reset``), so no render hears the one before it. Renders of one
+soundfont take turns under its lock. Samples load per preset on first use (FluidSynth's dynamic
+sample loading), so a piano take holds the piano's samples, not the whole General MIDI set.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import io
+import threading
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
+import soundfile
 import symusic
 
 from comagen.errors import ComagenError
@@ -26,7 +40,12 @@ SYNTH_GAIN = 0.4
 PEAK = 0.9  # normalised peak level of the returned samples
 FADE_SECONDS = 0.05  # fade at the very end so a still-ringing note does not click
 MIN_NOTE_SECONDS = 0.01  # a zero-length note still sounds (and its note-off follows its note-on)
-BLOCK_FRAMES = 1 << 16  # frames turned into floats at a time when writing a WAV (0.5 MB)
+BLOCK_FRAMES = 1 << 16  # frames synthesized, or turned into floats when writing, at a time (0.5 MB)
+MIDI_CHANNELS = 16  # a render synth's channels: what `_score_events` uses
+FLUID_WARN = 2  # FluidSynth's log level of warnings
+# What the page's player gets: Ogg Vorbis, 11x smaller than the 16-bit WAV and encoded at ~70x real
+# time; FLAC was 2.3x smaller, MP3 (LAME) 4.4x and 4x slower than Vorbis (bench/audio.py).
+PLAYER_SUFFIX = ".ogg"
 
 # Event kinds, in the order they are applied when they fall on the same instant: releases first,
 # so a repeated key is re-struck, then controllers, then new notes.
@@ -86,6 +105,83 @@ def _track_events(track: symusic.core.TrackSecond, channel: int) -> np.ndarray:
     return np.concatenate(rows).astype(np.float64)
 
 
+@dataclass
+class SharedSoundfont:
+    """A soundfont loaded once, into a silent holder synth that owns it, lent to a fresh synth per render."""
+
+    path: Path
+    holder: Any  # fluidsynth.Synth; its default programs keep the piano's and drums' samples loaded
+    sfont: int  # the loaded fluid_sfont_t, by address
+    lock: threading.Lock  # one render at a time plays it
+    renders: int = 0  # renders it has served (the tests' proof that it was reused)
+
+
+@dataclass(frozen=True)
+class _Api:
+    """The FluidSynth 2 calls that pyfluidsynth does not wrap."""
+
+    write_float: Callable[..., int]
+    add_sfont: Callable[..., int]
+    remove_sfont: Callable[..., int]
+    get_sfont_by_id: Callable[..., int]
+    set_log_function: Callable[..., int | None]
+
+
+_SOUNDFONTS: dict[Path, SharedSoundfont] = {}
+_SOUNDFONTS_LOCK = threading.Lock()
+
+
+@functools.cache
+def _api() -> _Api:
+    """Prototypes of the unwrapped calls, through pyfluidsynth's own `cfunc` and library handle."""
+    cfunc, ptr, num = _load_fluidsynth().cfunc, ctypes.c_void_p, ctypes.c_int
+    calls = _Api(
+        cfunc("fluid_synth_write_float", num, ("synth", ptr, 1), ("len", num, 1), ("lout", ptr, 1),
+              ("loff", num, 1), ("lincr", num, 1), ("rout", ptr, 1), ("roff", num, 1), ("rincr", num, 1)),
+        cfunc("fluid_synth_add_sfont", num, ("synth", ptr, 1), ("sfont", ptr, 1)),
+        cfunc("fluid_synth_remove_sfont", num, ("synth", ptr, 1), ("sfont", ptr, 1)),
+        cfunc("fluid_synth_get_sfont_by_id", ptr, ("synth", ptr, 1), ("id", num, 1)),
+        cfunc("fluid_set_log_function", ptr, ("level", num, 1), ("fun", ptr, 1), ("data", ptr, 1)),
+    )
+    if None in vars(calls).values():
+        raise AudioUnavailableError("Audio preview needs FluidSynth 2 (libfluidsynth3); this one is older.")
+    return calls
+
+
+def shared_soundfont(path: Path) -> SharedSoundfont:
+    """The process's one loaded copy of the soundfont at `path`, loaded on first use."""
+    fluidsynth = _load_fluidsynth()
+    key = path.resolve()
+    with _SOUNDFONTS_LOCK:
+        if key not in _SOUNDFONTS:
+            holder = fluidsynth.Synth(channels=MIDI_CHANNELS, **{"synth.dynamic-sample-loading": 1})
+            sfid = holder.sfload(str(key))
+            if sfid < 0:
+                holder.delete()
+                raise AudioUnavailableError(f"FluidSynth could not load the soundfont {key}.")
+            _SOUNDFONTS[key] = SharedSoundfont(key, holder, _api().get_sfont_by_id(holder.synth, sfid),
+                                               threading.Lock())
+        return _SOUNDFONTS[key]
+
+
+@contextmanager
+def _lent_synth(shared: SharedSoundfont, sample_rate: int) -> Iterator[tuple[Any, int]]:
+    """A fresh synth playing the shared soundfont, and the soundfont's id in it, for one render."""
+    api = _api()
+    with shared.lock:
+        synth = _load_fluidsynth().Synth(gain=SYNTH_GAIN, samplerate=float(sample_rate), channels=MIDI_CHANNELS)
+        try:
+            yield synth, api.add_sfont(synth.synth, shared.sfont)
+        finally:
+            # Taking the soundfont back (so deleting the synth does not free it) re-selects every
+            # channel's program, and FluidSynth warns once a channel that none is left: expected, so quiet.
+            previous = api.set_log_function(FLUID_WARN, None, None)
+            api.remove_sfont(synth.synth, shared.sfont)
+            api.set_log_function(FLUID_WARN, previous, None)
+            synth.delete()
+            shared.renders += 1
+
+
 def render_audio(
     score: symusic.Score,
     sample_rate: int = 44100,
@@ -99,7 +195,7 @@ def render_audio(
     Sustain (CC64), sostenuto and soft pedals are played as controllers, so a pedalled
     performance rings as it should. Raises ``AudioUnavailableError`` without FluidSynth and
     ``SoundfontNotFoundError`` when no soundfont can be found. For long pieces prefer
-    `render_wav`, which never holds the float copy (21 MB a minute).
+    `render_files`, which never holds the float copy (21 MB a minute).
     """
     pcm = _synthesize(score, sample_rate, soundfont, tail_seconds)
     samples = np.empty(pcm.shape, np.float32)
@@ -111,6 +207,32 @@ def render_audio(
     return samples, sample_rate
 
 
+def render_files(
+    score: symusic.Score,
+    paths: Sequence[str | Path],
+    sample_rate: int = 44100,
+    soundfont: str | Path | None = None,
+    tail_seconds: float = 1.0,
+) -> list[Path]:
+    """Write the audio of `render_audio`, synthesized once, to every path in the format its suffix
+    names: ``.wav`` as the 16-bit WAV `wav_bytes` would make of it, any other suffix libsndfile knows
+    (``.ogg`` Vorbis, ``.flac``, ``.mp3``) from the same 16-bit frames through soundfile. Block by
+    block, so the peak memory is FluidSynth's 16-bit output (10.6 MB a minute) instead of that plus
+    several float copies: what keeps a ten-minute render from costing ~1 GB."""
+    pcm = _synthesize(score, sample_rate, soundfont, tail_seconds)
+    peak = max((float(np.abs(block).max()) for _, block in _faded_blocks(pcm, sample_rate)), default=0.0)
+    paths = [Path(path) for path in paths]
+    with ExitStack() as stack:
+        writers = [stack.enter_context(_writer(path, sample_rate)) for path in paths]
+        for _, block in _faded_blocks(pcm, sample_rate):
+            if peak > 0:
+                block *= PEAK / peak
+            frames = _pcm16(block)
+            for write in writers:
+                write(frames)
+    return paths
+
+
 def render_wav(
     score: symusic.Score,
     path: str | Path,
@@ -118,21 +240,22 @@ def render_wav(
     soundfont: str | Path | None = None,
     tail_seconds: float = 1.0,
 ) -> Path:
-    """Write the audio of `render_audio` as the 16-bit WAV `wav_bytes` would make of it, block by
-    block, so the peak memory is FluidSynth's own 16-bit output (10.6 MB a minute) instead of that
-    plus several float copies: what keeps a ten-minute render from costing ~1 GB."""
-    pcm = _synthesize(score, sample_rate, soundfont, tail_seconds)
-    peak = max((float(np.abs(block).max()) for _, block in _faded_blocks(pcm, sample_rate)), default=0.0)
-    path = Path(path)
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(2)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        for _, block in _faded_blocks(pcm, sample_rate):
-            if peak > 0:
-                block *= PEAK / peak
-            wav.writeframes(_pcm16(block).tobytes())
-    return path
+    """`render_files` to one WAV file."""
+    return render_files(score, [path], sample_rate, soundfont, tail_seconds)[0]
+
+
+@contextmanager
+def _writer(path: Path, sample_rate: int) -> Iterator[Callable[[np.ndarray], object]]:
+    """A function that appends 16-bit stereo frames to `path`, in the format of its suffix."""
+    if path.suffix.lower() == ".wav":
+        with wave.open(str(path), "wb") as wav:
+            wav.setnchannels(2)
+            wav.setsampwidth(2)
+            wav.setframerate(sample_rate)
+            yield lambda frames: wav.writeframes(frames.tobytes())
+    else:
+        with soundfile.SoundFile(path, "w", sample_rate, 2) as sound:
+            yield sound.write
 
 
 def _faded_blocks(pcm: np.ndarray, sample_rate: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -151,24 +274,20 @@ def _faded_blocks(pcm: np.ndarray, sample_rate: int) -> Iterator[tuple[int, np.n
 
 def _synthesize(score: symusic.Score, sample_rate: int, soundfont: str | Path | None,
                 tail_seconds: float) -> np.ndarray:
-    """FluidSynth's 16-bit stereo output [n, 2] of `score`, written into one buffer sized up front
+    """FluidSynth's output of `score` as 16-bit stereo [n, 2], written into one buffer sized up front
     (no list of chunks to join, which doubled the peak)."""
-    fluidsynth = _load_fluidsynth()
-    soundfont_path = Path(soundfont) if soundfont is not None else find_soundfont()
-    synth = fluidsynth.Synth(gain=SYNTH_GAIN, samplerate=float(sample_rate))
-    try:
-        sfid = synth.sfload(str(soundfont_path))
-        if sfid < 0:
-            raise AudioUnavailableError(f"FluidSynth could not load the soundfont {soundfont_path}.")
+    shared = shared_soundfont(Path(soundfont) if soundfont is not None else find_soundfont())
+    with _lent_synth(shared, sample_rate) as (synth, sfid):
         events, channels = _score_events(synth, sfid, score.to("second"))
         last = round(events[-1, 0] * sample_rate) if len(events) else 0
         out = np.zeros((last + round(tail_seconds * sample_rate), 2), np.int16)
+        scratch = np.empty((BLOCK_FRAMES, 2), np.float32)
         position = 0
         sounding: dict[tuple[int, int], int] = {}
         for time, kind, channel, a, b in events.tolist():
             target = round(time * sample_rate)
             if target > position:
-                out[position:target] = synth.get_samples(target - position).reshape(-1, 2)
+                _play(synth, out[position:target], scratch)
                 position = target
             key = (int(channel), int(a))
             if kind == _NOTE_ON:
@@ -184,11 +303,19 @@ def _synthesize(score: symusic.Score, sample_rate: int, soundfont: str | Path | 
                 synth.cc(key[0], key[1], int(b))
         for channel in channels:
             synth.cc(channel, SUSTAIN_CC, 0)
-        if len(out) > position:
-            out[position:] = synth.get_samples(len(out) - position).reshape(-1, 2)
-    finally:
-        synth.delete()
+        _play(synth, out[position:], scratch)
     return out
+
+
+def _play(synth: Any, out: np.ndarray, scratch: np.ndarray) -> None:
+    """Fill 16-bit frames `out` [n, 2] with the synth's next n frames, through the float `scratch`
+    (FluidSynth's own 16-bit output dithers from a position that carries on across calls)."""
+    write = _api().write_float
+    for start in range(0, len(out), len(scratch)):
+        block = scratch[:min(len(scratch), len(out) - start)]
+        address = block.ctypes.data
+        write(synth.synth, len(block), address, 0, 2, address, 1, 2)
+        out[start:start + len(block)] = _pcm16(block)
 
 
 def _score_events(synth: object, sfid: int, seconds: symusic.Score) -> tuple[np.ndarray, list[int]]:

@@ -146,7 +146,8 @@ def wire_generation(page: Page, checkpoints: studio.Checkpoints, gallery: dict[s
         yield from run("continue", values, past, pick, request)
 
     for mode, fn in (("generate", generate), ("continue", extend)):
-        page.buttons[mode].click(named_handler(fn, names), inputs, outputs, api_name=mode, concurrency_id="model")
+        page.buttons[mode].click(named_handler(fn, names), inputs, outputs, api_name=mode, concurrency_id="model",
+                                 preprocess=False)  # named_handler checks the raw values, naming a bad one
     wire_stop_undo(page, checkpoints, registry, outputs)
 
 
@@ -262,7 +263,8 @@ def wire_infill(page: Page, checkpoints: studio.Checkpoints) -> None:
                 ctl["infill_end"]: gr.Slider(maximum=max(length, 2), value=min(start + 4, max(length, 2)))}
 
     outputs = [status, stats, seed, history, *res.all()]
-    ctl["button"].click(named_handler(infill, names), inputs, outputs, api_name="infill", concurrency_id="model")
+    ctl["button"].click(named_handler(infill, names), inputs, outputs, api_name="infill", concurrency_id="model",
+                        preprocess=False)
     history.change(follow, [page.checkpoint, history, page.chosen], [ctl["infill_start"], ctl["infill_end"]],
                    api_name=False)
 
@@ -309,7 +311,8 @@ def main() -> None:
     demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY, max_size=QUEUE_SIZE)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                max_file_size=4 * studio.UPLOAD_MAX_BYTES, allowed_paths=[str(studio.OUT_ROOT)])
+                max_file_size=4 * studio.UPLOAD_MAX_BYTES, allowed_paths=[str(studio.OUT_ROOT)],
+                show_error=True)  # what gradio refuses before a handler runs (a path not uploaded here) says why
 
 
 if __name__ == "__main__":

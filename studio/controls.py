@@ -13,8 +13,10 @@ from dataclasses import Field
 import gradio as gr
 
 from comagen.bundle.checkpoint import Bundle
+from comagen.errors import ComagenError
 from comagen.generation.settings import Settings, knobs
 from studio.catalog import window_sliders
+from studio.inputs import checked_values, setting_range
 from studio.limits import AppLimits
 
 
@@ -29,9 +31,8 @@ def setting_control(f: Field, bundle: Bundle, limits: AppLimits) -> gr.component
         return gr.Checkbox(value=f.default, label=meta["help"])
     if meta["low"] is None or meta["high"] is None:
         return gr.Number(value=f.default, precision=0 if isinstance(f.default, int) else None, label=meta["help"])
-    cap = {"seconds": limits.max_seconds, "variations": limits.max_variations}.get(f.name, meta["high"])
     value = bundle.sampling.get(f.name, f.default)  # the checkpoint's tuned sampling defaults, if it has them
-    return gr.Slider(meta["low"], min(meta["high"], cap), value=value, step=meta["step"], label=meta["help"])
+    return gr.Slider(*setting_range(f, limits), value=value, step=meta["step"], label=meta["help"])
 
 
 def settings_controls(bundle: Bundle, group: str,
@@ -65,14 +66,20 @@ def settings_from_values(values: dict) -> tuple[Settings, bool]:
 
 def named_handler(fn: Callable[..., Iterator[dict]], names: list[str]) -> Callable[..., Iterator[dict]]:
     """`fn(values_by_name, history, variation, request)` as a gradio handler whose parameters carry
-    the controls' names, so the HTTP API keeps named parameters however many controls there are."""
+    the controls' names, so the HTTP API keeps named parameters however many controls there are. Its
+    event takes the values raw (preprocess=False): they are checked here, a bad one refused in one
+    line that names it (`studio.inputs`)."""
     def handler(*args: object) -> Iterator[dict]:
         *values, history, variation, request = args
-        yield from fn(dict(zip(names, values, strict=True)), history, variation, request)
+        try:
+            checked = checked_values(dict(zip(names, values, strict=True)))
+        except ComagenError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        yield from fn(checked, history, variation, request)
 
     params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in [*names, "history", "variation"]]
     params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request))
     handler.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     handler.__annotations__ = {"request": gr.Request}
-    handler.__doc__ = fn.__doc__
+    handler.__doc__, handler.__name__ = fn.__doc__, fn.__name__
     return handler

@@ -1,6 +1,7 @@
 """The app in a real browser (Debian's chromium, headless, driven by Playwright): pick a gallery
-prompt, generate a short continuation, wait for the audio, MIDI download and piano roll; then a
-corrupt upload shows its error in the page and the next generation still works."""
+prompt, generate a short continuation, wait for the audio (an Ogg file the browser decodes), the MIDI
+and WAV downloads and the piano roll; then a corrupt upload shows its error in the page and the next
+generation still works."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ def test_gallery_prompt_generates_audio_midi_and_roll(page, tmp_path: Path) -> N
     page.wait_for_selector("#roll-0 img", timeout=30_000)
     midi = download_result(page, "#midi-0 a[href*='.mid']", tmp_path / "download.mid")
     assert midi.read_bytes().startswith(b"MThd")
+    wav = download_result(page, "#wav-0 a[href*='.wav']", tmp_path / "download.wav")
+    assert wav.read_bytes()[:4] == b"RIFF"
+    assert page.get_attribute("#audio-0 a.download-link", "href").endswith(".ogg")
+    # the player's waveform shows the length once the browser has decoded the file: 5 s of new music and more
+    page.wait_for_function("() => /^0:(0[5-9]|[1-5][0-9])$/"
+                           ".test(document.querySelector('#audio-0 #duration')?.innerText)", timeout=30_000)
     assert "tokens/s" in page.inner_text("#stats")
     shot = tmp_path / "app.png"
     page.screenshot(path=str(shot), full_page=True)

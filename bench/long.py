@@ -10,8 +10,8 @@ overall. The verdict is the RSS growth from minute 1 to the end: the model state
 so only the token list (8 bytes a token) should grow. Then the piece is written as MIDI and
 rendered to a WAV file with `comagen.render.audio.render_wav`, and for comparison through the float path
 (`render_audio` + `wav_bytes`), each with its own peak RSS above the RSS before it (the kernel's
-high-water mark, reset through /proc/self/clear_refs where allowed); a one-note render gives the
-fixed cost (soundfont load) that every render pays.
+high-water mark, reset through /proc/self/clear_refs where allowed); a one-note render first gives
+the fixed cost (the soundfont's one load per process, which later renders share: bench/audio.py).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def render_peaks(score: symusic.Score, out: Path) -> dict:
     note.tracks.append(symusic.Track(program=0))
     note.tracks[0].notes.append(symusic.Note(0, 240, 60, 90))
     t0 = time.perf_counter()
-    render_audio(note)  # also brings the soundfont file into the page cache for both renders below
+    render_audio(note)  # loads the soundfont that both renders below share
     result: dict = {"one_note_render_s": round(time.perf_counter() - t0, 2), "peak_reset": reset_peak()}
     base = rss_mib()
     t0 = time.perf_counter()

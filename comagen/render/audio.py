@@ -129,6 +129,7 @@ class _Api:
 
 _SOUNDFONTS: dict[Path, SharedSoundfont] = {}
 _SOUNDFONTS_LOCK = threading.Lock()
+_LOG_LOCK = threading.Lock()  # FluidSynth's log function is one for the process, whatever the soundfont
 
 
 @functools.cache
@@ -175,9 +176,10 @@ def _lent_synth(shared: SharedSoundfont, sample_rate: int) -> Iterator[tuple[Any
         finally:
             # Taking the soundfont back (so deleting the synth does not free it) re-selects every
             # channel's program, and FluidSynth warns once a channel that none is left: expected, so quiet.
-            previous = api.set_log_function(FLUID_WARN, None, None)
-            api.remove_sfont(synth.synth, shared.sfont)
-            api.set_log_function(FLUID_WARN, previous, None)
+            with _LOG_LOCK:
+                previous = api.set_log_function(FLUID_WARN, None, None)
+                api.remove_sfont(synth.synth, shared.sfont)
+                api.set_log_function(FLUID_WARN, previous, None)
             synth.delete()
             shared.renders += 1
 

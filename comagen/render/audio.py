@@ -35,7 +35,7 @@ from comagen.render.soundfont import find_soundfont
 
 SUSTAIN_CC = 64
 DRUM_CHANNEL = 9
-# FluidSynth's master gain: low enough that dense MAESTRO chords do not clip its int16 output.
+# FluidSynth's master gain: low enough that dense MAESTRO chords do not clip the 16-bit buffer.
 SYNTH_GAIN = 0.4
 PEAK = 0.9  # normalised peak level of the returned samples
 FADE_SECONDS = 0.05  # fade at the very end so a still-ringing note does not click
@@ -43,8 +43,8 @@ MIN_NOTE_SECONDS = 0.01  # a zero-length note still sounds (and its note-off fol
 BLOCK_FRAMES = 1 << 16  # frames synthesized, or turned into floats when writing, at a time (0.5 MB)
 MIDI_CHANNELS = 16  # a render synth's channels: what `_score_events` uses
 FLUID_WARN = 2  # FluidSynth's log level of warnings
-# What the page's player gets: Ogg Vorbis, 11x smaller than the 16-bit WAV and encoded at ~70x real
-# time; FLAC was 2.3x smaller, MP3 (LAME) 4.4x and 4x slower than Vorbis (bench/audio.py).
+# What the page's player gets: Ogg Vorbis, 11x smaller than the 16-bit WAV and encoded at ~80x real
+# time; FLAC was 2.7x smaller, MP3 (LAME) 4.4x and 4.5x slower than Vorbis (bench/audio.py).
 PLAYER_SUFFIX = ".ogg"
 
 # Event kinds, in the order they are applied when they fall on the same instant: releases first,
@@ -175,7 +175,7 @@ def _lent_synth(shared: SharedSoundfont, sample_rate: int) -> Iterator[tuple[Any
             yield synth, api.add_sfont(synth.synth, shared.sfont)
         finally:
             # Taking the soundfont back (so deleting the synth does not free it) re-selects every
-            # channel's program, and FluidSynth warns once a channel that none is left: expected, so quiet.
+            # channel's program, and FluidSynth warns for each channel that none is left: expected, so quiet.
             with _LOG_LOCK:
                 previous = api.set_log_function(FLUID_WARN, None, None)
                 api.remove_sfont(synth.synth, shared.sfont)

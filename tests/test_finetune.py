@@ -4,6 +4,7 @@ weights that moved."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from comagen.generation.request import Request
 from comagen.generation.session import generate
 from comagen.music.tokenizer import PianoTokenizer
 from comagen.training.finetune import read_folder, split_validation
+from comagen.training.progress import reachable_steps
 
 
 @pytest.fixture(scope="module")
@@ -107,5 +109,16 @@ def test_a_run_stopped_by_the_clock_is_scored_where_it_stopped(tmp_path: Path) -
                         "--eval-every", "1000", "--steps", "1000", "--minutes", "0.05")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "(stopped by the clock): val bits/note" in proc.stdout  # no evaluation was due before the clock ran out
+    steps = int(re.search(r"\((\d+) steps, ", proc.stdout).group(1))
+    last = [frame for frame in re.split(r"[\r\n]", proc.stderr) if frame.startswith("training")][-1]
+    assert last.startswith("training (0.05 min budget): 100%") and f"| {steps}/{steps} [" in last, last
     card = (out / "MODEL_CARD.md").read_text()
     assert "stopped by max_minutes" in card
+
+
+def test_the_bar_aims_at_the_step_the_budget_allows() -> None:
+    assert reachable_steps(10, 10, elapsed_s=5.0, left_s=5.0, max_steps=1000) == 20  # same pace to the end
+    assert reachable_steps(10, 4, elapsed_s=2.0, left_s=0.1, max_steps=1000) == 11  # a started step counts
+    assert reachable_steps(10, 10, elapsed_s=1.0, left_s=100.0, max_steps=50) == 50  # the cap comes first
+    assert reachable_steps(10, 10, elapsed_s=5.0, left_s=-1.0, max_steps=1000) == 10  # the budget is spent
+    assert reachable_steps(0, 0, elapsed_s=0.0, left_s=60.0, max_steps=1000) == 1000  # no pace yet

@@ -31,6 +31,7 @@ from comagen.training.config import TrainConfig
 from comagen.training.data import Augment, CropDataset
 from comagen.training.evaluate import evaluate_pieces
 from comagen.training.optim import lr_at, param_groups, use_activation_checkpointing
+from comagen.training.progress import TrainingBar
 from comagen.training.run_data import TrainData, load_run_data
 
 log = logging.getLogger(__name__)
@@ -246,19 +247,17 @@ class Run:
     def loop(self) -> TrainResult:
         """Steps until max_steps, the time limit, stop_after or early stopping; evaluates and saves."""
         cfg = self.cfg
-        deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="training", unit="step",
-                   disable=not (self.main and cfg.progress))
+        bar = TrainingBar(self.step, cfg.max_steps, cfg.max_minutes, disable=not (self.main and cfg.progress))
         stopped, first_step, autocast = "max_steps", self.step, self._autocast()
         self.t_start = self.t_log = time.perf_counter()
         batches = micro_batches(self.dataset, cfg, self.rank, self.world, self.step, self.device)
         self.model.train()
         while self.step < cfg.max_steps:
-            if limit := self._limit_reached(first_step, deadline):
+            if limit := self._limit_reached(first_step, bar.deadline):
                 stopped = limit
                 break
             loss_sum, grad_norm = self._train_step(batches, autocast)
-            bar.update()
+            bar.step_done(self.step)
             if self.main and (self.step % cfg.log_every == 0 or self.step == 1):
                 self._log(loss_sum, grad_norm, bar)
             if (cfg.eval_every and self.step % cfg.eval_every == 0 or self.step == cfg.max_steps) \
@@ -267,7 +266,7 @@ class Run:
                 break
             if self.main and cfg.save_every and self.step % cfg.save_every == 0:
                 self.save("last")
-        bar.close()
+        bar.end(stopped)
         return self._finish(stopped)
 
     def _finish(self, stopped: str) -> TrainResult:

@@ -44,9 +44,14 @@ def checked_number(name: str, value: object, low: float, high: float, whole: boo
     fits = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
         and low <= value <= high and (not whole or float(value).is_integer())
     if not fits:
-        span = f"of at least {low:g}" if math.isinf(high) else f"from {low:g} to {high:g}"
+        span = f"of at least {_shown(low)}" if math.isinf(high) else f"from {_shown(low)} to {_shown(high)}"
         raise ConfigError(f"{name} must be {'a whole number' if whole else 'a number'} {span}, not {value!r}")
     return value  # type: ignore[return-value]
+
+
+def _shown(bound: float) -> str:
+    """A range's end as written: whole ones in full (2**63 - 1 is no 9.22337e+18)."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def checked_value(name: str, value: object, limits: AppLimits = LIMITS) -> object:

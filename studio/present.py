@@ -20,7 +20,7 @@ from comagen.render.attention_figure import attention_figure
 from comagen.render.audio import PLAYER_SUFFIX, render_files
 from comagen.render.pianoroll import piano_roll_figure, piano_roll_image
 from studio.outfiles import new_out_dir
-from studio.take import Take
+from studio.take import Take, take_score
 
 TEXT_TAIL = 500  # tokens of text shown live (the page stays light on long pieces)
 LIVE_ROLL_TOKENS = 3000  # past this much new music the live roll shows a recent window of about as many tokens
@@ -83,7 +83,7 @@ def render_take(bundle: Bundle, take: Take, out_dir: Path | None = None) -> list
     safe_name = re.sub(r"[^A-Za-z0-9_-]+", "_", take.name)[:NAME_MAX]  # from a client's file name: no path
     results = []
     for i, ids in enumerate(take.rows):
-        score = bundle.tokenizer.decode_ids(take.prompt.ids + ids)
+        score = take_score(bundle.tokenizer, take, i)  # the user's file spliced, when the piece has one
         stem = f"comagen_{safe_name}_seed{take.seed}_v{i + 1}"
         midi = out_dir / f"{stem}.mid"
         midi.write_bytes(midi_bytes(score))

@@ -11,7 +11,7 @@ from comagen.errors import ComagenError, MidiError, MidiTooLongError, NotMidiErr
 from comagen.generation.prompt import Prompt, load_prompt, prompt_from_ids
 from studio.catalog import NOTHING, GalleryItem
 from studio.limits import PROMPT_MAX_SECONDS, PROMPT_MAX_TOKENS, UPLOAD_MAX_BYTES
-from studio.take import Take, shown_ids
+from studio.take import Take, shown_ids, shown_score
 
 
 def read_upload(path: str | Path) -> bytes:
@@ -63,7 +63,10 @@ def _uploaded_prompt(bundle: Bundle, upload: str | Path, keep: float) -> tuple[P
 
 
 def continue_prompt(bundle: Bundle, history: list[Take], variation: int) -> tuple[Prompt, str]:
-    """The prompt for Continue: the last take's prompt plus the chosen variation's new tokens."""
+    """The prompt for Continue: the last take's prompt plus the chosen variation's new tokens (and the
+    score on show, so the new notes are spliced into it)."""
     if not history:
         raise ComagenError("nothing to continue yet: generate first")
-    return prompt_from_ids(bundle.tokenizer, shown_ids(history, variation)), history[-1].name
+    tokenizer = bundle.tokenizer
+    prompt = prompt_from_ids(tokenizer, shown_ids(history, variation), shown_score(tokenizer, history, variation))
+    return prompt, history[-1].name

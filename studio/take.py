@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from comagen.generation.prompt import Prompt
+import symusic
+
+from comagen.generation.prompt import Prompt, continuation_score
+from comagen.music.tokenizer import PianoTokenizer
 
 
 @dataclass
@@ -19,9 +22,31 @@ class Take:
     name: str
     stats: dict = field(default_factory=dict)
     span: tuple[float, float] | None = None  # an infilled stretch (seconds), drawn in its own colour
+    scores: list[symusic.Score] | None = None  # each variation spliced into a file (an infill's), when made
 
 
 def shown_ids(history: list[Take], variation: int) -> list[int]:
     """The piece on show: the last take's prompt and its chosen variation (clamped to the ones it has)."""
     last = history[-1]
-    return last.prompt.ids + last.rows[min(max(int(variation), 0), len(last.rows) - 1)]
+    return last.prompt.ids + last.rows[_clamped(last, variation)]
+
+
+def take_score(tokenizer: PianoTokenizer, take: Take, variation: int) -> symusic.Score:
+    """What a variation plays, shows and downloads: its spliced score when the take made one, else its
+    prompt's file with the new notes spliced in (`continuation_score`), else its decoded tokens."""
+    if take.scores is not None:
+        return take.scores[variation]
+    return continuation_score(tokenizer, take.prompt, take.rows[variation])
+
+
+def shown_score(tokenizer: PianoTokenizer, history: list[Take], variation: int) -> symusic.Score | None:
+    """The piece on show as a file of the user's (what Continue and Infill splice into); None when it
+    is tokens only (started from nothing)."""
+    last = history[-1]
+    if last.scores is None and last.prompt.original is None:
+        return None
+    return take_score(tokenizer, last, _clamped(last, variation))
+
+
+def _clamped(take: Take, variation: int) -> int:
+    return min(max(int(variation), 0), len(take.rows) - 1)

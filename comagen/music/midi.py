@@ -35,11 +35,26 @@ def load_score(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_seconds: float = DEFAULT_MAX_SECONDS,
 ) -> symusic.Score:
-    """Parse a MIDI file (path or bytes) into one piano track, or raise a `MidiError`.
+    """Parse a MIDI file (path or bytes) into one piano track (`piano`), or raise a `MidiError`."""
+    score, name = _parse(source, max_bytes)
+    return _checked_piano(score, name, max_seconds)
 
-    All pitched tracks are merged into one piano track (a 16-track file plays as one piano);
-    drum tracks are dropped. Pedals of every pitched track are kept.
-    """
+
+def load_original(
+    source: str | Path | bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+) -> symusic.Score:
+    """A MIDI file as written: every track, controller, tempo and marker in its own ticks (what new
+    notes are spliced into, `comagen.music.splice`), after the same checks as `load_score`."""
+    score, name = _parse(source, max_bytes)
+    _checked_piano(score, name, max_seconds)
+    return score
+
+
+def _parse(source: str | Path | bytes, max_bytes: int) -> tuple[symusic.Score, str]:
+    """The parsed file and the name its errors use, or a `MidiError`."""
     name = "upload" if isinstance(source, bytes) else Path(source).name
     if isinstance(source, bytes):
         data = source
@@ -58,10 +73,9 @@ def load_score(
     if not data.startswith(b"MThd"):
         raise NotMidiError(f"{name}: not a MIDI file (it does not start with the MThd header)")
     try:
-        score = symusic.Score.from_midi(data)
+        return symusic.Score.from_midi(data), name
     except Exception as exc:  # symusic raises plain RuntimeError/ValueError on bad bytes
         raise CorruptMidiError(f"{name}: the MIDI data is corrupt ({_first_line(exc)})") from None
-    return _as_piano(score, name, max_seconds)
 
 
 def _first_line(exc: Exception) -> str:
@@ -69,25 +83,44 @@ def _first_line(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _as_piano(score: symusic.Score, name: str, max_seconds: float) -> symusic.Score:
-    pitched = [t for t in score.tracks if not t.is_drum and len(t.notes) > 0]
-    if not pitched:
+def _checked_piano(score: symusic.Score, name: str, max_seconds: float) -> symusic.Score:
+    """The score as one piano track, refused (one clear line) without pitched notes or when too long."""
+    if not any(not t.is_drum and len(t.notes) > 0 for t in score.tracks):
         if any(t.is_drum and len(t.notes) > 0 for t in score.tracks):
             raise DrumOnlyError(f"{name}: only drum notes, nothing a piano can play")
         raise EmptyMidiError(f"{name}: the file has no notes")
-    piano = symusic.Track(name="Piano", program=0, is_drum=False, ttype="tick")
-    for track in pitched:
-        piano.notes.extend(track.notes)
-        piano.pedals.extend(track.pedals)
-    piano.sort()
-    merged = symusic.Score(score.ticks_per_quarter, ttype="tick")
-    merged.tempos = score.tempos
-    merged.time_signatures = score.time_signatures
-    merged.tracks.append(piano)
+    merged = piano(score)
     seconds = merged.to("second").end()
     if seconds > max_seconds:
         raise MidiTooLongError(f"{name}: {seconds / 60:.0f} minutes is over the {max_seconds / 60:.0f} minute limit")
     return merged
+
+
+def piano(score: symusic.Score) -> symusic.Score:
+    """One piano track of a score's pitched tracks (a 16-track file plays as one piano), with their
+    notes and pedals and the score's tempo map; drum tracks are dropped."""
+    track = symusic.Track(name="Piano", program=0, is_drum=False, ttype="tick")
+    for src in score.tracks:
+        if not src.is_drum and len(src.notes) > 0:
+            track.notes.extend(src.notes)
+            track.pedals.extend(src.pedals)
+    track.sort()
+    merged = symusic.Score(score.ticks_per_quarter, ttype="tick")
+    merged.tempos = score.tempos
+    merged.time_signatures = score.time_signatures
+    merged.tracks.append(track)
+    return merged
+
+
+def grid_scale(ticks_per_beat: int) -> float:
+    """Ticks a second of the 120 bpm grid of `ticks_per_beat`."""
+    return GRID_BPM / 60.0 * ticks_per_beat
+
+
+def grid_ticks(seconds: np.ndarray, ticks_per_beat: int) -> np.ndarray:
+    """Times in seconds (as `Score.to("second")` gives them) on the grid, rounded as `to_grid` rounds
+    onsets: the one rounding, so a splice agrees with the tokens on which bar a note is in."""
+    return np.round(seconds * grid_scale(ticks_per_beat)).astype(np.int32)
 
 
 def to_grid(score: symusic.Score, ticks_per_beat: int) -> symusic.Score:
@@ -97,7 +130,7 @@ def to_grid(score: symusic.Score, ticks_per_beat: int) -> symusic.Score:
     (1 beat = 0.5 s), so a decoded file at 120 bpm plays at the performance's real timing.
     """
     seconds = score.to("second")
-    scale = GRID_BPM / 60.0 * ticks_per_beat
+    scale = grid_scale(ticks_per_beat)
     grid = symusic.Score(ticks_per_beat, ttype="tick")
     grid.tempos.append(symusic.Tempo(0, GRID_BPM, ttype="tick"))
     grid.time_signatures.append(symusic.TimeSignature(0, 4, 4, ttype="tick"))
@@ -105,7 +138,7 @@ def to_grid(score: symusic.Score, ticks_per_beat: int) -> symusic.Score:
         track = symusic.Track(name=src.name, program=src.program, is_drum=src.is_drum, ttype="tick")
         notes = src.notes.numpy()
         if len(notes["time"]):
-            start = np.round(notes["time"] * scale).astype(np.int32)
+            start = grid_ticks(notes["time"], ticks_per_beat)
             end = np.round((notes["time"] + notes["duration"]) * scale).astype(np.int32)
             track.notes = symusic.Note.from_numpy(
                 time=start,
@@ -144,12 +177,7 @@ def fold_sustain(score: symusic.Score) -> symusic.Score:
         idx = np.searchsorted(p_start, end, side="right") - 1
         held = (idx >= 0) & (end < p_end[np.maximum(idx, 0)])
         end = np.where(held, np.maximum(end, p_end[np.maximum(idx, 0)]), end)
-        pitch = notes["pitch"].astype(np.int64)
-        by_pitch = np.lexsort((start, pitch))
-        nxt = np.full(len(start), np.iinfo(np.int64).max)
-        same = pitch[by_pitch][1:] == pitch[by_pitch][:-1]
-        nxt[by_pitch[:-1][same]] = start[by_pitch[1:][same]]
-        cut = np.where(nxt > start, np.minimum(end, nxt), end)
+        cut = restruck_ends(start, end, notes["pitch"].astype(np.int64))
         track.notes = symusic.Note.from_numpy(
             time=start.astype(np.int32),
             duration=np.maximum(cut - start, 1).astype(np.int32),
@@ -161,10 +189,24 @@ def fold_sustain(score: symusic.Score) -> symusic.Score:
     return out
 
 
+def restruck_ends(start: np.ndarray, end: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    """Each note's end cut where its key is struck again, as a damper would (notes struck together
+    are left be): one channel can then hold the notes without two of one key overlapping, which a
+    MIDI file cannot tell apart."""
+    by_pitch = np.lexsort((start, pitch))
+    nxt = np.full(len(start), np.iinfo(np.int64).max)
+    same = pitch[by_pitch][1:] == pitch[by_pitch][:-1]
+    nxt[by_pitch[:-1][same]] = start[by_pitch[1:][same]]
+    return np.where(nxt > start, np.minimum(end, nxt), end)
+
+
 def pedals_to_controls(score: symusic.Score) -> symusic.Score:
-    """Write each track's sustain pedals as CC64 on/off, because `dump_midi` ignores `pedals`."""
+    """Write each track's sustain pedals as CC64 on/off, because `dump_midi` ignores `pedals`; a track
+    that carries its own CC64 events (a file's, kept by a splice) is written as it is."""
     out = score.copy()
     for track in out.tracks:
+        if np.any(track.controls.numpy()["number"] == SUSTAIN_CC):
+            continue
         for pedal in track.pedals:
             track.controls.append(symusic.ControlChange(pedal.time, SUSTAIN_CC, 127, ttype="tick"))
             track.controls.append(symusic.ControlChange(pedal.time + pedal.duration, SUSTAIN_CC, 0, ttype="tick"))

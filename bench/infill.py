@@ -44,9 +44,8 @@ def middle_span(ids: list[int], grammar: RemiGrammar, span_bars: int, suffix_bar
 
 def measure(bundle, ids: list[int], start: float, end: float, args: argparse.Namespace) -> dict:  # noqa: ANN001
     """Suffix bits per note of one piece after each kind of span."""
-    common = dict(sampling=args.sampling, seed=args.seed, suffix_bars=args.suffix_bars)
-    chosen = infill(bundle, ids, start, end, candidates=args.candidates, **common)
-    plain = infill(bundle, ids, start, end, candidates=1, **common)
+    chosen = infill(bundle, ids, start, end, args.request, candidates=args.candidates, suffix_bars=args.suffix_bars)
+    plain = infill(bundle, ids, start, end, args.request, candidates=1, suffix_bars=args.suffix_bars)
     grammar = RemiGrammar(bundle.tokenizer)
     span = cut_span(grammar, ids, start, end)
     suffix = scored_suffix(grammar, span.after, args.suffix_bars)
@@ -74,7 +73,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     bundle = load_bundle(args.checkpoint)
     # the global sampling defaults (not the checkpoint's tuned sampling.json)
-    args.sampling = Settings().request(bundle.composers, None, max_tokens=1).sampling
+    args.request = Settings(seed=args.seed).request(bundle.composers, None, max_tokens=1)
     grammar = RemiGrammar(bundle.tokenizer)
     pieces = sorted(select_split(load_index(args.data), args.split), key=lambda p: p.key)
     spread = [pieces[i] for i in np.linspace(0, len(pieces) - 1, min(len(pieces), 2 * args.pieces)).astype(int)]

@@ -158,14 +158,14 @@ EXTRA_PARSERS.append(_evaluate_parser)
 @command("generate")
 def generate_cmd(args: argparse.Namespace) -> dict:
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.prompt import load_prompt
+    from comagen.generation.prompt import continuation_score, load_prompt
     from comagen.generation.request import MAX_TOKENS_CAP, tokens_for_seconds
     from comagen.generation.session import generate
-    from comagen.generation.settings import NO_FORM, settings_from_cli
+    from comagen.generation.settings import NO_FORM, bundle_settings, settings_from_cli
     from comagen.music.midi import midi_bytes
 
     bundle = load_bundle(args.checkpoint)
-    settings = settings_from_cli(args, bundle.sampling)  # options not given: the checkpoint's tuned defaults
+    settings = settings_from_cli(args, bundle_settings(bundle))  # options not given: the checkpoint's tuned defaults
     prompt = load_prompt(bundle.tokenizer, args.prompt, args.prompt_seconds)
     max_tokens = args.tokens or (MAX_TOKENS_CAP if settings.form != NO_FORM else tokens_for_seconds(settings.seconds))
     request = settings.request(bundle.composers, bundle.config.windows, max_tokens=min(max_tokens, MAX_TOKENS_CAP),
@@ -178,7 +178,7 @@ def generate_cmd(args: argparse.Namespace) -> dict:
     for row in range(request.variations):
         path = out if request.variations == 1 else out.with_name(f"{out.stem}_{row + 1}{out.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(midi_bytes(session.score(row)))
+        path.write_bytes(midi_bytes(continuation_score(bundle.tokenizer, prompt, session.generated(row))))
         written.append(str(path))
     score = session.score(0)
     result = {"out": written, "prompt_tokens": len(prompt.ids), "prompt_seconds": prompt.seconds,
@@ -278,17 +278,17 @@ EXTRA_PARSERS.append(_export_parser)
 def infill_cmd(args: argparse.Namespace) -> dict:
     from comagen.bundle.checkpoint import load_bundle
     from comagen.generation.infill import infill
-    from comagen.generation.settings import settings_from_cli
-    from comagen.music.midi import load_score, midi_bytes
+    from comagen.generation.settings import bundle_settings, settings_from_cli
+    from comagen.music.midi import load_original, midi_bytes, piano
 
     bundle = load_bundle(args.checkpoint)
-    settings = settings_from_cli(args, bundle.sampling)
+    settings = settings_from_cli(args, bundle_settings(bundle))
     request = settings.request(bundle.composers, bundle.config.windows, max_tokens=1)
-    result = infill(bundle, load_score(args.midi), args.start, args.end, candidates=args.candidates,
-                    sampling=request.sampling, seed=request.seed, composer=request.composer,
+    original = load_original(args.midi)  # the result is this file with the span replaced, the rest as it was
+    result = infill(bundle, piano(original), args.start, args.end, request, candidates=args.candidates,
                     suffix_bars=args.suffix_bars)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(midi_bytes(result.score))
+    args.out.write_bytes(midi_bytes(result.into(original)))
     summary = {"out": str(args.out), **result.summary()}
     if not args.json:
         bits = ", ".join(f"{b:.2f}" for b in summary["bits_per_note"])
@@ -299,8 +299,8 @@ def infill_cmd(args: argparse.Namespace) -> dict:
 
 
 def _infill_parser(sub: argparse._SubParsersAction) -> None:
-    from comagen.generation.infill import MAX_CANDIDATES, SUFFIX_BARS
-    from comagen.generation.settings import TUNED, add_cli_options
+    from comagen.generation.infill import MAX_CANDIDATES, NOT_FOR_INFILL, SUFFIX_BARS
+    from comagen.generation.settings import add_cli_options, knobs
 
     p = sub.add_parser("infill", help="regenerate the bars between two times so they lead into what follows")
     p.add_argument("--checkpoint", type=Path, required=True)
@@ -310,7 +310,7 @@ def _infill_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", type=int, default=8,
                    help=f"spans sampled; the one the following bars fit best is kept (1 to {MAX_CANDIDATES})")
     p.add_argument("--suffix-bars", type=int, default=SUFFIX_BARS, help="bars after the span that judge a candidate")
-    add_cli_options(p, only=(*TUNED, "seed", "composer"))
+    add_cli_options(p, only=tuple(f.name for f in knobs() if f.name not in NOT_FOR_INFILL))
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--json", action="store_true")
 

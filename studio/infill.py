@@ -14,7 +14,7 @@ from comagen.generation.settings import Settings
 from comagen.music.midi import SECONDS_PER_BAR
 from studio.limits import LIMITS, AppLimits, app_request
 from studio.present import Rendered, render_take
-from studio.take import Take, shown_ids
+from studio.take import Take, shown_ids, shown_score
 
 DEFAULT_CANDIDATES = 4  # the app's default K: a quarter of the CLI's largest, on a shared 2-core server
 
@@ -31,8 +31,9 @@ def piece_seconds(bundle: Bundle, history: list[Take], variation: int) -> float:
 def infill_take(bundle: Bundle, history: list[Take], variation: int, start: float, end: float, candidates: int,
                 settings: Settings, random_seed: bool = True,
                 limits: AppLimits = LIMITS) -> tuple[Take, list[Rendered], str]:
-    """Infill the shown result between `start` and `end` seconds with the page's sampling settings:
-    the new take (prompt and continuation split where they were), its rendering and a summary line."""
+    """Infill the shown result between `start` and `end` seconds with the page's settings (all that
+    `Settings.request` makes of them): the new take (prompt and continuation split where they were,
+    the span spliced into the user's file when the piece is one), its rendering and a summary line."""
     if not history:
         raise ComagenError("nothing to infill yet: generate first")
     if not 1 <= int(candidates) <= MAX_CANDIDATES:
@@ -42,11 +43,13 @@ def infill_take(bundle: Bundle, history: list[Take], variation: int, start: floa
     request = app_request(bundle, settings, random_seed)  # the seed drawn, windows cut to the model's scales
     seed = request.seed
     last = history[-1]
-    result = infill(bundle, shown_ids(history, variation), float(start), float(end), candidates=int(candidates),
-                    sampling=request.sampling, seed=seed, composer=request.composer, windows=request.windows)
+    base = shown_score(bundle.tokenizer, history, variation)  # the user's file the piece is, if any
+    result = infill(bundle, shown_ids(history, variation), float(start), float(end), request,
+                    candidates=int(candidates))
     cut = min(len(last.prompt.ids), len(result.span.before))  # untouched, so the old prompt's tokens up to here
     take = Take(Prompt(result.ids[:cut], last.prompt.seconds), [result.ids[cut:]], seed, request.composer,
-                request.windows, f"{last.name}_infill", span=result.seconds)
+                request.windows, f"{last.name}_infill", span=result.seconds,
+                scores=None if base is None else [result.into(base)])
     s = result.summary()
     bits = ", ".join(f"**{b:.2f}**" if i == s["chosen"] else f"{b:.2f}" for i, b in enumerate(s["bits_per_note"]))
     note = (f"Infilled {s['start_s']:g}-{s['end_s']:g} s ({s['bars']} bars, {s['span_notes']} new notes, seed "

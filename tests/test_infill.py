@@ -1,6 +1,6 @@
 """Infilling on real MAESTRO files with the shipped `default` checkpoint: the span is replaced, every
 note outside it is kept, the kept candidate is the one the following bars fit best, bad spans are
-one clear error, and the command line writes a MIDI file."""
+one clear error, and the command line writes the input file with only the span replaced."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import symusic
+from splice_support import assert_infilled
 
 from comagen.bundle.checkpoint import Bundle, load_bundle
 from comagen.errors import ConfigError
@@ -24,8 +25,9 @@ from comagen.generation.infill import (
     scored_suffix,
     suffix_bits,
 )
+from comagen.generation.request import Request
 from comagen.music.grammar import RemiGrammar
-from comagen.music.midi import load_score, midi_bytes
+from comagen.music.midi import load_original, load_score, midi_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "assets" / "checkpoints" / "default"
@@ -44,7 +46,7 @@ def piece(bundle: Bundle, validation_files: list[Path]) -> list[int]:
 
 @pytest.fixture(scope="module")
 def result(bundle: Bundle, piece: list[int]) -> InfillResult:
-    return infill(bundle, piece, START + 0.3, END - 0.2, candidates=3, seed=0, suffix_bars=2)
+    return infill(bundle, piece, START + 0.3, END - 0.2, Request(seed=0), candidates=3, suffix_bars=2)
 
 
 def notes(score: symusic.Score) -> np.ndarray:
@@ -121,7 +123,8 @@ def test_the_command_line_infills_a_train_file(train_file: Path, tmp_path: Path)
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["start_s"] == 20.0 and summary["end_s"] == 24.0 and summary["candidates"] == 2
     assert summary["chosen"] == int(np.argmin(summary["bits_per_note"]))
-    assert load_score(out).note_num() > 0
+    new = assert_infilled(load_original(train_file), load_original(out), 20.0, 24.0)  # the file, the span replaced
+    assert len(new) == summary["span_notes"] > 0
     bad = subprocess.run([*base, "--start", "20", "--end", "20.5", "--out", str(out)], capture_output=True, text=True,
                          timeout=600)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "shorter than a bar" in bad.stderr

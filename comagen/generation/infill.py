@@ -6,10 +6,18 @@ row, once its candidate reaches the bar line that starts the end bar, is fed the
 bars through the same streaming state, scoring them. The candidate under which the model finds
 what follows most likely (fewest bits per note) is kept.
 
+A span is sampled under the same `Request` a generation gets (from `Settings.request`): its whole
+`Sampling` (the leans and per-decision temperatures of `comagen.generation.leans` too), the
+composer, classifier-free guidance (unconditional twins in the batch, `comagen.generation.guidance`)
+and the attention windows. The following bars are scored under the composer-conditioned model,
+guided or not: the model's own probabilities, not the sharpened ones guidance samples from. The
+request's length, variations, form and runtime do not apply to a span.
+
 Start and end snap to bar lines of the 120 bpm token grid, so the tokens before and after the span
-stay exactly as they were: every note outside the span keeps its pitch, onset, duration and
-velocity. The left context is the last `context_tokens` before the span, cut at a bar line (the
-model's trained length by default: the `default` bundle's 3 layers of 128-token windows see about
+stay exactly as they were. `InfillResult.into` writes the new span into the user's own file
+(`comagen.music.splice`), so that every note, pedal and controller outside it is the file's own.
+The left context is the last `context_tokens` before the span, cut at a bar line (the model's
+trained length by default: the `default` bundle's 3 layers of 128-token windows see about
 430 tokens back, so a 512-token context changes nothing there).
 """
 
@@ -24,17 +32,20 @@ import torch.nn.functional as F
 
 from comagen.bundle.checkpoint import Bundle
 from comagen.errors import ComagenError, ConfigError
-from comagen.generation.keyprior import KeyPrior
-from comagen.generation.request import MAX_TOKENS_CAP
-from comagen.generation.sampling import Sampling, sample_next
+from comagen.generation.guidance import mix, row_composers
+from comagen.generation.leans import Leans
+from comagen.generation.request import MAX_TOKENS_CAP, Request
+from comagen.generation.sampling import sample_next
 from comagen.music.grammar import AFTER_BAR, AFTER_DURATION, GrammarState, RemiGrammar, track
 from comagen.music.midi import SECONDS_PER_BAR
+from comagen.music.splice import splice_ids
 
 LN2 = math.log(2.0)
 SUFFIX_BARS = 8  # bars after the span that judge a candidate
 TOKENS_PER_BAR_CAP = 512  # a candidate stops at this many tokens a bar (dense piano makes ~230)
 MAX_CANDIDATES = 16
 PAD = -1  # a finished row's feed, read as the tokenizer's padding
+NOT_FOR_INFILL = ("seconds", "variations", "form", "section_bars")  # the `Settings` a span has no use for
 
 
 class InfillError(ComagenError):
@@ -86,7 +97,14 @@ class InfillResult:
 
     @property
     def score(self) -> symusic.Score:
+        """The new piece as its tokens decode (on the 120 bpm grid)."""
         return self.bundle.tokenizer.decode_ids(self.ids)
+
+    def into(self, original: symusic.Score) -> symusic.Score:
+        """The chosen span written into `original`, the user's own score the piece's tokens were made
+        of: outside the span everything is the original's to the tick (see `comagen.music.splice`)."""
+        return splice_ids(self.bundle.tokenizer, original, self.span.before, self.candidates[self.chosen].ids,
+                          self.span.start_s, self.span.end_s)
 
     @property
     def seconds(self) -> tuple[float, float]:
@@ -159,12 +177,12 @@ class _Row:
     filling: bool = False  # over its token cap: the remaining bars are closed empty
 
 
-def infill(bundle: Bundle, score_or_ids: symusic.Score | list[int], start_s: float, end_s: float, *,
-           candidates: int = 8, sampling: Sampling | None = None, seed: int = 0, composer: int = 0,
-           windows: list[int] | None = None, suffix_bars: int = SUFFIX_BARS,
+def infill(bundle: Bundle, score_or_ids: symusic.Score | list[int], start_s: float, end_s: float,
+           request: Request | None = None, *, candidates: int = 8, suffix_bars: int = SUFFIX_BARS,
            context_tokens: int | None = None) -> InfillResult:
     """Regenerate the bars between `start_s` and `end_s` (snapped to bar lines): sample `candidates`
-    spans and keep the one after which the next `suffix_bars` bars score the fewest bits per note."""
+    spans under `request` (sampling, seed, composer, guidance, windows) and keep the one after which
+    the next `suffix_bars` bars score the fewest bits per note."""
     if not 1 <= candidates <= MAX_CANDIDATES:
         raise ConfigError(f"candidates must be between 1 and {MAX_CANDIDATES}")
     if suffix_bars < 1:
@@ -176,7 +194,7 @@ def infill(bundle: Bundle, score_or_ids: symusic.Score | list[int], start_s: flo
     context = left_context(grammar, bundle.tokenizer.bos_id, span.before,
                            context_tokens or bundle.config.max_seq_len)
     rows = _sample_and_score(bundle, grammar, context, span.end_bar - span.start_bar, suffix, candidates,
-                             sampling or Sampling(), seed, composer, windows)
+                             request or Request())
     notes = sum(grammar.kind[t] == "Pitch" for t in suffix)
     found = [Candidate(r.ids, r.bits, notes) for r in rows]
     chosen = min(range(len(found)), key=lambda i: found[i].suffix_bits)
@@ -184,35 +202,41 @@ def infill(bundle: Bundle, score_or_ids: symusic.Score | list[int], start_s: flo
 
 
 def _sample_and_score(bundle: Bundle, grammar: RemiGrammar, context: list[int], bars: int, suffix: list[int],
-                      k: int, sampling: Sampling, seed: int, composer: int,
-                      windows: list[int] | None) -> list[_Row]:
-    """All candidates in one batch: prefill the context once, copy its state to k rows, sample each
-    row's span under the grammar, then feed that row the suffix and add up its bits."""
+                      k: int, request: Request) -> list[_Row]:
+    """All candidates in one batch: prefill the context once per composer row kind, copy its state to
+    k rows (and k unconditional twins when guided), sample each row's span under the grammar, then
+    feed that row the suffix and add up its bits."""
     model = bundle.model
     device = next(model.parameters()).device
     start = track(grammar, context)
     end_count = start.bars + bars  # grammar.bars once the end bar's Bar token is read
     cap = min(MAX_TOKENS_CAP, bars * TOKENS_PER_BAR_CAP)
     rows = [_Row(start, []) for _ in range(k)]
-    composers = torch.full((k,), composer, device=device)
-    generator = torch.Generator().manual_seed(seed)
-    key = KeyPrior(grammar, context, k, sampling.key_strength) if sampling.key_strength else None
+    composers = torch.tensor(row_composers(request, k), device=device)
+    kinds = len(composers) // k  # 2 with guidance: the conditioned rows, then their twins
+    generator = torch.Generator().manual_seed(request.seed)
+    leans = Leans.maybe(grammar, context, k, request.sampling)  # key, dynamics, pace, per-decision temperatures
     with torch.inference_mode():
-        state = model.new_state(1, device, windows=windows)
-        logits, state = model.prefill(torch.tensor([context], device=device), composers[:1], state)
-        state = state.select(torch.zeros(k, dtype=torch.long, device=device))
-        logits = logits.expand(k, -1)
+        state = model.new_state(kinds, device, windows=request.windows)
+        logits, state = model.prefill(torch.tensor([context] * kinds, device=device), composers[::k], state)
+        copies = torch.arange(kinds, device=device).repeat_interleave(k)
+        state, logits = state.select(copies), logits[copies]
         while any(r.scored < len(suffix) for r in rows):
             logits = logits.float().cpu()
+            drawn = mix(logits, k, request.guidance) if kinds == 2 else logits
             allowed = torch.stack([_allowed(grammar, r) for r in rows])
-            sampled = sample_next(key.apply(logits, allowed) if key else logits, allowed, sampling, generator).tolist()
-            log_probs = F.log_softmax(logits, dim=-1)  # the model's own probabilities score the suffix
+            states, written = [r.grammar for r in rows], [len(r.ids) for r in rows]
+            factors = leans.temperature_factors(states) if leans else None
+            drawn = leans.apply(drawn, allowed, states) if leans else drawn
+            sampled = sample_next(drawn, allowed, request.sampling, generator, factors).tolist()
+            log_probs = F.log_softmax(logits[:k], dim=-1)  # the model's own probabilities score the suffix
             feed = [_next_token(grammar, r, sampled[i], log_probs[i], suffix, end_count, cap)
                     for i, r in enumerate(rows)]
+            for i, r in enumerate(rows if leans else []):
+                if len(r.ids) > written[i]:  # a span token (not the suffix): the leans follow it, as in the engine
+                    leans.played(i, feed[i], states[i])
             feed = [bundle.tokenizer.pad_id if t == PAD else t for t in feed]
-            for i, token in enumerate(feed if key else []):
-                key.played(i, token)  # as the engine does: the key follows what each row plays
-            logits, state = model.step(torch.tensor(feed, device=device), composers, state)
+            logits, state = model.step(torch.tensor(feed * kinds, device=device), composers, state)
     return rows
 
 

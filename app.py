@@ -29,7 +29,7 @@ import gradio as gr
 import studio
 from comagen.bundle.composers import NO_COMPOSER
 from comagen.errors import ComagenError
-from comagen.generation.settings import TUNED, tuned_settings
+from comagen.generation.settings import TUNED, bundle_settings
 from comagen.logs import setup_logging
 from comagen.render.pianoroll import piano_roll_image
 from studio import infill as studio_infill
@@ -93,6 +93,8 @@ def layout(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, stu
         with gr.Column():
             gr.Markdown("### Controls")
             controls = settings_controls(bundle, "main", limits)
+            with gr.Accordion("keep to the prompt: dynamics, pace, temperature per decision", open=False):
+                controls.update(settings_controls(bundle, "leans", limits))
             with gr.Accordion("composer, attention windows, form", open=False):
                 controls.update(settings_controls(bundle, "more", limits))
     chosen = gr.State(0)
@@ -199,9 +201,9 @@ def wire_prompt(demo: gr.Blocks, page: Page, checkpoints: studio.Checkpoints,
         history is cleared."""
         try:
             b = checkpoints.get(name)
+            tuned = bundle_settings(b)
         except ComagenError as exc:
             return {page.model_info: f"**Error:** {exc}"}
-        tuned = tuned_settings(b.sampling)
         return {page.model_info: studio.describe_checkpoint(b), page.history: [],
                 page.controls["composer"]: gr.Dropdown(choices=b.composers.names, value=NO_COMPOSER),
                 **{page.controls[k]: gr.Slider(value=getattr(tuned, k)) for k in TUNED},

@@ -37,7 +37,7 @@ from dataclasses import replace
 
 import studio
 from comagen.bundle.checkpoint import Bundle
-from comagen.generation.settings import Settings, tuned_settings
+from comagen.generation.settings import Settings, bundle_settings
 from comagen.report import emit
 
 PROMPTS = ['L. van Beethoven: Bagatelle in A minor, WoO 59 "Für Elise"', "E. Satie: Gymnopédie No. 1"]
@@ -48,7 +48,7 @@ STATS = re.compile(r"\*\*([\d.]+) tokens/s\*\*, ([\d.]+) s of music in ([\d.]+) 
 
 def page_settings(bundle: Bundle, seconds: float, seed: int) -> Settings:
     """What the page sends when only length and seed are set: the checkpoint's tuned sampling."""
-    return replace(tuned_settings(bundle.sampling), seconds=seconds, seed=seed)
+    return replace(bundle_settings(bundle), seconds=seconds, seed=seed)
 
 
 def latency_rows(bundle: Bundle, seconds: float, keep: float, runs: int) -> list[dict]:

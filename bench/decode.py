@@ -3,6 +3,7 @@
     python bench/decode.py [--json] [--tokens 1000,4000,16000] [--threads 2] [--checkpoint DIR]
                            [--sections models,engine,runtime] [--runtime-checkpoints DIR,DIR]
     python bench/decode.py --sections quality --split test --files 10 --tokens 4096 --threads 1 --json
+    python bench/decode.py --sections leans --threads 1   # what the sampling leans cost the engine
 
 Random weights at the shipped configs (training/configs/*.json, roughly equal parameter
 counts). Tokens/s at each mark is measured over the stretch of tokens just before it, so a
@@ -35,6 +36,7 @@ import shutil
 import tempfile
 import time
 
+import numpy as np
 import torch
 
 from comagen.model import ModelConfig, build_model
@@ -102,6 +104,39 @@ def realtime_factor(checkpoint: Path, seconds: float = 20.0) -> list[dict]:
                      "music_s": stats["music_seconds"], "wall_s": stats["seconds_elapsed"],
                      "realtime_factor": stats["realtime_factor"]})
     return rows
+
+
+def leans_section(checkpoints: list[Path], rounds: int = 5, tokens: int = 1000) -> dict:
+    """What the sampling leans cost the engine: each checkpoint's tuned settings (its leans and
+    temperatures) against the same settings with every lean off, taking turns, same prompt and seed."""
+    from dataclasses import replace
+
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.generation.prompt import load_prompt
+    from comagen.generation.request import Request
+    from comagen.generation.sampling import Sampling
+    from comagen.generation.session import generate
+    from comagen.generation.settings import bundle_settings
+
+    rows = []
+    for checkpoint in checkpoints:
+        bundle = load_bundle(checkpoint)
+        prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
+        tuned = bundle_settings(bundle).sampling()
+        plain = replace(tuned, **{k: v for k, v in vars(Sampling()).items() if k.endswith(("strength", "temperature"))
+                                  and k != "temperature"})
+        speeds: dict[str, list[float]] = {"off": [], "on": []}
+        for _ in range(rounds):
+            for label, sampling in (("off", plain), ("on", tuned)):
+                request = Request(max_tokens=tokens, seconds=600.0, seed=0, sampling=sampling)
+                speeds[label].append(generate(bundle, prompt, request).stats["tokens_per_s"])
+        off, on = (float(np.median(speeds[k])) for k in ("off", "on"))
+        rows.append({"checkpoint": bundle.name, "leans": ", ".join(f"{k}={v:g}" for k, v in vars(tuned).items()
+                                                                   if v != vars(plain)[k]) or "none",
+                     "tokens_per_s_off": off, "tokens_per_s_on": on, "cost": 1.0 - on / off})
+    print(f"\nwhat the leans cost (medians of {rounds}, taking turns, {tokens} tokens each)")
+    print(format_table(rows))
+    return {"rounds": rounds, "rows": rows}
 
 
 RUNTIME_NAMES = ("torch", "onnx-fp32", "onnx-int8")
@@ -340,6 +375,8 @@ def main() -> None:
     checkpoints = [ROOT / c for c in args.runtime_checkpoints.split(",") if (ROOT / c).is_dir()]
     if "runtime" in sections:
         result["runtime"] = runtime_section(checkpoints, marks, args.runtime_budget, args.data, args.quality_tokens)
+    if "leans" in sections:
+        result["leans"] = leans_section(checkpoints)
     if "quality" in sections:
         result["quality"] = quality_section(checkpoints, args.data, args.split, args.files, max(marks), args.threads)
     if args.json:

@@ -9,7 +9,7 @@ import pytest
 from comagen.bundle.checkpoint import load_bundle
 from comagen.generation.request import Request
 from comagen.generation.sampling import Sampling
-from comagen.training.continuation import compare, continue_excerpt, excerpt, pooled_overlap
+from comagen.training.continuation import closeness, compare, continue_excerpt, excerpt, pooled_overlap
 from comagen.training.data import load_index, load_tokenized, select_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,10 +29,17 @@ def test_an_excerpt_compared_with_itself_is_perfect(items: list) -> None:
     for item in items:
         prompt = item.prompt_notes()
         same = compare(prompt, prompt)
-        assert same["key"] == pytest.approx(1.0) and same["density"] == pytest.approx(1.0)
-        assert same["velocity_gap"] == 0 and same["register_gap"] == 0
-        assert 0.0 <= same["silence"] < 1.0
+        assert same["key"] == pytest.approx(1.0) and same["density"] == pytest.approx(0.0)
+        assert same["dynamics"] == 0 and same["register"] == 0 and same["silence"] == 0
+        assert same["overlap"] == pytest.approx(1.0) and same["density_ratio"] == pytest.approx(1.0)
+        assert 0.0 <= same["silence_share"] < 1.0
         assert pooled_overlap([prompt], [prompt])["mean"] == pytest.approx(1.0)
+
+
+def test_closeness_is_one_at_the_pianist_and_zero_at_another_piece() -> None:
+    assert closeness(0.5, 0.5, 0.1) == 1.0 and closeness(0.1, 0.5, 0.1) == 0.0
+    assert closeness(0.9, 0.5, 0.1) == pytest.approx(0.0)  # overshooting by as much as the floor falls short
+    assert closeness(0.7, 0.5, 0.1) == pytest.approx(0.5) and closeness(0.3, 0.5, 0.1) == pytest.approx(0.5)
 
 
 def test_prompt_tokens_hold_the_prompt_bars(items: list) -> None:
@@ -47,8 +54,8 @@ def test_prompt_tokens_hold_the_prompt_bars(items: list) -> None:
 def test_a_real_continuation_is_measured(items: list) -> None:
     bundle = load_bundle(DEFAULT)
     request = Request(max_tokens=400, seconds=4.0, sampling=Sampling(1.0, 0, 0.95), seed=0)
-    ours = continue_excerpt(bundle, items[0], request)
-    assert len(ours.time) > 0 and ours.time.min() >= 0 and ours.time.max() < 4.0
+    (ours,), figures = continue_excerpt(bundle, items[0], request)
+    assert len(ours.time) > 0 and ours.time.min() >= 0 and ours.time.max() < 4.0 and figures["tokens"] > 0
     stats = compare(items[0].prompt_notes(), ours)
-    assert -1.0 <= stats["key"] <= 1.0 and 0.0 < stats["density"] <= 1.0
+    assert -1.0 <= stats["key"] <= 1.0 and 0.0 <= stats["density"] and 0.0 < stats["overlap"] <= 1.0
     assert 0.0 < pooled_overlap([ours], [items[0].real_notes()])["mean"] <= 1.0

@@ -12,13 +12,13 @@ import torch
 
 from comagen.bundle.checkpoint import FILES, load_bundle
 from comagen.cli import build_parser, main
-from comagen.errors import CheckpointError
+from comagen.errors import CheckpointError, ConfigError
 from comagen.generation.keyprior import KeyPrior
 from comagen.generation.prompt import load_prompt
 from comagen.generation.request import Request
 from comagen.generation.sampling import Sampling
 from comagen.generation.session import Session, generate
-from comagen.generation.settings import settings_from_cli
+from comagen.generation.settings import bundle_settings, settings_from_cli, tuned_settings
 from comagen.music.grammar import RemiGrammar, track
 from comagen.runtime import choose_runtime
 from comagen.runtime.export import export_bundle
@@ -79,17 +79,17 @@ def test_strength_zero_is_exactly_the_old_distribution(bundle, prompt) -> None: 
     request = dict(max_tokens=200, seed=3)
     old = generate(bundle, prompt, Request(**request, sampling=Sampling(1.0, 0, 0.95)))
     zero = generate(bundle, prompt, Request(**request, sampling=Sampling(1.0, 0, 0.95, 0.0, 0.0)))
-    assert zero.key is None and old.generated(0) == zero.generated(0)
+    assert zero.leans is None and old.generated(0) == zero.generated(0)
 
 
 def test_each_row_counts_its_own_notes(bundle, prompt) -> None:  # noqa: ANN001
     grammar = RemiGrammar(bundle.tokenizer)
     prior = KeyPrior(grammar, prompt.ids, 2, 1.0)
-    before = prior.histogram.clone()
+    before = prior.histogram.counts.clone()
     prior.played(1, grammar.pitch_id[61])
     prior.played(1, grammar.bar_id)
-    assert torch.equal(prior.histogram[0], before[0])
-    assert prior.histogram[1, 1] == pytest.approx(before[1, 1] * prior.decay + 1.0)
+    assert torch.equal(prior.histogram.counts[0], before[0])
+    assert prior.histogram.counts[1, 1] == pytest.approx(before[1, 1] * prior.histogram.decay + 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +136,10 @@ def test_bundle_defaults_reach_the_cli_settings(tmp_path: Path) -> None:
     tuned = load_bundle(folder).sampling
     assert tuned == {"key_strength": 1.5, "top_p": 0.9}
     base = ["generate", "--checkpoint", str(folder), "--out", str(tmp_path / "x.mid")]
-    settings = settings_from_cli(build_parser().parse_args(base), tuned)
+    settings = settings_from_cli(build_parser().parse_args(base), tuned_settings(tuned))
     assert (settings.key_strength, settings.top_p, settings.temperature) == (1.5, 0.9, 1.0)
-    given = settings_from_cli(build_parser().parse_args([*base, "--key-strength", "0", "--top-p", "1"]), tuned)
+    given = settings_from_cli(build_parser().parse_args([*base, "--key-strength", "0", "--top-p", "1"]),
+                              tuned_settings(tuned))
     assert (given.key_strength, given.top_p) == (0.0, 1.0)  # what the user types wins
     assert given.request(load_bundle(folder).composers, None, max_tokens=10).sampling.key_strength == 0.0
     assert main([*base, "--seconds", "2", "--json"]) == 0
@@ -149,19 +150,21 @@ def test_a_bundle_without_sampling_json_keeps_the_global_defaults(tmp_path: Path
     bundle = load_bundle(folder)
     assert bundle.sampling == {}
     args = build_parser().parse_args(["generate", "--checkpoint", str(folder), "--out", str(tmp_path / "x.mid")])
-    settings = settings_from_cli(args, bundle.sampling)
+    settings = settings_from_cli(args, bundle_settings(bundle))
     assert (settings.key_strength, settings.top_p, settings.temperature) == (0.0, 0.95, 1.0)
     assert Session(bundle, load_prompt(bundle.tokenizer, None), settings.request(
-        bundle.composers, None, max_tokens=10)).key is None
+        bundle.composers, None, max_tokens=10)).leans is None
 
 
-@pytest.mark.parametrize("text", ['{"key_strength": -1}', '{"colour": 1}', '[1, 2]', '{"top_p": "high"}',
-                                  '{"key_strength": true}', "{not json"])
+@pytest.mark.parametrize("text", ['{"key_strength": -1}', '{"colour": 1}', '{"dynamics_strength": 99}', '[1, 2]',
+                                  '{"top_p": "high"}', '{"key_strength": true}', "{not json"])
 def test_a_bad_sampling_json_is_one_clear_line(tmp_path: Path, text: str, capsys: pytest.CaptureFixture) -> None:
     folder = bundle_copy(tmp_path, text)
-    with pytest.raises(CheckpointError, match="sampling.json") as err:
-        load_bundle(folder)
-    assert "\n" not in str(err.value)
+    try:  # the bundle refuses what is not a table of numbers; generation what the numbers cannot mean
+        err = str(bundle_settings(load_bundle(folder)))
+    except (CheckpointError, ConfigError) as exc:
+        err = str(exc)
+    assert "sampling.json" in err and "\n" not in err
     assert main(["generate", "--checkpoint", str(folder), "--out", str(tmp_path / "x.mid")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "sampling.json" in lines[0]

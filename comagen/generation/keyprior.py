@@ -5,13 +5,14 @@ consistency, docs/results.md). Each stream keeps a decayed pitch-class histogram
 notes and the notes it has played since, updated by one note at a time, and the sampler adds
 `strength * log p(pitch class)` (p the histogram, smoothed) to the logits of pitch tokens. The
 pitch tokens' total probability is kept, so only *which* pitch is played moves, never whether a
-note, a rest or a bar line comes next (density and silence are left to the model).
+note, a rest or a bar line comes next (density and silence are left to their own lean).
 """
 
 from __future__ import annotations
 
 import torch
 
+from comagen.generation.histogram import DecayedHistogram
 from comagen.music.grammar import RemiGrammar
 
 HALF_LIFE_NOTES = 128  # older notes count half after this many newer ones: follows slow modulations
@@ -23,41 +24,37 @@ class KeyPrior:
 
     def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, strength: float) -> None:
         self.strength = strength
-        self.decay = 0.5 ** (1.0 / HALF_LIFE_NOTES)
         self.pitch_ids = torch.tensor(sorted(grammar.pitch_id.values()), dtype=torch.long)
         self.classes = torch.tensor([grammar.value[int(i)] % 12 for i in self.pitch_ids], dtype=torch.long)
         self._class_of = {int(i): int(c) for i, c in zip(self.pitch_ids, self.classes, strict=True)}
-        start = torch.zeros(12)
-        for token in prompt_ids:
-            start = self._added(start, int(token))
-        self.histogram = start.repeat(rows, 1)
-
-    def _added(self, histogram: torch.Tensor, token: int) -> torch.Tensor:
-        if token not in self._class_of:
-            return histogram
-        histogram = histogram * self.decay
-        histogram[self._class_of[token]] += 1.0
-        return histogram
+        self.histogram = DecayedHistogram(12, rows, HALF_LIFE_NOTES, SMOOTHING)
+        self.histogram.fill([self._class_of[int(t)] for t in prompt_ids if int(t) in self._class_of])
 
     def played(self, row: int, token: int) -> None:
         """Count a token a row has just played (only pitches change anything)."""
         if token in self._class_of:
-            self.histogram[row] = self._added(self.histogram[row], token)
+            self.histogram.add(row, self._class_of[token])
 
     def log_weights(self) -> torch.Tensor:
         """log p(pitch class) per row [B, 12] from the smoothed histograms."""
-        smoothed = self.histogram + SMOOTHING
-        return torch.log(smoothed / smoothed.sum(-1, keepdim=True))
+        return self.histogram.log_p()
 
     def apply(self, logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         """Logits [B, V] with pitch tokens re-weighted toward each row's key; the allowed pitch tokens'
         total probability is unchanged (strength 0 returns the logits themselves)."""
         if self.strength == 0:
             return logits
-        pitch = logits.float()[:, self.pitch_ids].masked_fill(~allowed[:, self.pitch_ids], -torch.inf)
-        moved = pitch + self.strength * self.log_weights()[:, self.classes]
-        before, after = torch.logsumexp(pitch, -1, keepdim=True), torch.logsumexp(moved, -1, keepdim=True)
-        shift = torch.where(torch.isfinite(before), before - after, torch.zeros_like(before))
         out = logits.float().clone()
-        out[:, self.pitch_ids] = moved + shift
+        out[:, self.pitch_ids] = kept_mass(out[:, self.pitch_ids], allowed[:, self.pitch_ids],
+                                           self.strength * self.log_weights()[:, self.classes])
         return out
+
+
+def kept_mass(logits: torch.Tensor, allowed: torch.Tensor, lean: torch.Tensor) -> torch.Tensor:
+    """`logits + lean` over a group of tokens [R, G], shifted so the allowed ones keep their total
+    probability: a lean moves mass inside the group, never in or out of it."""
+    group = logits.masked_fill(~allowed, -torch.inf)
+    moved = group + lean
+    before, after = torch.logsumexp(group, -1, keepdim=True), torch.logsumexp(moved, -1, keepdim=True)
+    shift = torch.where(torch.isfinite(before), before - after, torch.zeros_like(before))
+    return moved + shift

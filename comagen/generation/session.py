@@ -20,7 +20,8 @@ import torch
 from comagen.bundle.checkpoint import Bundle
 from comagen.errors import ConfigError
 from comagen.generation.forms import FormPlan, parse_form
-from comagen.generation.keyprior import KeyPrior
+from comagen.generation.guidance import mix, row_composers
+from comagen.generation.leans import Leans
 from comagen.generation.prompt import Prompt
 from comagen.generation.request import Request
 from comagen.generation.sampling import sample_next
@@ -78,8 +79,7 @@ class Session:
         self.start = track(self.grammar, prompt.ids) if self.grammar else GrammarState()
         self.rows = [_Row(self.start, FormPlan(list(self.sections), request.section_bars, self.grammar))
                      for _ in range(request.variations)]
-        strength = request.sampling.key_strength
-        self.key = KeyPrior(self.grammar, prompt.ids, len(self.rows), strength) if self.grammar and strength else None
+        self.leans = Leans.maybe(self.grammar, prompt.ids, len(self.rows), request.sampling)
         self.runtime = choose_runtime(bundle, request.runtime, request.windows)
         self.elapsed = 0.0
         self.steps = 0
@@ -128,10 +128,9 @@ class Session:
         req, model = self.request, self.bundle.model
         device = next(model.parameters()).device
         rows = len(self.rows)
-        guided = req.composer > 0 and req.guidance not in (0.0, 1.0)
-        cond = req.composer if req.guidance > 0 else 0
-        composers = torch.tensor([cond] * rows + ([0] * rows if guided else []), device=device)
+        composers = torch.tensor(row_composers(req, rows), device=device)
         batch = len(composers)
+        twins = batch // rows  # 2 with guidance: the conditioned rows, then their unconditional twins
         generator = torch.Generator().manual_seed(req.seed)
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -142,8 +141,8 @@ class Session:
                 r.plan.begin()
             index = 0
             while not all(r.finished for r in self.rows) and not self.stopped:
-                if guided:
-                    logits = logits[rows:] + req.guidance * (logits[:rows] - logits[rows:])
+                if twins == 2:
+                    logits = mix(logits, rows, req.guidance)
                 with self._lock:
                     chosen = self._choose(logits[:rows].cpu(), generator)
                     self.elapsed = time.perf_counter() - t0
@@ -153,7 +152,7 @@ class Session:
                 if all(r.finished for r in self.rows):
                     break
                 feed = [t if t is not None else self.tokenizer.pad_id for t in chosen]
-                feed = torch.tensor(feed * (2 if guided else 1), device=device)
+                feed = torch.tensor(feed * twins, device=device)
                 logits = stream.step(feed)
         with self._lock:
             self.elapsed = time.perf_counter() - t0
@@ -174,9 +173,11 @@ class Session:
     def _choose(self, logits: torch.Tensor, generator: torch.Generator) -> list[int | None]:
         """Pick each row's token: forced by a form replay, or sampled under the grammar."""
         allowed = self._allowed(logits)
-        if self.key:
-            logits = self.key.apply(logits, allowed)
-        sampled = sample_next(logits, allowed, self.request.sampling, generator).tolist()
+        factors = None
+        if self.leans:
+            states = [r.grammar for r in self.rows]
+            logits, factors = self.leans.apply(logits, allowed, states), self.leans.temperature_factors(states)
+        sampled = sample_next(logits, allowed, self.request.sampling, generator, factors).tolist()
         return [None if r.finished else self._take(i, r, sampled[i]) for i, r in enumerate(self.rows)]
 
     def _take(self, i: int, r: _Row, token: int) -> int | None:
@@ -192,8 +193,8 @@ class Session:
         if token is None:
             return None
         r.ids.append(token)
-        if self.key:
-            self.key.played(i, token)
+        if self.leans:
+            self.leans.played(i, token, r.grammar)
         if self.grammar:
             r.grammar = r.grammar.advance(self.grammar, token)
             r.plan.wrote(token)

@@ -11,6 +11,7 @@ import argparse
 from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any
 
+from comagen.bundle.checkpoint import Bundle
 from comagen.bundle.composers import NO_COMPOSER, Composers
 from comagen.errors import ConfigError
 from comagen.generation.forms import FORMS, section_bars_for
@@ -41,6 +42,21 @@ class Settings:
     min_p: float = setting(0.0, "min-p (0 = off)", low=0, high=0.5, step=0.01)
     key_strength: float = setting(0.0, "key strength (0 = off; leans pitches toward the prompt's key)",
                                   low=0, high=4, step=0.1)
+    register_strength: float = setting(0.0, "register strength (0 = off; leans pitches toward the part of the "
+                                       "keyboard the prompt plays in)", low=0, high=4, step=0.1, group="leans")
+    dynamics_strength: float = setting(0.0, "dynamics strength (0 = off; leans velocities toward the prompt's "
+                                       "recent loudness)", low=0, high=4, step=0.1, group="leans")
+    density_strength: float = setting(0.0, "pace strength (0 = off; leans note timing toward the prompt's gaps "
+                                      "between onsets: its notes per second, chords and rests)", low=0, high=4,
+                                      step=0.1, group="leans")
+    pitch_temperature: float = setting(1.0, "pitch temperature factor (x the temperature for which key is struck)",
+                                       low=0.1, high=3, step=0.05, group="leans")
+    velocity_temperature: float = setting(1.0, "velocity temperature factor (x the temperature for how loud)",
+                                          low=0.1, high=3, step=0.05, group="leans")
+    duration_temperature: float = setting(1.0, "duration temperature factor (x the temperature for how long)",
+                                          low=0.1, high=3, step=0.05, group="leans")
+    timing_temperature: float = setting(1.0, "timing temperature factor (x the temperature for when the next "
+                                        "note comes)", low=0.1, high=3, step=0.05, group="leans")
     seed: int = setting(0, "seed")
     variations: int = setting(1, "variations", low=1, high=16, step=1)
     composer: str = setting(NO_COMPOSER, "composer (a MAESTRO name, e.g. Chopin)", group="more")
@@ -67,8 +83,7 @@ class Settings:
             windows = None
         form = None if self.form in ("", NO_FORM) else self.form
         return Request(max_tokens=max_tokens, seconds=float(self.seconds) if until_seconds else None,
-                       sampling=Sampling(float(self.temperature), int(self.top_k), float(self.top_p),
-                                         float(self.min_p), float(self.key_strength)),
+                       sampling=self.sampling(),
                        seed=int(self.seed) if seed is None else seed, variations=int(self.variations),
                        composer=composers.find(self.composer) if self.composer != NO_COMPOSER else 0,
                        guidance=float(self.guidance), windows=windows,
@@ -76,9 +91,29 @@ class Settings:
                        runtime=runtime)
 
 
-def tuned_settings(tuned: dict[str, float]) -> Settings:
-    """The defaults for a checkpoint: its sampling.json's values (`Bundle.sampling`) over the global ones."""
-    return replace(Settings(), **tuned)
+    def sampling(self) -> Sampling:
+        """The sampling part of these settings, for the engine."""
+        return Sampling(**{name: type(getattr(Sampling, name))(getattr(self, name)) for name in TUNED})
+
+
+def tuned_settings(tuned: dict[str, float], source: str = "the checkpoint's sampling.json") -> Settings:
+    """The defaults for a checkpoint: its sampling.json's values (`Bundle.sampling`, plain numbers by name)
+    over the global ones; a name that is no sampling setting, or a value it refuses, is one line naming `source`."""
+    unknown = sorted(set(tuned) - set(TUNED))
+    if unknown:
+        raise ConfigError(f"{source}: {', '.join(unknown)} is not a sampling setting (expected among "
+                          f"{', '.join(TUNED)})")
+    settings = replace(Settings(), **tuned)
+    try:
+        settings.sampling()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return settings
+
+
+def bundle_settings(bundle: Bundle) -> Settings:
+    """A bundle's tuned defaults (`tuned_settings`), its errors naming its sampling.json."""
+    return tuned_settings(bundle.sampling, str(bundle.path / "sampling.json"))
 
 
 def knobs() -> list[Field]:
@@ -107,10 +142,10 @@ def add_cli_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | Non
                                 f"(default {f.default})")
 
 
-def settings_from_cli(args: argparse.Namespace, tuned: dict[str, float] | None = None) -> Settings:
+def settings_from_cli(args: argparse.Namespace, defaults: Settings | None = None) -> Settings:
     """The settings a parsed command line asks for; a sampling option not given takes the
-    checkpoint's tuned value (`tuned`, from its sampling.json), else the global default."""
-    defaults = tuned_settings(tuned or {})
+    checkpoint's tuned value (`defaults`, from `bundle_settings`), else the global default."""
+    defaults = defaults or Settings()
     values = {f.name: getattr(args, f.name, f.default) for f in knobs()}  # a command may offer only some
     values.update({k: getattr(defaults, k) for k in TUNED if values[k] is None})
     values["windows"] = parse_windows(values["windows"])

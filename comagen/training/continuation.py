@@ -3,14 +3,21 @@
 For pieces spread over a split, a 4-bar prompt from the middle of the piece is continued by the
 model and compared, by simple musical statistics, with the prompt itself, beside two references
 from the same pieces: what the pianist really played next (the ceiling) and the next 12 bars of
-a different piece (the floor). Statistics, all on the 120 bpm grid every score is put on:
+a different piece (the floor). Statistics of a continuation against its prompt, all on the 120 bpm
+grid every score is put on (`compare`):
 
-- key: correlation of the duration-weighted pitch-class histograms of prompt and continuation;
-- density, dynamics, register: how close the continuation's notes per second, mean velocity and
-  mean pitch stay to the prompt's (density as min/max ratio, the others as absolute gaps);
-- silence: the share of the continuation with no note sounding;
-- pooled overlap: the overlapping area of the histograms of pitch, velocity, log duration, log
-  inter-onset interval and polyphony, pooled over all continuations, against the real ones.
+- key: correlation of the duration-weighted pitch-class histograms;
+- density: |log2| of the ratio of notes per second;
+- dynamics, register: absolute gaps of mean velocity and mean pitch;
+- silence: absolute gap of the share of time with no note sounding;
+- overlap: overlapping area of the histograms of pitch, velocity, log duration, log inter-onset
+  interval and polyphony (their mean).
+
+A continuation should be as close to its prompt as the pianist's own next bars are, not closer and
+not further, so each statistic is scored as **closeness**: 1 - |model - real| / |floor - real| of
+the means over pieces (1 = the pianist, 0 = another piece, below 0 = further than another piece).
+The earlier "higher is better" columns (density as min/max ratio, the pooled overlap against all
+real continuations) are kept beside it for comparison.
 """
 
 from __future__ import annotations
@@ -81,24 +88,41 @@ class Notes:
                 "log_ioi": np.log(ioi[ioi > 0]), "polyphony": poly.astype(float)}
 
 
+CLOSENESS = ("key", "density", "dynamics", "register", "silence", "overlap")  # the statistics scored as closeness
+
+
 def compare(prompt: Notes, cont: Notes) -> dict[str, float]:
-    """How a continuation relates to its prompt (see the module docstring)."""
+    """How a continuation relates to its prompt (see the module docstring); `density_ratio` and
+    `silence_share` are the earlier columns."""
     a, b = prompt.pitch_classes(), cont.pitch_classes()
     key = float(np.corrcoef(a, b)[0, 1]) if a.std() and b.std() else 0.0
     da, db = len(prompt.time) / prompt.seconds, len(cont.time) / cont.seconds
+    both = len(cont.time) and len(prompt.time)
     return {
         "key": key,
-        "density": min(da, db) / max(da, db) if max(da, db) else 1.0,
-        "velocity_gap": abs(prompt.velocity.mean() - cont.velocity.mean()) if len(cont.time) and len(prompt.time)
-        else 127.0,
-        "register_gap": abs(prompt.pitch.mean() - cont.pitch.mean()) if len(cont.time) and len(prompt.time) else 88.0,
-        "silence": cont.silence(),
+        "density": abs(float(np.log2((db + 0.5 / cont.seconds) / (da + 0.5 / prompt.seconds)))),
+        "dynamics": abs(prompt.velocity.mean() - cont.velocity.mean()) if both else 127.0,
+        "register": abs(prompt.pitch.mean() - cont.pitch.mean()) if both else 88.0,
+        "silence": abs(cont.silence() - prompt.silence()),
+        "overlap": histogram_overlap([prompt.pooled()], [cont.pooled()])["mean"],
+        "density_ratio": min(da, db) / max(da, db) if max(da, db) else 1.0,
+        "silence_share": cont.silence(),
     }
+
+
+def closeness(model: float, real: float, floor: float) -> float:
+    """1 - |model - real| / |floor - real|: 1 is the pianist's own continuation, 0 another piece's."""
+    return 1.0 - abs(model - real) / abs(floor - real) if floor != real else float("nan")
 
 
 def pooled_overlap(ours: list[Notes], real: list[Notes]) -> dict[str, float]:
     """Overlapping area of each pooled statistic's histogram (1 = the same distribution)."""
-    pooled = [[n.pooled() for n in side] for side in (ours, real)]  # once per excerpt, not per statistic
+    return histogram_overlap([n.pooled() for n in ours], [n.pooled() for n in real])  # once per excerpt
+
+
+def histogram_overlap(ours: list[dict[str, np.ndarray]], real: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Overlapping area of each statistic's histogram, the values of all excerpts of a side pooled."""
+    pooled = (ours, real)
     out = {}
     for name, bins in POOLED_BINS.items():
         p, q = (np.concatenate([values[name] for values in side]) for side in pooled)
@@ -143,8 +167,11 @@ def excerpt(piece: TokenizedPiece, tokenizer: PianoTokenizer) -> Excerpt | None:
     return Excerpt(piece, score, middle * SECONDS_PER_BAR)
 
 
-def continue_excerpt(bundle: Bundle, item: Excerpt, request: Request) -> Notes:
-    """The model's continuation of an item's prompt, as notes from the continuation's start."""
+def continue_excerpt(bundle: Bundle, item: Excerpt, request: Request) -> tuple[list[Notes], dict]:
+    """The model's continuations of an item's prompt (one per variation the request asks for), as notes
+    from the continuation's start, and the engine's figures for them (`Progress.stats`)."""
     prompt = item.prompt(bundle.tokenizer)
     session = generate(bundle, prompt, request)
-    return Notes.from_score(session.score(0), prompt.seconds, request.seconds or CONTINUATION_BARS * SECONDS_PER_BAR)
+    seconds = request.seconds or CONTINUATION_BARS * SECONDS_PER_BAR
+    return [Notes.from_score(session.score(r), prompt.seconds, seconds) for r in range(request.variations)], \
+        session.stats

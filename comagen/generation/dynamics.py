@@ -1,0 +1,46 @@
+"""A dynamics lean: keep a continuation's velocities near the prompt's recent ones.
+
+Left alone the models drift to another volume within bars (the continuation benchmark's dynamics
+row, docs/results.md). Each stream keeps a decayed histogram of the velocity bins it has heard,
+spread over neighbouring bins (a performer who plays 60 also plays 58 and 63), and the sampler
+adds `strength * log p(velocity)` to the velocity logits. A velocity is the only kind of token the
+grammar allows after a pitch, so only *how loud* moves, never what comes next.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from comagen.generation.histogram import DecayedHistogram, spread
+from comagen.music.grammar import AFTER_PITCH, GrammarState, RemiGrammar
+
+HALF_LIFE_NOTES = 64  # dynamics change faster than keys: a phrase, not a section
+SMOOTHING = 0.05  # per bin, after the spread: an unheard loudness is unlikely, not impossible
+SPREAD_BINS = 1.5  # standard deviation of the spread, in velocity bins (4 MIDI steps each with 32 bins)
+
+
+class DynamicsPrior:
+    """Per-row velocity histograms and the logit correction they give to rows about to pick a velocity."""
+
+    def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, strength: float) -> None:
+        self.strength = strength
+        ids = sorted((i for i, k in enumerate(grammar.kind) if k == "Velocity"), key=lambda i: grammar.value[i])
+        self.velocity_ids = torch.tensor(ids, dtype=torch.long)
+        self._bin_of = {i: b for b, i in enumerate(ids)}
+        self.histogram = DecayedHistogram(len(ids), rows, HALF_LIFE_NOTES, SMOOTHING,
+                                          spread(torch.arange(len(ids), dtype=torch.float), SPREAD_BINS))
+        self.histogram.fill([self._bin_of[int(t)] for t in prompt_ids if int(t) in self._bin_of])
+
+    def played(self, row: int, token: int) -> None:
+        if token in self._bin_of:
+            self.histogram.add(row, self._bin_of[token])
+
+    def apply(self, logits: torch.Tensor, states: list[GrammarState]) -> torch.Tensor:
+        """Logits [B, V] with the velocity logits of rows after a pitch leaned toward their dynamics."""
+        rows = [i for i, s in enumerate(states) if s.state == AFTER_PITCH]
+        if not rows or self.strength == 0:
+            return logits
+        index = torch.tensor(rows)
+        out = logits.float().clone()
+        out[index[:, None], self.velocity_ids] += self.strength * self.histogram.log_p(index)
+        return out

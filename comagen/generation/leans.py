@@ -1,0 +1,72 @@
+"""Everything that shapes the model's logits before a token is drawn, in one pass a step.
+
+A continuation should sound like the pianist continuing: the key prior leans which pitch classes,
+the register prior where on the keyboard, the dynamics prior how loud, the density prior the pace
+(comagen.generation.keyprior, register, dynamics, density), and each kind of decision may have its
+own temperature. Pitch, velocity and duration decisions follow from the REMI grammar state (after a
+position, a pitch, a velocity); every other step decides *when* the next note comes. With every
+strength 0 and every factor 1 this is a no-op, so sampling is exactly the plain engine's.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from comagen.generation.density import DensityPrior
+from comagen.generation.dynamics import DynamicsPrior
+from comagen.generation.keyprior import KeyPrior
+from comagen.generation.register import RegisterPrior
+from comagen.generation.sampling import Sampling
+from comagen.music.grammar import AFTER_PITCH, AFTER_POSITION, AFTER_VELOCITY, GrammarState, RemiGrammar
+
+DECISION_OF_STATE = {AFTER_POSITION: "pitch", AFTER_PITCH: "velocity", AFTER_VELOCITY: "duration"}  # else timing
+
+
+class Leans:
+    """The active leans and temperature factors of one generation of `rows` streams."""
+
+    def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, sampling: Sampling) -> None:
+        s = sampling
+        self.key = KeyPrior(grammar, prompt_ids, rows, s.key_strength) if s.key_strength else None
+        self.register = RegisterPrior(grammar, prompt_ids, rows, s.register_strength) if s.register_strength else None
+        self.dynamics = DynamicsPrior(grammar, prompt_ids, rows, s.dynamics_strength) if s.dynamics_strength else None
+        self.density = DensityPrior(grammar, prompt_ids, rows, s.density_strength) if s.density_strength else None
+        self.factors = s.decision_temperatures()
+
+    @classmethod
+    def maybe(cls, grammar: RemiGrammar | None, prompt_ids: list[int], rows: int, sampling: Sampling) -> Leans | None:
+        """The leans a request asks for, or None when it asks for none (or there is no grammar to read)."""
+        if grammar is None:
+            return None
+        leans = cls(grammar, prompt_ids, rows, sampling)
+        active = leans.key or leans.register or leans.dynamics or leans.density or leans.factors
+        return leans if active else None
+
+    def apply(self, logits: torch.Tensor, allowed: torch.Tensor, states: list[GrammarState]) -> torch.Tensor:
+        """The leaned logits [B, V] for rows at grammar `states`."""
+        if self.key:
+            logits = self.key.apply(logits, allowed)
+        if self.register:
+            logits = self.register.apply(logits, allowed)
+        if self.dynamics:
+            logits = self.dynamics.apply(logits, states)
+        if self.density:
+            logits = self.density.apply(logits, allowed, states)
+        return logits
+
+    def temperature_factors(self, states: list[GrammarState]) -> torch.Tensor | None:
+        """Per row, the factor on the temperature for the decision its state makes (None: all 1)."""
+        if self.factors is None:
+            return None
+        return torch.tensor([self.factors[DECISION_OF_STATE.get(s.state, "timing")] for s in states])
+
+    def played(self, row: int, token: int, before: GrammarState) -> None:
+        """Tell every lean what a row played (`before`: its grammar state before `token`)."""
+        if self.key:
+            self.key.played(row, token)
+        if self.register:
+            self.register.played(row, token)
+        if self.dynamics:
+            self.dynamics.played(row, token)
+        if self.density:
+            self.density.played(row, token, before)

@@ -69,7 +69,7 @@ HOSTILE = [
     Hostile("too_big.mid", lambda src: src.read_bytes() + bytes(studio.UPLOAD_MAX_BYTES + 300_000),
             "MB upload limit"),
     Hostile("dense.mid", lambda src: dense(), "token prompt limit"),
-    Hostile("song.mp3", lambda src: src.read_bytes(), "Invalid file type", names_file=False),  # gradio refuses it
+    Hostile("song.mp3", lambda src: src.read_bytes(), "not a .mid or .midi file"),  # studio.inputs names it
     Hostile("sixteen_tracks.mid", lambda src: sixteen_tracks(), None),
     Hostile("hour_note.mid", lambda src: hour_note(), None),
 ]

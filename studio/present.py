@@ -16,6 +16,7 @@ from comagen.errors import ComagenError
 from comagen.generation.attention import capture_attention
 from comagen.generation.prompt import Prompt, prompt_from_ids
 from comagen.music.midi import midi_bytes
+from comagen.music.preview import preview
 from comagen.render.attention_figure import attention_figure
 from comagen.render.audio import PLAYER_SUFFIX, render_files
 from comagen.render.pianoroll import piano_roll_figure, piano_roll_image
@@ -78,7 +79,8 @@ def live_piece_roll(bundle: Bundle, prompt: Prompt, ids: list[int], total: int |
 
 
 def render_take(bundle: Bundle, take: Take, out_dir: Path | None = None) -> list[Rendered]:
-    """Piano roll, audio, MIDI and attention figure of every variation of a take."""
+    """Piano roll, audio, MIDI and attention figure of every variation of a take. The MIDI is the
+    user's file as spliced, whole; the roll and audio stop where the piece's music ends (`preview`)."""
     out_dir = out_dir or new_out_dir()
     safe_name = re.sub(r"[^A-Za-z0-9_-]+", "_", take.name)[:NAME_MAX]  # from a client's file name: no path
     results = []
@@ -87,10 +89,11 @@ def render_take(bundle: Bundle, take: Take, out_dir: Path | None = None) -> list
         stem = f"comagen_{safe_name}_seed{take.seed}_v{i + 1}"
         midi = out_dir / f"{stem}.mid"
         midi.write_bytes(midi_bytes(score))
-        wav, player, note = _audio(score, out_dir / f"{stem}.wav")
+        shown = preview(bundle.tokenizer, score, take.prompt.ids + ids)  # heard and drawn until the music ends
+        wav, player, note = _audio(shown, out_dir / f"{stem}.wav")
         attention, why = _attention(bundle, take, ids)
-        roll = figure_array(piano_roll_figure(score, take.prompt.seconds if take.prompt.ids else None,
-                                              f"variation {i + 1}: {score.note_num()} notes", span=take.span))
+        roll = figure_array(piano_roll_figure(shown, take.prompt.seconds if take.prompt.ids else None,
+                                              f"variation {i + 1}: {shown.note_num()} notes", span=take.span))
         results.append(Rendered(roll, attention, wav, player, midi, " ".join(n for n in (note, why) if n)))
     return results
 

@@ -82,7 +82,7 @@ def layout(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, stu
     with gr.Row():
         with gr.Column():
             gr.Markdown("### Prompt")
-            checkpoint = gr.Dropdown(checkpoints.names, value=default, label="checkpoint")
+            checkpoint = gr.Dropdown(checkpoints.choices, value=default, label="checkpoint")
             prompt_choice = gr.Dropdown(list(gallery), value=shipped[0] if shipped else studio.NOTHING,
                                         label="gallery (type to search)", filterable=True)
             upload = gr.File(label=f"or upload a .mid/.midi (up to {studio.UPLOAD_MAX_BYTES // 2**20} MB)",

@@ -58,7 +58,6 @@ class Hostile:
     name: str
     data: Callable[[Path], bytes]  # given a real MIDI file to cut or pad
     message: str | None  # None: a valid file the server must serve
-    names_file: bool = True  # the refusal starts with the file's name (gradio's own checks do not)
 
 
 HOSTILE = [

@@ -24,12 +24,12 @@ REQUEST_TIMEOUT = 240.0  # one request, queue wait included, on a busy 2-core ma
 UNCLEAR = ("Traceback", "upstream Gradio app has raised an exception", "Error raised.")
 
 
-def _one_line_clear(message: str, fragment: str, name: str | None) -> str | None:
-    """Why `message` is not a clear refusal (one line, saying why, starting with the file's `name`
-    when given), or None when it is."""
+def _one_line_clear(message: str, fragment: str, name: str) -> str | None:
+    """Why `message` is not a clear refusal (one line, saying why, starting with the file's `name`),
+    or None when it is."""
     if not message or "\n" in message.strip() or any(u in message for u in UNCLEAR):
         return f"unclear message {message[:200]!r}"
-    if (name and not message.startswith(f"{name}: ")) or fragment not in message:
+    if not message.startswith(f"{name}: ") or fragment not in message:
         return f"message {message[:200]!r} does not start with {name!r} or lacks {fragment!r}"
     return None
 
@@ -86,8 +86,7 @@ def hostile_request(client: Client, upload: Path, bad: Hostile, seconds: float) 
     except Exception as exc:  # the refusal we hope for arrives as an exception
         text = str(exc)
         row["outcome"] = text[:120]
-        name = upload.name if bad.names_file else None
-        row["problem"] = ("served nothing" if message is None else _one_line_clear(text, message, name)) or ""
+        row["problem"] = ("served nothing" if message is None else _one_line_clear(text, message, upload.name)) or ""
         return row
     finally:
         row["seconds"] = round(time.perf_counter() - start, 2)

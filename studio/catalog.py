@@ -6,6 +6,7 @@ The folders default to the app's own (`studio.assets`); the environment adds mor
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from studio.assets import CHECKPOINTS_DIR, PROMPTS_DIR
 from studio.limits import MAX_SCALES, scales_of
 
 NOTHING = "(start from nothing)"
+CLOSENESS_WARNING = 0.5  # a mean closeness to the pianist below this is said in the model menu
+CLOSENESS_KEY = "continuation_closeness"  # config.json summary: test-split mean of bench/continuation.py
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -78,6 +81,11 @@ class Checkpoints:
     def names(self) -> list[str]:
         return list(self.folders)
 
+    @property
+    def choices(self) -> list[tuple[str, str]]:
+        """The model menu: (label, name) per checkpoint, a label saying so when the model plays far from the pianist."""
+        return [(menu_label(name, folder), name) for name, folder in self.folders.items()]
+
     def get(self, name: str) -> Bundle:
         if name not in self.folders:
             raise CheckpointError(f"unknown checkpoint {name!r}; choose one of {', '.join(self.folders) or 'none'}")
@@ -85,6 +93,19 @@ class Checkpoints:
             if name not in self._loaded:
                 self._loaded[name] = load_bundle(self.folders[name])
             return self._loaded[name]
+
+
+def menu_label(name: str, folder: Path) -> str:
+    """A checkpoint's menu entry: its name, plus its measured closeness to the pianist when that is
+    below CLOSENESS_WARNING (read from its config.json summary without loading the model)."""
+    try:
+        summary = json.loads((folder / "config.json").read_text()).get("summary", {})
+        closeness = float(summary[CLOSENESS_KEY])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return name
+    if closeness >= CLOSENESS_WARNING:
+        return name
+    return f"{name}: the fast small model (plays less like the pianist: closeness {closeness:.2f})"
 
 
 def window_sliders(bundle: Bundle) -> list[dict]:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from comagen.bundle.checkpoint import Bundle
+from comagen.bundle.checkpoint import Bundle, load_bundle
 from comagen.bundle.composers import Composers
+from comagen.generation.prompt import Prompt, load_prompt
 from comagen.model import ModelConfig, build_model
 from comagen.music.tokenizer import PianoTokenizer
 
@@ -43,6 +44,18 @@ def validation_files(maestro_dir: Path) -> list[Path]:
 def train_file(maestro_dir: Path) -> Path:
     rows = sorted(maestro_rows("train"), key=lambda r: float(r["duration"]))
     return maestro_dir / rows[len(rows) // 4]["midi_filename"]
+
+
+@pytest.fixture(scope="session")
+def default_bundle() -> Bundle:
+    """The shipped `default` checkpoint, loaded once."""
+    return load_bundle(ROOT / "assets" / "checkpoints" / "default")
+
+
+@pytest.fixture(scope="session")
+def default_prompt(default_bundle: Bundle, validation_files: list[Path]) -> Prompt:
+    """The first 8 s of a real validation file, as `default`'s tokens."""
+    return load_prompt(default_bundle.tokenizer, validation_files[0], seconds=8)
 
 
 def small_conformer_bundle(composers: list[str], widen: bool = False) -> Bundle:

@@ -3,6 +3,7 @@ and the `generate` endpoint called through gradio_client the way a script would.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import wave
@@ -78,6 +79,21 @@ def test_checkpoint_list_has_complete_bundles_only(tmp_path: Path, checkpoint: P
     assert list(studio.find_checkpoints(tmp_path, extra=str(checkpoint)))[0] == str(checkpoint)
     with pytest.raises(ComagenError, match="unknown checkpoint"):
         studio.Checkpoints({}).get("nope")
+
+
+def test_the_menu_says_when_a_checkpoint_plays_far_from_the_pianist(tmp_path: Path) -> None:
+    from studio.catalog import CLOSENESS_KEY, menu_label
+
+    for name, closeness in (("near", 0.7), ("far", 0.2)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"summary": {CLOSENESS_KEY: closeness}}))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    assert menu_label("near", tmp_path / "near") == "near" and menu_label("broken", tmp_path / "broken") == "broken"
+    assert menu_label("far", tmp_path / "far") == \
+        "far: the fast small model (plays less like the pianist: closeness 0.20)"
+    shipped = {name: label for label, name in studio.Checkpoints(studio.find_checkpoints()).choices}
+    assert shipped["flagship"] == "flagship"  # the app's first choice carries no warning
 
 
 def test_window_sliders_follow_the_checkpoint(bundle: Bundle) -> None:

@@ -57,5 +57,5 @@ def test_a_real_continuation_is_measured(items: list) -> None:
     (ours,), figures = continue_excerpt(bundle, items[0], request)
     assert len(ours.time) > 0 and ours.time.min() >= 0 and ours.time.max() < 4.0 and figures["tokens"] > 0
     stats = compare(items[0].prompt_notes(), ours)
-    assert -1.0 <= stats["key"] <= 1.0 and 0.0 <= stats["density"] and 0.0 < stats["overlap"] <= 1.0
+    assert -1.0 <= stats["key"] <= 1.0 and stats["density"] >= 0.0 and 0.0 < stats["overlap"] <= 1.0
     assert 0.0 < pooled_overlap([ours], [items[0].real_notes()])["mean"] <= 1.0

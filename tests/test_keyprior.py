@@ -27,16 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "assets" / "checkpoints" / "default"
 
 
-@pytest.fixture(scope="module")
-def bundle():  # noqa: ANN201
-    return load_bundle(DEFAULT)
-
-
-@pytest.fixture(scope="module")
-def prompt(bundle, validation_files: list[Path]):  # noqa: ANN001, ANN201
-    return load_prompt(bundle.tokenizer, validation_files[0], seconds=8)
-
-
 def pitch_class_histogram(grammar: RemiGrammar, ids: list[int]) -> np.ndarray:
     classes = [grammar.value[t] % 12 for t in ids if grammar.kind[t] == "Pitch"]
     return np.bincount(classes, minlength=12).astype(float)
@@ -51,16 +41,16 @@ def model_logits(bundle, prompt) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: 
     return logits.float(), track(grammar, prompt.ids).allowed(grammar)[None]
 
 
-def test_the_prior_moves_pitch_probability_into_the_prompts_key(bundle, prompt) -> None:  # noqa: ANN001
-    grammar = RemiGrammar(bundle.tokenizer)
-    logits, allowed = model_logits(bundle, prompt)
+def test_the_prior_moves_pitch_probability_into_the_prompts_key(default_bundle, default_prompt) -> None:  # noqa: ANN001
+    grammar = RemiGrammar(default_bundle.tokenizer)
+    logits, allowed = model_logits(default_bundle, default_prompt)
     assert allowed[0, list(grammar.pitch_id.values())].any(), "the prompt should end where a pitch may follow"
-    in_key = set(np.argsort(pitch_class_histogram(grammar, prompt.ids))[-7:].tolist())
+    in_key = set(np.argsort(pitch_class_histogram(grammar, default_prompt.ids))[-7:].tolist())
     pitch_ids = [i for p, i in grammar.pitch_id.items() if grammar.kind[i] == "Pitch"]
     key_ids = [i for p, i in grammar.pitch_id.items() if grammar.kind[i] == "Pitch" and p % 12 in in_key]
     shares, masses = [], []
     for strength in (0.0, 1.0, 3.0):
-        moved = KeyPrior(grammar, prompt.ids, 1, strength).apply(logits, allowed)
+        moved = KeyPrior(grammar, default_prompt.ids, 1, strength).apply(logits, allowed)
         probs = torch.softmax(moved.masked_fill(~allowed, -torch.inf), -1)[0]
         shares.append(float(probs[key_ids].sum() / probs[pitch_ids].sum()))
         masses.append(float(probs[pitch_ids].sum()))
@@ -71,20 +61,20 @@ def test_the_prior_moves_pitch_probability_into_the_prompts_key(bundle, prompt) 
     assert np.allclose(masses, masses[0], atol=1e-5), "whether a pitch comes next must not change"
 
 
-def test_strength_zero_is_exactly_the_old_distribution(bundle, prompt) -> None:  # noqa: ANN001
-    grammar = RemiGrammar(bundle.tokenizer)
-    logits, allowed = model_logits(bundle, prompt)
-    assert KeyPrior(grammar, prompt.ids, 1, 0.0).apply(logits, allowed) is logits
-    assert not torch.equal(KeyPrior(grammar, prompt.ids, 1, 0.1).apply(logits, allowed), logits)
+def test_strength_zero_is_exactly_the_old_distribution(default_bundle, default_prompt) -> None:  # noqa: ANN001
+    grammar = RemiGrammar(default_bundle.tokenizer)
+    logits, allowed = model_logits(default_bundle, default_prompt)
+    assert KeyPrior(grammar, default_prompt.ids, 1, 0.0).apply(logits, allowed) is logits
+    assert not torch.equal(KeyPrior(grammar, default_prompt.ids, 1, 0.1).apply(logits, allowed), logits)
     request = dict(max_tokens=200, seed=3)
-    old = generate(bundle, prompt, Request(**request, sampling=Sampling(1.0, 0, 0.95)))
-    zero = generate(bundle, prompt, Request(**request, sampling=Sampling(1.0, 0, 0.95, 0.0, 0.0)))
+    old = generate(default_bundle, default_prompt, Request(**request, sampling=Sampling(1.0, 0, 0.95)))
+    zero = generate(default_bundle, default_prompt, Request(**request, sampling=Sampling(1.0, 0, 0.95, 0.0, 0.0)))
     assert zero.leans is None and old.generated(0) == zero.generated(0)
 
 
-def test_each_row_counts_its_own_notes(bundle, prompt) -> None:  # noqa: ANN001
-    grammar = RemiGrammar(bundle.tokenizer)
-    prior = KeyPrior(grammar, prompt.ids, 2, 1.0)
+def test_each_row_counts_its_own_notes(default_bundle, default_prompt) -> None:  # noqa: ANN001
+    grammar = RemiGrammar(default_bundle.tokenizer)
+    prior = KeyPrior(grammar, default_prompt.ids, 2, 1.0)
     before = prior.histogram.counts.clone()
     prior.played(1, grammar.pitch_id[61])
     prior.played(1, grammar.bar_id)
@@ -102,16 +92,16 @@ def exported(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnx"])
-def test_strong_prior_keeps_variations_in_key_with_guidance_and_forms(bundle, exported, prompt,  # noqa: ANN001
+def test_strong_prior_keeps_variations_in_key_with_guidance_and_forms(default_bundle, exported, default_prompt,  # noqa: ANN001
                                                                        runtime: str) -> None:
-    bundle = exported if runtime == "onnx" else bundle
-    grammar = RemiGrammar(bundle.tokenizer)
-    target = pitch_class_histogram(grammar, prompt.ids)
+    default_bundle = exported if runtime == "onnx" else default_bundle
+    grammar = RemiGrammar(default_bundle.tokenizer)
+    target = pitch_class_histogram(grammar, default_prompt.ids)
     kept = {}
     for strength in (0.0, 3.0):
         request = Request(max_tokens=2000, seed=1, variations=2, composer=1, guidance=2.0, form="AB",
                           section_bars=2, runtime=runtime, sampling=Sampling(1.0, 0, 0.95, 0.0, strength))
-        session = generate(bundle, prompt, request)
+        session = generate(default_bundle, default_prompt, request)
         assert session.runtime.name.startswith(runtime)
         for row in range(2):
             assert session.score(row).note_num() > 0  # still decodes

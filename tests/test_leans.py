@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from comagen.bundle.checkpoint import load_bundle
 from comagen.generation.density import DensityPrior
 from comagen.generation.dynamics import DynamicsPrior
 from comagen.generation.leans import Leans
-from comagen.generation.prompt import Prompt, load_prompt
+from comagen.generation.prompt import Prompt
 from comagen.generation.register import RegisterPrior
 from comagen.generation.request import Request
 from comagen.generation.sampling import Sampling, sample_next
@@ -26,18 +25,8 @@ DEFAULT = ROOT / "assets" / "checkpoints" / "default"
 
 
 @pytest.fixture(scope="module")
-def bundle():  # noqa: ANN201
-    return load_bundle(DEFAULT)
-
-
-@pytest.fixture(scope="module")
-def grammar(bundle) -> RemiGrammar:  # noqa: ANN001
-    return RemiGrammar(bundle.tokenizer)
-
-
-@pytest.fixture(scope="module")
-def prompt(bundle, validation_files: list[Path]) -> Prompt:  # noqa: ANN001
-    return load_prompt(bundle.tokenizer, validation_files[0], seconds=8)
+def grammar(default_bundle) -> RemiGrammar:  # noqa: ANN001
+    return RemiGrammar(default_bundle.tokenizer)
 
 
 def logits_after(bundle, ids: list[int]) -> torch.Tensor:  # noqa: ANN001
@@ -57,12 +46,13 @@ def loud(grammar: RemiGrammar, ids: list[int]) -> list[int]:
     return [velocities[-1] if grammar.kind[t] == "Velocity" else t for t in ids]
 
 
-def test_the_dynamics_lean_moves_velocities_toward_the_prompts(bundle, grammar, prompt) -> None:  # noqa: ANN001
-    ids = loud(grammar, prompt.ids)
+def test_the_dynamics_lean_moves_velocities_toward_the_prompts(default_bundle, grammar,  # noqa: ANN001
+                                                               default_prompt) -> None:
+    ids = loud(grammar, default_prompt.ids)
     upto = max(i for i, t in enumerate(ids) if grammar.kind[t] == "Pitch") + 1  # a velocity comes next
     state = track(grammar, ids[:upto])
     assert state.state == AFTER_PITCH
-    logits, allowed = logits_after(bundle, ids[:upto]), state.allowed(grammar)[None]
+    logits, allowed = logits_after(default_bundle, ids[:upto]), state.allowed(grammar)[None]
     velocity_ids = [i for i, k in enumerate(grammar.kind) if k == "Velocity"]
     values = torch.tensor([grammar.value[i] for i in velocity_ids], dtype=torch.float)
     means = []
@@ -75,13 +65,14 @@ def test_the_dynamics_lean_moves_velocities_toward_the_prompts(bundle, grammar, 
     assert means[0] < means[1] < means[2] and means[2] > 110, means  # toward the prompt's 127
 
 
-def test_the_register_lean_moves_pitches_toward_the_prompts_keys(bundle, grammar, prompt) -> None:  # noqa: ANN001
-    upto = max(i for i, t in enumerate(prompt.ids) if grammar.kind[t] == "Position") + 1  # a pitch comes next
-    state = track(grammar, prompt.ids[:upto])
+def test_the_register_lean_moves_pitches_toward_the_prompts_keys(default_bundle, grammar,  # noqa: ANN001
+                                                                 default_prompt) -> None:
+    upto = max(i for i, t in enumerate(default_prompt.ids) if grammar.kind[t] == "Position") + 1  # a pitch comes next
+    state = track(grammar, default_prompt.ids[:upto])
     assert state.state == AFTER_POSITION
-    logits, allowed = logits_after(bundle, prompt.ids[:upto]), state.allowed(grammar)[None]
+    logits, allowed = logits_after(default_bundle, default_prompt.ids[:upto]), state.allowed(grammar)[None]
     octave_up = [grammar.pitch_id.get(grammar.value[t] + 12, t) if grammar.kind[t] == "Pitch" else t
-                 for t in prompt.ids[:upto]]  # the prior hears the prompt an octave higher than the model did
+                 for t in default_prompt.ids[:upto]]  # the prior hears the prompt an octave higher than the model did
     pitch_ids = sorted(grammar.pitch_id.values())
     keys = torch.tensor([grammar.value[i] for i in pitch_ids], dtype=torch.float)
     heard = float(np.mean([grammar.value[t] for t in octave_up if grammar.kind[t] == "Pitch"]))
@@ -104,16 +95,17 @@ def class_mass(prior: DensityPrior, p: torch.Tensor, grammar: RemiGrammar, since
     return mass
 
 
-def test_the_density_lean_moves_the_gap_to_the_next_note_toward_the_prompts(bundle, grammar, prompt) -> None:  # noqa: ANN001
-    state = track(grammar, prompt.ids)
+def test_the_density_lean_moves_the_gap_to_the_next_note_toward_the_prompts(default_bundle, grammar,  # noqa: ANN001
+                                                                            default_prompt) -> None:
+    state = track(grammar, default_prompt.ids)
     assert state.state == AFTER_DURATION
-    logits, allowed = logits_after(bundle, prompt.ids), state.allowed(grammar)[None]
-    full = DensityPrior(grammar, prompt.ids, 1, 1.0)
+    logits, allowed = logits_after(default_bundle, default_prompt.ids), state.allowed(grammar)[None]
+    full = DensityPrior(grammar, default_prompt.ids, 1, 1.0)
     since = (state.bars - 1) * full.per_bar - full.last[0]
     target = class_mass(full, probs(full.apply(logits, allowed, [state]), allowed), grammar, since)
     gaps = []
     for strength in (0.0, 0.5, 1.0):
-        moved = DensityPrior(grammar, prompt.ids, 1, strength).apply(logits, allowed, [state])
+        moved = DensityPrior(grammar, default_prompt.ids, 1, strength).apply(logits, allowed, [state])
         p = probs(moved, allowed)
         assert float(p[grammar.eos_id]) == pytest.approx(float(probs(logits, allowed)[grammar.eos_id]), abs=1e-6)
         gaps.append(np.abs(class_mass(full, p, grammar, since) - target).sum())
@@ -153,19 +145,20 @@ def velocities_of(grammar: RemiGrammar, ids: list[int]) -> np.ndarray:
     return np.array([grammar.value[t] for t in ids if grammar.kind[t] == "Velocity"], dtype=float)
 
 
-def test_off_is_exactly_the_plain_engine_and_on_moves_the_music(bundle, grammar, prompt) -> None:  # noqa: ANN001
-    ids = loud(grammar, prompt.ids)
-    loud_prompt = Prompt(ids, prompt.seconds)
+def test_off_is_exactly_the_plain_engine_and_on_moves_the_music(default_bundle, grammar,  # noqa: ANN001
+                                                                default_prompt) -> None:
+    ids = loud(grammar, default_prompt.ids)
+    loud_prompt = Prompt(ids, default_prompt.seconds)
     base = dict(max_tokens=300, seed=2, variations=2)
-    plain = generate(bundle, loud_prompt, Request(**base, sampling=Sampling()))
-    off = generate(bundle, loud_prompt, Request(**base, sampling=Sampling(
+    plain = generate(default_bundle, loud_prompt, Request(**base, sampling=Sampling()))
+    off = generate(default_bundle, loud_prompt, Request(**base, sampling=Sampling(
         dynamics_strength=0.0, density_strength=0.0, pitch_temperature=1.0, velocity_temperature=1.0)))
     assert off.leans is None and all(plain.generated(r) == off.generated(r) for r in range(2))
-    leaned = generate(bundle, loud_prompt, Request(**base, sampling=Sampling(dynamics_strength=3.0)))
+    leaned = generate(default_bundle, loud_prompt, Request(**base, sampling=Sampling(dynamics_strength=3.0)))
     for r in range(2):
         assert leaned.score(r).note_num() > 0
         gap = [abs(velocities_of(grammar, s.generated(r)).mean() - 127) for s in (plain, leaned)]
         assert gap[1] < gap[0] - 10, gap  # a fortissimo prompt is answered louder
-    calm = generate(bundle, loud_prompt, Request(**base, sampling=Sampling(velocity_temperature=0.1)))
+    calm = generate(default_bundle, loud_prompt, Request(**base, sampling=Sampling(velocity_temperature=0.1)))
     spread = [np.std(velocities_of(grammar, s.generated(r))) for s in (plain, calm) for r in range(2)]
     assert max(spread[2:]) < min(spread[:2]), spread  # a cold velocity decision varies less

@@ -22,6 +22,7 @@ from studio.limits import MAX_SCALES, scales_of
 NOTHING = "(start from nothing)"
 CLOSENESS_WARNING = 0.5  # a mean closeness to the pianist below this is said in the model menu
 CLOSENESS_KEY = "continuation_closeness"  # config.json summary: test-split mean of bench/continuation.py
+ROLE_KEY = "menu_role"  # config.json summary: what the checkpoint is for, in a few words
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -96,16 +97,17 @@ class Checkpoints:
 
 
 def menu_label(name: str, folder: Path) -> str:
-    """A checkpoint's menu entry: its name, plus its measured closeness to the pianist when that is
-    below CLOSENESS_WARNING (read from its config.json summary without loading the model)."""
+    """A checkpoint's menu entry: its name, its role and its measured closeness to the pianist when its
+    config.json summary has them (read without loading the model), said plainly below CLOSENESS_WARNING."""
     try:
         summary = json.loads((folder / "config.json").read_text()).get("summary", {})
-        closeness = float(summary[CLOSENESS_KEY])
+        role, closeness = summary.get(ROLE_KEY), float(summary[CLOSENESS_KEY])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return name
-    if closeness >= CLOSENESS_WARNING:
-        return name
-    return f"{name}: the fast small model (plays less like the pianist: closeness {closeness:.2f})"
+    label = f"{name}: {role}" if isinstance(role, str) and role else name
+    if closeness < CLOSENESS_WARNING:
+        return f"{label} (plays less like the pianist: closeness {closeness:.2f})"
+    return f"{label} (closeness to the pianist {closeness:.2f})"
 
 
 def window_sliders(bundle: Bundle) -> list[dict]:

@@ -82,18 +82,20 @@ def test_checkpoint_list_has_complete_bundles_only(tmp_path: Path, checkpoint: P
 
 
 def test_the_menu_says_when_a_checkpoint_plays_far_from_the_pianist(tmp_path: Path) -> None:
-    from studio.catalog import CLOSENESS_KEY, menu_label
+    from studio.catalog import CLOSENESS_KEY, ROLE_KEY, menu_label
 
-    for name, closeness in (("near", 0.7), ("far", 0.2)):
+    for name, summary in (("near", {CLOSENESS_KEY: 0.7}), ("far", {CLOSENESS_KEY: 0.2, ROLE_KEY: "the small one"}),
+                          ("unmeasured", {})):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "config.json").write_text(json.dumps({"summary": {CLOSENESS_KEY: closeness}}))
+        (tmp_path / name / "config.json").write_text(json.dumps({"summary": summary}))
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
-    assert menu_label("near", tmp_path / "near") == "near" and menu_label("broken", tmp_path / "broken") == "broken"
-    assert menu_label("far", tmp_path / "far") == \
-        "far: the fast small model (plays less like the pianist: closeness 0.20)"
+    assert menu_label("near", tmp_path / "near") == "near (closeness to the pianist 0.70)"
+    assert menu_label("far", tmp_path / "far") == "far: the small one (plays less like the pianist: closeness 0.20)"
+    assert menu_label("unmeasured", tmp_path / "unmeasured") == "unmeasured"
+    assert menu_label("broken", tmp_path / "broken") == "broken"
     shipped = {name: label for label, name in studio.Checkpoints(studio.find_checkpoints()).choices}
-    assert shipped["flagship"] == "flagship"  # the app's first choice carries no warning
+    assert shipped["default"].startswith("default: the fast small model (")
 
 
 def test_window_sliders_follow_the_checkpoint(bundle: Bundle) -> None:

@@ -19,10 +19,12 @@ class DecayedHistogram:
         self.decay = 0.5 ** (1.0 / half_life)
         self.smoothing = smoothing
         self.kernel = kernel  # [bins, bins]: spreads each count over neighbouring bins (None: none)
+        self._log_p: torch.Tensor | None = None  # all rows' log p, kept until a count changes
 
     def add(self, row: int, index: int) -> None:
         self.counts[row] *= self.decay
         self.counts[row, index] += 1.0
+        self._log_p = None
 
     def fill(self, indices: list[int]) -> None:
         """Every row starts from the same notes (a prompt's), in order."""
@@ -31,14 +33,16 @@ class DecayedHistogram:
             one *= self.decay
             one[index] += 1.0
         self.counts[:] = one
+        self._log_p = None
 
     def log_p(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """log p(bin) [R, bins] from the smoothed counts of `rows` (all rows when None)."""
-        counts = self.counts if rows is None else self.counts[rows]
-        if self.kernel is not None:
-            counts = counts @ self.kernel
-        smoothed = counts + self.smoothing
-        return torch.log(smoothed / smoothed.sum(-1, keepdim=True))
+        """log p(bin) [R, bins] from the smoothed counts of `rows` (all rows when None); computed once
+        per change of the counts, since most steps (a velocity, a duration) add nothing."""
+        if self._log_p is None:
+            counts = self.counts if self.kernel is None else self.counts @ self.kernel
+            smoothed = counts + self.smoothing
+            self._log_p = torch.log(smoothed / smoothed.sum(-1, keepdim=True))
+        return self._log_p if rows is None else self._log_p[rows]
 
 
 def spread(values: torch.Tensor, deviation: float) -> torch.Tensor:

@@ -39,15 +39,24 @@ class KeyPrior:
         """log p(pitch class) per row [B, 12] from the smoothed histograms."""
         return self.histogram.log_p()
 
+    def lean(self) -> torch.Tensor:
+        """strength x log p(pitch class) per row and pitch token [B, len(pitch_ids)]."""
+        return self.strength * self.log_weights()[:, self.classes]
+
     def apply(self, logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         """Logits [B, V] with pitch tokens re-weighted toward each row's key; the allowed pitch tokens'
         total probability is unchanged (strength 0 returns the logits themselves)."""
         if self.strength == 0:
             return logits
-        out = logits.float().clone()
-        out[:, self.pitch_ids] = kept_mass(out[:, self.pitch_ids], allowed[:, self.pitch_ids],
-                                           self.strength * self.log_weights()[:, self.classes])
-        return out
+        return lean_pitches(logits, allowed, self.pitch_ids, self.lean())
+
+
+def lean_pitches(logits: torch.Tensor, allowed: torch.Tensor, pitch_ids: torch.Tensor,
+                 lean: torch.Tensor) -> torch.Tensor:
+    """A copy of logits [B, V] with `lean` added to the pitch tokens, their total mass kept."""
+    out = logits.float().clone()
+    out[:, pitch_ids] = kept_mass(out[:, pitch_ids], allowed[:, pitch_ids], lean)
+    return out
 
 
 def kept_mass(logits: torch.Tensor, allowed: torch.Tensor, lean: torch.Tensor) -> torch.Tensor:

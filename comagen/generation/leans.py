@@ -14,11 +14,19 @@ import torch
 
 from comagen.generation.density import DensityPrior
 from comagen.generation.dynamics import DynamicsPrior
-from comagen.generation.keyprior import KeyPrior
+from comagen.generation.keyprior import KeyPrior, lean_pitches
 from comagen.generation.register import RegisterPrior
 from comagen.generation.sampling import Sampling
-from comagen.music.grammar import AFTER_PITCH, AFTER_POSITION, AFTER_VELOCITY, GrammarState, RemiGrammar
+from comagen.music.grammar import (
+    AFTER_DURATION,
+    AFTER_PITCH,
+    AFTER_POSITION,
+    AFTER_VELOCITY,
+    GrammarState,
+    RemiGrammar,
+)
 
+PITCH_STATES = (AFTER_POSITION, AFTER_DURATION)  # where the grammar allows a pitch
 DECISION_OF_STATE = {AFTER_POSITION: "pitch", AFTER_PITCH: "velocity", AFTER_VELOCITY: "duration"}  # else timing
 
 
@@ -43,11 +51,12 @@ class Leans:
         return leans if active else None
 
     def apply(self, logits: torch.Tensor, allowed: torch.Tensor, states: list[GrammarState]) -> torch.Tensor:
-        """The leaned logits [B, V] for rows at grammar `states`."""
-        if self.key:
-            logits = self.key.apply(logits, allowed)
-        if self.register:
-            logits = self.register.apply(logits, allowed)
+        """The leaned logits [B, V] for rows at grammar `states` (the pitch leans only on steps where a
+        pitch may come: most steps decide a velocity, a duration or a position, and cost nothing)."""
+        pitches = [p for p in (self.key, self.register) if p]
+        if pitches and any(s.state in PITCH_STATES for s in states):  # key and register in one pass
+            lean = sum(p.lean() for p in pitches)
+            logits = lean_pitches(logits, allowed, pitches[0].pitch_ids, lean)
         if self.dynamics:
             logits = self.dynamics.apply(logits, states)
         if self.density:

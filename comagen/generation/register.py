@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from comagen.generation.histogram import DecayedHistogram, spread
-from comagen.generation.keyprior import kept_mass
+from comagen.generation.keyprior import lean_pitches
 from comagen.music.grammar import RemiGrammar
 
 HALF_LIFE_NOTES = 128
@@ -36,11 +36,12 @@ class RegisterPrior:
         if token in self._index_of:
             self.histogram.add(row, self._index_of[token])
 
+    def lean(self) -> torch.Tensor:
+        """strength x log p(key) per row and pitch token [B, len(pitch_ids)]."""
+        return self.strength * self.histogram.log_p()
+
     def apply(self, logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         """Logits [B, V] with pitch logits leaned toward each row's register, their total mass kept."""
         if self.strength == 0:
             return logits
-        out = logits.float().clone()
-        out[:, self.pitch_ids] = kept_mass(out[:, self.pitch_ids], allowed[:, self.pitch_ids],
-                                           self.strength * self.histogram.log_p())
-        return out
+        return lean_pitches(logits, allowed, self.pitch_ids, self.lean())

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from comagen.bundle.checkpoint import load_bundle
 from comagen.errors import ConfigError
 from comagen.generation.request import Request
-from comagen.generation.settings import TUNED, bundle_settings
+from comagen.generation.settings import TUNED, Settings, bundle_settings
 from comagen.music.midi import SECONDS_PER_BAR
 from comagen.render.closeness import closeness_figure
 from comagen.report import add_data_options, emit
@@ -115,10 +115,11 @@ def main() -> None:
                 "pooled": pooled_overlap(reals[:half], reals[half:])["mean"]},
             scored("another piece (floor)", floor, ceiling, floor) | {"pooled": float("nan")}]
     seconds = CONTINUATION_BARS * SECONDS_PER_BAR
+    plain = Settings()
     for s in settings:
         request = Request(max_tokens=150 * int(seconds), seconds=seconds, sampling=s.sampling(), seed=args.seed,
                           variations=args.variations)
-        label = " ".join(f"{k}={getattr(s, k):g}" for k in TUNED if getattr(s, k) != getattr(type(s)(), k)) or "plain"
+        label = " ".join(f"{k}={getattr(s, k):g}" for k in TUNED if getattr(s, k) != getattr(plain, k)) or "plain"
         runs = [continue_excerpt(bundle, item, request) for item in tqdm(items, desc=label, disable=args.json,
                                                                           leave=False)]
         ours = [notes for rows, _ in runs for notes in rows]

@@ -13,7 +13,6 @@ from comagen.generation.density import DensityPrior
 from comagen.generation.dynamics import DynamicsPrior
 from comagen.generation.leans import Leans
 from comagen.generation.prompt import Prompt
-from comagen.generation.register import RegisterPrior
 from comagen.generation.request import Request
 from comagen.generation.sampling import Sampling, sample_next
 from comagen.generation.session import generate
@@ -78,7 +77,8 @@ def test_the_register_lean_moves_pitches_toward_the_prompts_keys(default_bundle,
     heard = float(np.mean([grammar.value[t] for t in octave_up if grammar.kind[t] == "Pitch"]))
     gaps = []
     for strength in (0.0, 1.0, 3.0):
-        moved = RegisterPrior(grammar, octave_up, 1, strength).apply(logits, allowed)
+        leans = Leans.maybe(grammar, octave_up, 1, Sampling(register_strength=strength))
+        moved = leans.apply(logits, allowed, [state]) if leans else logits
         p = probs(moved, allowed)
         assert float(p[pitch_ids].sum()) == pytest.approx(float(probs(logits, allowed)[pitch_ids].sum()), abs=1e-5)
         gaps.append(abs(float((p[pitch_ids] * keys).sum() / p[pitch_ids].sum()) - heard))

@@ -48,10 +48,10 @@ class DensityPrior:
         self.log_width = torch.log(widths)[self.bin_of]
         self.histogram = DecayedHistogram(len(widths), rows, HALF_LIFE_NOTES, SMOOTHING)
         self.tail_class = len(widths)  # a bar line's class: every gap that reaches past this bar
-        self.kind, self.value = grammar.kind, grammar.value
+        self.kind = grammar.kind
         self.positions = torch.nonzero(grammar.position_id >= 0).flatten()  # the bar's positions the vocab has
         self.position_ids = grammar.position_id[self.positions]
-        self.pitch_ids = torch.tensor(sorted(grammar.pitch_id.values()), dtype=torch.long)
+        self.pitch_ids = grammar.pitch_ids
         self.ids = torch.cat([self.position_ids, torch.tensor([grammar.bar_id]), self.pitch_ids])  # timing tokens
         gaps, last, state = [], None, GrammarState()
         for token in prompt_ids:
@@ -95,14 +95,13 @@ class DensityPrior:
         index = torch.tensor(rows)
         per_gap, tail = self._class_log_p(index)
         since = torch.tensor([(states[i].bars - 1) * self.per_bar - self.last[i] for i in rows])  # bar start - onset
-        gaps = torch.cat([(since[:, None] + self.positions).clamp(0, self.longest),  # each position's gap
-                          (since + self.per_bar).clamp(0, self.longest)[:, None],  # a bar line: gaps from here on
-                          torch.zeros(len(rows), len(self.pitch_ids), dtype=torch.long)], -1)  # a chord note: 0
-        n_pos, n_pitch = len(self.positions), len(self.pitch_ids)
+        gaps = (since[:, None] + self.positions).clamp(0, self.longest)  # each position's gap
+        bar = (since + self.per_bar).clamp(0, self.longest)[:, None]  # a bar line: every gap from here on
+        n_pitch = len(self.pitch_ids)
         chord = allowed[index[:, None], self.pitch_ids].sum(-1, keepdim=True).clamp_min(1)  # gap 0 shared by pitches
-        prior = torch.cat([per_gap.gather(1, gaps[:, :n_pos]), tail.gather(1, gaps[:, n_pos:n_pos + 1]),
+        prior = torch.cat([per_gap.gather(1, gaps), tail.gather(1, bar),
                            (per_gap[:, :1] - torch.log(chord.float())).expand(-1, n_pitch)], -1)
-        classes = torch.cat([self.bin_of[gaps[:, :n_pos]], torch.full((len(rows), 1), self.tail_class),
+        classes = torch.cat([self.bin_of[gaps], torch.full((len(rows), 1), self.tail_class),
                              torch.zeros(len(rows), n_pitch, dtype=torch.long)], -1)
         out = logits.float().clone()
         group, ok = out[index[:, None], self.ids], allowed[index[:, None], self.ids]

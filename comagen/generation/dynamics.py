@@ -24,8 +24,8 @@ class DynamicsPrior:
 
     def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, strength: float) -> None:
         self.strength = strength
-        ids = sorted((i for i, k in enumerate(grammar.kind) if k == "Velocity"), key=lambda i: grammar.value[i])
-        self.velocity_ids = torch.tensor(ids, dtype=torch.long)
+        self.velocity_ids = grammar.velocity_ids
+        ids = self.velocity_ids.tolist()
         self._bin_of = {i: b for b, i in enumerate(ids)}
         self.histogram = DecayedHistogram(len(ids), rows, HALF_LIFE_NOTES, SMOOTHING,
                                           spread(torch.arange(len(ids), dtype=torch.float), SPREAD_BINS))

@@ -24,7 +24,7 @@ class KeyPrior:
 
     def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, strength: float) -> None:
         self.strength = strength
-        self.pitch_ids = torch.tensor(sorted(grammar.pitch_id.values()), dtype=torch.long)
+        self.pitch_ids = grammar.pitch_ids
         self.classes = torch.tensor([grammar.value[int(i)] % 12 for i in self.pitch_ids], dtype=torch.long)
         self._class_of = {int(i): int(c) for i, c in zip(self.pitch_ids, self.classes, strict=True)}
         self.histogram = DecayedHistogram(12, rows, HALF_LIFE_NOTES, SMOOTHING)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 
 from comagen.generation.histogram import DecayedHistogram, spread
-from comagen.generation.keyprior import lean_pitches
 from comagen.music.grammar import RemiGrammar
 
 HALF_LIFE_NOTES = 128
@@ -26,7 +25,7 @@ class RegisterPrior:
 
     def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, strength: float) -> None:
         self.strength = strength
-        self.pitch_ids = torch.tensor(sorted(grammar.pitch_id.values()), dtype=torch.long)
+        self.pitch_ids = grammar.pitch_ids
         self._index_of = {int(i): n for n, i in enumerate(self.pitch_ids)}
         keys = torch.tensor([grammar.value[int(i)] for i in self.pitch_ids], dtype=torch.float)
         self.histogram = DecayedHistogram(len(keys), rows, HALF_LIFE_NOTES, SMOOTHING, spread(keys, SPREAD_KEYS))
@@ -39,9 +38,3 @@ class RegisterPrior:
     def lean(self) -> torch.Tensor:
         """strength x log p(key) per row and pitch token [B, len(pitch_ids)]."""
         return self.strength * self.histogram.log_p()
-
-    def apply(self, logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """Logits [B, V] with pitch logits leaned toward each row's register, their total mass kept."""
-        if self.strength == 0:
-            return logits
-        return lean_pitches(logits, allowed, self.pitch_ids, self.lean())

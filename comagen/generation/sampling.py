@@ -58,8 +58,6 @@ class Sampling:
         return None if all(f == 1.0 for f in factors.values()) else factors
 
 
-SAMPLING_NAMES = tuple(f.name for f in fields(Sampling))
-
 
 def sample_next(logits: torch.Tensor, allowed: torch.Tensor, sampling: Sampling,
                 generator: torch.Generator, factors: torch.Tensor | None = None) -> torch.Tensor:

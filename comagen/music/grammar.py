@@ -31,6 +31,8 @@ class RemiGrammar:
         self.seconds_per_position = vocab.seconds_per_position
         self.value = vocab.value
         self.pitch_id = {vocab.value[i]: i for i in vocab.pitch_ids}
+        self.pitch_ids = torch.tensor(sorted(self.pitch_id.values()), dtype=torch.long)
+        self.velocity_ids = torch.tensor(vocab.velocity_ids, dtype=torch.long)  # softest to loudest
         self.position_id = torch.full((self.positions_per_bar,), -1, dtype=torch.long)
         for i in vocab.ids_of("Position"):
             self.position_id[vocab.value[i]] = i

@@ -27,3 +27,13 @@ fi
 req=requirements.txt
 [ $dev = 1 ] && req=requirements-dev.txt
 python3 -m pip install -q -r "$req"
+
+# The page's live-sound library (studio/browser/package-lock.json), served by the app itself; with --dev
+# also the synth the bench compares it with. Without npm the app runs without live sound.
+if command -v npm >/dev/null 2>&1; then
+  omit=(--omit=dev)
+  [ $dev = 1 ] && omit=()
+  (cd studio/browser && npm ci --no-audit --no-fund --loglevel=error "${omit[@]}")
+else
+  echo "warning: npm not found: the app runs without live sound (install Node.js and npm, then rerun this script)" >&2
+fi

@@ -316,3 +316,56 @@ def _infill_parser(sub: argparse._SubParsersAction) -> None:
 
 
 EXTRA_PARSERS.append(_infill_parser)
+
+
+@command("duet")
+def duet_cmd(args: argparse.Namespace) -> dict:
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.generation.settings import bundle_settings, settings_from_cli
+    from comagen.generation.turns import Turns
+    from comagen.live.ports import port_names
+    from comagen.live.terminal import DuetIO, run_duet
+
+    if args.list_ports:
+        names = port_names()
+        if not args.json:
+            print("inputs:  " + (", ".join(names["inputs"]) or "(none)"))
+            print("outputs: " + (", ".join(names["outputs"]) or "(none)"))
+        return names
+    if args.checkpoint is None or (args.in_port is None) == (args.in_file is None):
+        raise ComagenError("a duet needs --checkpoint and one of --in PORT or --in-file FILE.mid (see --list-ports)")
+    if args.out_port and args.synth:
+        raise ComagenError("choose --out PORT or --synth, not both")
+    bundle = load_bundle(args.checkpoint)
+    settings = settings_from_cli(args, bundle_settings(bundle))
+    io = DuetIO(args.in_port, args.in_file, args.out_port, args.audio_driver, args.audio_file)
+    result = run_duet(bundle, settings, Turns(args.pause, args.answer_bars), io, args.take,
+                      max_seconds=args.max_seconds, quiet=args.json)
+    if not args.json:
+        print(f"wrote {result['take']}: {result['notes']} notes in {result['answers']} answers; first answer "
+              f"note after {result['first_note_ms']} ms")
+    return result
+
+
+def _duet_parser(sub: argparse._SubParsersAction) -> None:
+    from comagen.generation.settings import add_cli_options
+    from comagen.generation.turns import Turns
+
+    p = sub.add_parser("duet", help="play with the model from a MIDI keyboard (or a MIDI file played live)")
+    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--in", dest="in_port", help="MIDI input port to play from (see --list-ports)")
+    p.add_argument("--in-file", type=Path, help="a MIDI file played in real time as the player's part")
+    p.add_argument("--out", dest="out_port", help="MIDI output port for the answers (else FluidSynth)")
+    p.add_argument("--synth", action="store_true", help="sound through FluidSynth (the default without --out)")
+    p.add_argument("--audio-driver", default=None, help="FluidSynth's audio driver (e.g. alsa, pulseaudio, file)")
+    p.add_argument("--audio-file", type=Path, default=None, help="with --audio-driver file: the WAV it writes")
+    p.add_argument("--list-ports", action="store_true", help="list MIDI ports and exit")
+    p.add_argument("--pause", type=float, default=Turns.pause, help="seconds of silence that pass the turn")
+    p.add_argument("--answer-bars", type=float, default=Turns.answer_bars, help="length of each answer in bars")
+    p.add_argument("--max-seconds", type=float, default=3600.0, help="end the duet after this long")
+    p.add_argument("--take", type=Path, default=Path("duet.mid"), help="where the take (both parts) is written")
+    add_cli_options(p, only=("temperature", "top_k", "top_p", "min_p", "seed"))
+    p.add_argument("--json", action="store_true")
+
+
+EXTRA_PARSERS.append(_duet_parser)

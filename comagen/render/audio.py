@@ -56,7 +56,7 @@ class AudioUnavailableError(ComagenError):
     """The FluidSynth system library is missing, so no audio preview can be made."""
 
 
-def _load_fluidsynth() -> ModuleType:
+def load_fluidsynth() -> ModuleType:
     """Import pyfluidsynth, turning a missing system library into a user-facing error."""
     try:
         import fluidsynth
@@ -135,7 +135,7 @@ _LOG_LOCK = threading.Lock()  # FluidSynth's log function is one for the process
 @functools.cache
 def _api() -> _Api:
     """Prototypes of the unwrapped calls, through pyfluidsynth's own `cfunc` and library handle."""
-    cfunc, ptr, num = _load_fluidsynth().cfunc, ctypes.c_void_p, ctypes.c_int
+    cfunc, ptr, num = load_fluidsynth().cfunc, ctypes.c_void_p, ctypes.c_int
     calls = _Api(
         cfunc("fluid_synth_write_float", num, ("synth", ptr, 1), ("len", num, 1), ("lout", ptr, 1),
               ("loff", num, 1), ("lincr", num, 1), ("rout", ptr, 1), ("roff", num, 1), ("rincr", num, 1)),
@@ -151,7 +151,7 @@ def _api() -> _Api:
 
 def shared_soundfont(path: Path) -> SharedSoundfont:
     """The process's one loaded copy of the soundfont at `path`, loaded on first use."""
-    fluidsynth = _load_fluidsynth()
+    fluidsynth = load_fluidsynth()
     key = path.resolve()
     with _SOUNDFONTS_LOCK:
         if key not in _SOUNDFONTS:
@@ -170,7 +170,7 @@ def _lent_synth(shared: SharedSoundfont, sample_rate: int) -> Iterator[tuple[Any
     """A fresh synth playing the shared soundfont, and the soundfont's id in it, for one render."""
     api = _api()
     with shared.lock:
-        synth = _load_fluidsynth().Synth(gain=SYNTH_GAIN, samplerate=float(sample_rate), channels=MIDI_CHANNELS)
+        synth = load_fluidsynth().Synth(gain=SYNTH_GAIN, samplerate=float(sample_rate), channels=MIDI_CHANNELS)
         try:
             yield synth, api.add_sfont(synth.synth, shared.sfont)
         finally:

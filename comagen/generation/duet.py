@@ -1,0 +1,198 @@
+"""A duet: the player's notes go into the model's streaming state while they play, so when the turn
+passes the model answers after one step, not a prefill.
+
+`Duet` is the engine on one clock (seconds, the front end's own): player notes in (`play`), an
+answer out (`answer`, notes with times as they are sampled), `cut_in` when the player interrupts,
+and `take()`, both parts as one score. Model time runs on the token grid; the clock maps onto it
+through an offset that each answer moves so its first note sounds at once. An interrupted answer
+keeps only what sounded: the stream is rebuilt from the kept tokens (a prefill while the player
+plays), since the state has already read notes that never sounded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import symusic
+import torch
+
+from comagen.bundle.checkpoint import Bundle
+from comagen.generation.leans import Leans
+from comagen.generation.player import TimedNote
+from comagen.generation.sampling import sample_next
+from comagen.generation.settings import Settings
+from comagen.music.grammar import AFTER_DURATION, GrammarState, RemiGrammar
+from comagen.music.midi import GRID_BPM
+from comagen.music.writer import RemiWriter
+from comagen.runtime import choose_runtime
+
+CONTEXT = 1024  # tokens a rebuilt stream reads back
+LEAN_TOKENS = 512  # the recent tokens the leans (key, dynamics, pace) follow
+PARTS = ("player", "model")
+
+
+class Duet:
+    """The engine of one duet; not thread-safe except `stop()`, which ends a running `answer` early."""
+
+    def __init__(self, bundle: Bundle, settings: Settings | None = None, runtime: str = "auto") -> None:
+        self.bundle, self.tokenizer = bundle, bundle.tokenizer
+        self.grammar = RemiGrammar(self.tokenizer)
+        self.writer = RemiWriter(self.tokenizer, self.grammar)
+        settings = settings or Settings()
+        self.request = settings.request(bundle.composers, bundle.config.windows, max_tokens=1024, runtime=runtime)
+        self.runtime = choose_runtime(bundle, runtime, self.request.windows)
+        self.generator = torch.Generator().manual_seed(self.request.seed)
+        self.seconds_per_tick = self.grammar.seconds_per_position
+        self.offset: float | None = None  # clock seconds at model time 0
+        self.notes: list[TimedNote] = []
+        self._stop = threading.Event()
+        self._rebuild([])
+
+    # ---- the stream
+    def _rebuild(self, history: list[int]) -> None:
+        """A fresh stream that has read `history` (the take's tokens)."""
+        self.history = list(history)
+        self.state = GrammarState()
+        for token in self.history:
+            self.state = self.state.advance(self.grammar, token)
+        composers = torch.tensor([self.request.composer])
+        self.stream = self.runtime.open(composers)
+        context = [self.tokenizer.bos_id, *self.history[-CONTEXT:]]
+        with torch.inference_mode():
+            self.logits = self.stream.prefill(torch.tensor([context]))
+
+    def _feed(self, ids: list[int]) -> None:
+        with torch.inference_mode():
+            for token in ids:
+                self.logits = self.stream.step(torch.tensor([token]))
+                self.state = self.state.advance(self.grammar, token)
+                self.history.append(token)
+
+    # ---- the clock
+    def tick(self, clock: float) -> int:
+        return round((clock - (self.offset or 0.0)) / self.seconds_per_tick)
+
+    def clock(self, tick: int) -> float:
+        return (self.offset or 0.0) + tick * self.seconds_per_tick
+
+    # ---- the player's turn
+    def play(self, notes: list[TimedNote]) -> int:
+        """Feed whole player notes (onset order); returns the tokens fed. A note earlier than what the
+        stream holds (an answer's unsounded tail) cuts the answer there first."""
+        fed = 0
+        for note in notes:
+            if self.offset is None:
+                self.offset = note.start
+            tick = self.tick(note.start)
+            if tick < self.writer.tick_of(self.state) and self._answer_notes_after(note.start):
+                self.cut_in(note.start)
+            tick = max(tick, self.writer.tick_of(self.state))
+            if not self.writer.can_write(self.state, tick, note.pitch):
+                tick += 1
+            ticks = max(round((note.end - note.start) / self.seconds_per_tick), 1)
+            ids = self.writer.note(self.state, tick, note.pitch, note.velocity, ticks)
+            self._feed(ids)
+            fed += len(ids)
+            self.notes.append(TimedNote(self.clock(tick), self.clock(tick) + ticks * self.seconds_per_tick,
+                                        note.pitch, note.velocity, "player"))
+        return fed
+
+    def _answer_notes_after(self, clock: float) -> bool:
+        return any(n.part == "model" and n.start >= clock for n in self.notes)
+
+    # ---- the model's turn
+    def stop(self) -> None:
+        """Ask a running `answer` to end after its current token (safe from another thread)."""
+        self._stop.set()
+
+    def answer(self, now: float, seconds: float) -> Iterator[TimedNote]:
+        """The model's answer, note by note, the first sounding at `now` plus the time spent sampling it;
+        `seconds` of music (it ends on a whole note)."""
+        self._stop.clear()
+        leans = Leans.maybe(self.grammar, self.history[-LEAN_TOKENS:], 1, self.request.sampling)
+        started, first, pending = time.perf_counter(), None, []
+        budget = int(seconds * 150) + 64
+        while budget and not self._stop.is_set():
+            budget -= 1
+            token = self._sample(leans)
+            if first is not None and self._past(token, first, seconds):
+                break
+            before = self.state
+            self._feed([token])
+            if leans:
+                leans.played(0, token, before)
+            pending.append(token)
+            if self.grammar.kind[token] == "Duration":
+                note_tick, pitch, velocity, ticks = self._note_of(pending, before)
+                pending = []
+                if first is None:
+                    first = note_tick
+                    self.offset = now + (time.perf_counter() - started) - note_tick * self.seconds_per_tick
+                yield self._model_note(note_tick, pitch, velocity, ticks)
+
+    def _sample(self, leans: Leans | None) -> int:
+        allowed = self.state.allowed(self.grammar)[None]
+        allowed[0, self.grammar.eos_id] = False  # a duet answers; it does not end the piece
+        logits, factors = self.logits[:1].float(), None
+        if leans:
+            logits, factors = leans.apply(logits, allowed, [self.state]), leans.temperature_factors([self.state])
+        return int(sample_next(logits, allowed, self.request.sampling, self.generator, factors)[0])
+
+    def _past(self, token: int, first: int, seconds: float) -> bool:
+        """Whether `token` opens a time past the answer's length (only between whole notes)."""
+        if self.state.state != AFTER_DURATION or self.grammar.kind[token] not in ("Bar", "Position"):
+            return False
+        after = self.state.advance(self.grammar, token)
+        return self.writer.tick_of(after) - first >= seconds / self.seconds_per_tick
+
+    def _note_of(self, pending: list[int], before: GrammarState) -> tuple[int, int, int, int]:
+        """Tick, pitch, velocity and length of the note whose last token (Duration) was just fed."""
+        pitch_id, velocity_id, duration_id = pending[-3:]
+        value = self.grammar.value
+        return (self.writer.tick_of(before), value[pitch_id], value[velocity_id],
+                self.writer.duration_ticks(duration_id))
+
+    def _model_note(self, tick: int, pitch: int, velocity: int, ticks: int) -> TimedNote:
+        note = TimedNote(self.clock(tick), self.clock(tick + ticks), pitch, velocity, "model")
+        self.notes.append(note)
+        return note
+
+    def cut_in(self, clock: float) -> None:
+        """The player takes the turn at `clock`: answer notes not yet begun are dropped, sounding ones
+        end there, and the stream is rebuilt from what was heard."""
+        kept = [n if n.part == "player" or n.end <= clock else TimedNote(n.start, clock, n.pitch, n.velocity, "model")
+                for n in self.notes if n.part == "player" or n.start < clock]
+        self.notes = []
+        self.play_back(kept)
+
+    def play_back(self, notes: list[TimedNote]) -> None:
+        """Re-write `notes` (both parts, as heard) as the take's tokens, read in one prefill."""
+        state, ids = GrammarState(), []
+        for note in sorted(notes, key=lambda n: (n.start, n.pitch)):
+            tick = max(self.tick(note.start), self.writer.tick_of(state))
+            if not self.writer.can_write(state, tick, note.pitch):
+                continue  # two equal keys on one tick: one is heard
+            ticks = max(round((note.end - note.start) / self.seconds_per_tick), 1)
+            written = self.writer.note(state, tick, note.pitch, note.velocity, ticks)
+            for token in written:
+                state = state.advance(self.grammar, token)
+            ids += written
+            self.notes.append(note)
+        self._rebuild(ids)
+
+    # ---- the result
+    def take(self) -> symusic.Score:
+        """Both parts in seconds, as two tracks (player, model), for the roll, the audio and the MIDI."""
+        score = symusic.Score(ttype="second")
+        score.tempos.append(symusic.Tempo(0.0, GRID_BPM, ttype="second"))
+        origin = min((n.start for n in self.notes), default=0.0)
+        for part in PARTS:
+            track = symusic.Track(name=part.capitalize(), program=0, ttype="second")
+            for n in self.notes:
+                if n.part == part:
+                    track.notes.append(symusic.Note(n.start - origin, n.end - n.start, n.pitch, n.velocity,
+                                                    ttype="second"))
+            score.tracks.append(track)
+        return score

@@ -7,7 +7,8 @@ COMAGEN_CHECKPOINT (the checkpoint shown first; default assets/checkpoints/flags
 COMAGEN_CHECKPOINTS (more folders of bundles, separated like PATH; runs/finetuned/ is always looked
 in), COMAGEN_MAESTRO_DIR (adds MAESTRO pieces to the gallery),
 COMAGEN_OUT_MAX_AGE (seconds an upload or result file lives on the server, default 3600),
-COMAGEN_LIVE_VIEW (on: token text and piano roll while sampling; text; off: only the results).
+COMAGEN_LIVE_VIEW (on: token text and piano roll while sampling; text; off: only the results),
+COMAGEN_LIVE_SOUND (on: the page plays the notes as they are written; off), COMAGEN_WEB_DIR (studio.web).
 
 Everything the server writes (results, and gradio's cache of uploads, result copies and streamed
 images) lives under studio.OUT_ROOT, which `studio.start_cleaner` sweeps; a GRADIO_TEMP_DIR set by
@@ -33,8 +34,10 @@ from comagen.generation.settings import TUNED, bundle_settings
 from comagen.logs import setup_logging
 from comagen.render.pianoroll import piano_roll_image
 from studio import infill as studio_infill
+from studio import web
 from studio.assets import CHECKPOINTS_DIR, FINETUNED_DIR, PROMPTS_DIR, SOUNDFONTS_DIR
 from studio.controls import named_handler, settings_controls, settings_from_values
+from studio.duet_socket import PLAY_SCRIPT, DuetTakes, duet_routes
 from studio.result_tabs import Results, result_tabs
 
 PREFERRED = ("flagship", "default")  # shown first: the better model (its int8 step streams 6-13x real time)
@@ -60,6 +63,7 @@ class Page:
     status: gr.Markdown
     stats: gr.Markdown
     results: Results
+    play: dict[str, gr.components.Component]
     infill: dict[str, gr.components.Component] = dc_field(default_factory=dict)
 
     def windows(self) -> list:
@@ -73,46 +77,70 @@ def layout(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, stu
     gr.Markdown("# comagen studio\nContinue a piano piece with a multi-scale-attention Conformer. "
                 "Pick or upload a prompt, press **Generate**, listen, download, **Continue** or **Undo**.")
     model_info = gr.Markdown(studio.describe_checkpoint(bundle))
-    with gr.Row():
-        buttons = {"generate": gr.Button("Generate", variant="primary", elem_id="generate"),
-                   "stop": gr.Button("Stop", variant="stop", elem_id="stop"),
-                   "continue": gr.Button("Continue", elem_id="continue"),
-                   "undo": gr.Button("Undo", elem_id="undo")}
+    with gr.Tabs(elem_id="modes"):
+        with gr.Tab("Compose", id="compose"):
+            with gr.Row():
+                buttons = {"generate": gr.Button("Generate", variant="primary", elem_id="generate"),
+                           "stop": gr.Button("Stop", variant="stop", elem_id="stop"),
+                           "continue": gr.Button("Continue", elem_id="continue"),
+                           "undo": gr.Button("Undo", elem_id="undo")}
+            with gr.Row():
+                with gr.Column():
+                    gr.Markdown("### Prompt")
+                    checkpoint = gr.Dropdown(checkpoints.choices, value=default, label="checkpoint")
+                    prompt_choice = gr.Dropdown(list(gallery), value=shipped[0] if shipped else studio.NOTHING,
+                                                label="gallery (type to search)", filterable=True)
+                    upload = gr.File(label=f"or upload a .mid/.midi (up to {studio.UPLOAD_MAX_BYTES // 2**20} MB)",
+                                     file_types=[".mid", ".midi"], type="filepath", elem_id="upload")
+                    keep = gr.Slider(1, studio.PROMPT_MAX_SECONDS, value=8, step=1, label="keep the first N seconds")
+                    prompt_note = gr.Markdown(elem_id="prompt-note")
+                    prompt_roll = gr.Image(label="prompt", type="numpy", format="png", interactive=False, height=160)
+                with gr.Column():
+                    gr.Markdown("### Controls")
+                    controls = settings_controls(bundle, "main", limits)
+                    with gr.Accordion("keep to the prompt: dynamics, pace, temperature per decision", open=False):
+                        controls.update(settings_controls(bundle, "leans", limits))
+                    with gr.Accordion("composer, attention windows, form", open=False):
+                        controls.update(settings_controls(bundle, "more", limits))
+        with gr.Tab("Play", id="play", elem_id="play-tab"):
+            play = play_tab()
     status = gr.Markdown(elem_id="status")
-    with gr.Row():
-        with gr.Column():
-            gr.Markdown("### Prompt")
-            checkpoint = gr.Dropdown(checkpoints.choices, value=default, label="checkpoint")
-            prompt_choice = gr.Dropdown(list(gallery), value=shipped[0] if shipped else studio.NOTHING,
-                                        label="gallery (type to search)", filterable=True)
-            upload = gr.File(label=f"or upload a .mid/.midi (up to {studio.UPLOAD_MAX_BYTES // 2**20} MB)",
-                             file_types=[".mid", ".midi"], type="filepath", elem_id="upload")
-            keep = gr.Slider(1, studio.PROMPT_MAX_SECONDS, value=8, step=1, label="keep the first N seconds")
-            prompt_note = gr.Markdown(elem_id="prompt-note")
-            prompt_roll = gr.Image(label="prompt", type="numpy", format="png", interactive=False, height=160)
-        with gr.Column():
-            gr.Markdown("### Controls")
-            controls = settings_controls(bundle, "main", limits)
-            with gr.Accordion("keep to the prompt: dynamics, pace, temperature per decision", open=False):
-                controls.update(settings_controls(bundle, "leans", limits))
-            with gr.Accordion("composer, attention windows, form", open=False):
-                controls.update(settings_controls(bundle, "more", limits))
     chosen = gr.State(0)
     results = result_tabs(chosen)
     infill = infill_controls()
     return Page(model_info, gr.State([]), chosen, checkpoint, prompt_choice, upload, keep, prompt_note, prompt_roll,
-                controls, buttons, status, gr.Markdown(elem_id="stats"), results, infill)
+                controls, buttons, status, gr.Markdown(elem_id="stats"), results, play, infill)
+
+
+def play_tab() -> dict[str, gr.components.Component]:
+    """A duet: the keyboard (drawn by play.js into #comagen-play), when the turn passes, and the buttons."""
+    gr.Markdown("### Play with the model\nPress **Start duet** and play: on the keys below (mouse or touch), "
+                "your computer's keys, or a MIDI keyboard. Stop for a moment (or press **Hand over**, Enter, "
+                "or the soft pedal) and the model answers; play again to cut in. **Finish** shows the take "
+                "(both parts) below like any result: roll, audio, MIDI, Continue. It plays with the checkpoint "
+                "chosen on Compose, with that checkpoint's tuned sampling.")
+    with gr.Row():
+        out = {"pause": gr.Slider(0.3, 3.0, value=1.0, step=0.1, label="pause that hands the turn over (s)"),
+               "bars": gr.Slider(1, 16, value=4, step=1, label="answer length (bars)")}
+    with gr.Row():
+        out.update(start=gr.Button("Start duet", variant="primary", elem_id="play-start"),
+                   over=gr.Button("Hand over", elem_id="play-over"),
+                   finish=gr.Button("Finish: show the take", elem_id="play-finish"))
+    gr.HTML('<div id="play-status">Press Start duet, then play.</div><div id="comagen-play"></div>')
+    out["take"] = gr.Textbox(visible="hidden", elem_id="play-take-id", label="duet take")
+    return out
 
 
 def wire_generation(page: Page, checkpoints: studio.Checkpoints, gallery: dict[str, studio.GalleryItem],
                     registry: studio.Registry) -> None:
     """Generate and Continue: one handler, two modes."""
     res, status, stats, history, seed = page.results, page.status, page.stats, page.history, page.controls["seed"]
+    notes = gr.Textbox(visible="hidden", elem_id="live-notes", label="live notes")  # read by live.js
     outputs = [status, stats, seed, history, *res.all()]
     names = ["checkpoint", "prompt", "upload", "keep_seconds", *page.controls]
     inputs = [page.checkpoint, page.prompt_choice, page.upload, page.keep, *page.controls.values(), history,
               page.chosen]
-    live = studio.live_view_from_env()
+    live, sound = studio.live_view_from_env(), web.live_sound_enabled()
 
     def run(mode: str, values: dict, past: list[studio.Take], pick: int, request: gr.Request) -> Iterator[dict]:
         try:
@@ -127,8 +155,11 @@ def wire_generation(page: Page, checkpoints: studio.Checkpoints, gallery: dict[s
             yield {status: "Starting ...", seed: req.seed,
                    **{res.texts[i]: "" for i in range(studio.MAX_VARIATIONS)},
                    **{res.tabs[i]: gr.Tab(visible=i < req.variations) for i in range(studio.MAX_VARIATIONS)}}
-            for frame in studio.stream(b, prompt, req, label, registry=registry, key=request.session_hash, live=live):
+            for frame in studio.stream(b, prompt, req, label, registry=registry, key=request.session_hash, live=live,
+                                       sound=sound):
                 update = {status: frame.status, stats: "", seed: req.seed, **res.live(frame.texts, frame.rolls)}
+                if frame.notes is not None:
+                    update[notes] = frame.notes
                 if frame.take:
                     new_history = ([] if mode == "generate" else list(past)) + [frame.take]
                     update.update(res.show(frame.results, len(frame.take.rows)))
@@ -148,7 +179,8 @@ def wire_generation(page: Page, checkpoints: studio.Checkpoints, gallery: dict[s
         yield from run("continue", values, past, pick, request)
 
     for mode, fn in (("generate", generate), ("continue", extend)):
-        page.buttons[mode].click(named_handler(fn, names), inputs, outputs, api_name=mode, concurrency_id="model",
+        page.buttons[mode].click(named_handler(fn, names), inputs, [*outputs, notes], api_name=mode,
+                                 concurrency_id="model",
                                  preprocess=False)  # named_handler checks the raw values, naming a bad one
     wire_stop_undo(page, checkpoints, registry, outputs)
 
@@ -219,6 +251,30 @@ def wire_prompt(demo: gr.Blocks, page: Page, checkpoints: studio.Checkpoints,
     demo.load(preview, **preview_io, api_name=False)
 
 
+def wire_play(page: Page, checkpoints: studio.Checkpoints, takes: DuetTakes) -> None:
+    """Start, Hand over and Finish: the duet itself runs over play.js's socket; Finish brings its take
+    into the page's history, shown like any result."""
+    res, status, stats, history, ctl = page.results, page.status, page.stats, page.history, page.play
+    ctl["start"].click(None, [page.checkpoint, ctl["pause"], ctl["bars"]], None,
+                       js="(c, p, b) => { comagenPlay.start({checkpoint: c, pause: p, answer_bars: b}); }")
+    ctl["over"].click(None, None, None, js="() => { comagenPlay.takeOver(); }")
+
+    def show(key: str) -> dict:
+        """The finished duet `key` as the page's take: roll in two colours, audio, MIDI."""
+        try:
+            played = takes.get(key)
+            b = checkpoints.get(played.checkpoint)
+        except ComagenError as exc:
+            return {status: f"**Error:** {exc}"}
+        take = studio.played_take(b.tokenizer, played.score, "duet")
+        return {status: "Your duet: you in blue, the model in orange.", stats: studio.stats_markdown(take, False),
+                history: [take], **res.show(studio.render_take(b, take), 1),
+                res.texts[0]: studio.token_text(b, take.rows[0])}
+
+    ctl["finish"].click(show, ctl["take"], [status, stats, history, *res.all()], api_name=False,
+                        js="async () => [await comagenPlay.finish()]", concurrency_id="model")
+
+
 def infill_controls() -> dict[str, gr.components.Component]:
     """Start and end of a span over the result's piano roll (seconds, a bar a step), K and the button."""
     gr.Markdown("### Infill\nRegenerate the bars between two times of the result on show so that they lead "
@@ -272,14 +328,16 @@ def wire_infill(page: Page, checkpoints: studio.Checkpoints) -> None:
 
 
 def build_demo(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, studio.GalleryItem],
-               limits: studio.AppLimits = studio.LIMITS, prompts_dir: Path = PROMPTS_DIR) -> gr.Blocks:
+               limits: studio.AppLimits = studio.LIMITS, prompts_dir: Path = PROMPTS_DIR,
+               takes: DuetTakes | None = None) -> gr.Blocks:
     """The page: buttons, prompt and controls on top, streamed results per variation below."""
     shipped = [label for label, item in gallery.items() if item.path and item.path.parent == prompts_dir]
-    with gr.Blocks(title="comagen studio") as demo:
+    with gr.Blocks(title="comagen studio", head=web.head_html() + PLAY_SCRIPT) as demo:
         page = layout(checkpoints, default, gallery, shipped, limits)
         wire_generation(page, checkpoints, gallery, studio.Registry())
         wire_prompt(demo, page, checkpoints, gallery)
         wire_infill(page, checkpoints)
+        wire_play(page, checkpoints, takes or DuetTakes())
         examples = [[choice, 8, 20, 1.0, 0, 0.95, 1, "none"] for choice in shipped[:2]]
         if len(shipped) > 2:
             examples += [[shipped[2], 6, 16, 0.9, 40, 0.95, 2, "none"], [shipped[-1], 4, 16, 1.0, 0, 0.95, 1, "AABA"]]
@@ -300,12 +358,13 @@ def main() -> None:
                                       more=[*studio.env_checkpoint_folders(), FINETUNED_DIR])
     if not folders:
         raise SystemExit(f"no checkpoint found under {CHECKPOINTS_DIR}; set COMAGEN_CHECKPOINT")
-    checkpoints = studio.Checkpoints(folders)
+    checkpoints, takes = studio.Checkpoints(folders), DuetTakes()
     try:
         studio.out_max_age_from_env()  # a bad COMAGEN_OUT_MAX_AGE stops the start, in one line
         default = checkpoints.names[0] if env_checkpoint else next(
             (name for name in PREFERRED if name in folders), checkpoints.names[0])
-        demo = build_demo(checkpoints, default, studio.build_gallery(PROMPTS_DIR, maestro_dir=maestro_dir))
+        demo = build_demo(checkpoints, default, studio.build_gallery(PROMPTS_DIR, maestro_dir=maestro_dir),
+                          takes=takes)
     except ComagenError as exc:
         raise SystemExit(str(exc)) from None
     studio.OUT_ROOT.mkdir(parents=True, exist_ok=True)
@@ -314,6 +373,7 @@ def main() -> None:
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                 max_file_size=4 * studio.UPLOAD_MAX_BYTES, allowed_paths=[str(studio.OUT_ROOT)],
+                app_kwargs={"routes": [*web.web_routes(), *duet_routes(checkpoints, takes)]},  # live sound, duets
                 show_error=True)  # what gradio refuses before a handler runs (a path not uploaded here) says why
 
 

@@ -22,6 +22,7 @@ from comagen.generation.prompt import Prompt
 from comagen.generation.request import Request
 from comagen.generation.session import Progress, Session
 from studio.limits import CONTEXT_CAP, TOKEN_CAP
+from studio.livesound import SoundFeed
 from studio.memory import release_memory
 from studio.present import (
     LIVE_ROLL_TOKENS,
@@ -37,6 +38,7 @@ from studio.take import Take
 log = logging.getLogger("comagen.studio")
 LIVE_VIEWS = ("on", "text", "off")  # what the page shows while sampling (COMAGEN_LIVE_VIEW)
 TEXT_INTERVAL = 0.5  # token text refresh (s): each update costs the sampling thread in the server
+FIRST_NOTES_INTERVAL = 0.05  # until the first notes are sent, so the page sounds soon after Generate
 ROLL_MIN_INTERVAL = 1.0  # live piano roll: at most one redraw a second ...
 ROLL_COST_FACTOR = 4.0  # ... and drawing may take at most a quarter of the wall time
 
@@ -118,6 +120,7 @@ class Frame:
     results: list[Rendered] | None = None
     stats: str = ""
     first_token_s: float | None = None
+    notes: str | None = None  # the first variation's new notes so far, for the page's live sound
 
 
 def live_view_from_env() -> str:
@@ -135,26 +138,32 @@ def _take_stats(progress: Progress) -> dict:
 
 
 def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, registry: Registry | None = None,
-           key: str = "", live: str = "on") -> Iterator[Frame]:
+           key: str = "", live: str = "on", sound: bool = False) -> Iterator[Frame]:
     """Run one generation, yielding a text frame every TEXT_INTERVAL s (`live` "on": with piano rolls
     at most every ROLL_MIN_INTERVAL s, slower when drawing is slow; "text": without; "off": no frame
-    until the end) and a final frame with the results."""
+    until the end) and a final frame with the results. With `sound` (and a live view), frames carry
+    the new notes so far (`SoundFeed`), polled every FIRST_NOTES_INTERVAL s until the first ones."""
     if len(prompt.ids) + request.max_tokens > CONTEXT_CAP + TOKEN_CAP:
         raise ComagenError(f"the piece has reached {len(prompt.ids)} tokens, the app's limit for Continue; "
                            "press Undo or start a new piece")
     job = Job(bundle, prompt, request)
     if registry is not None:
         registry.put(key, job)
+    feed = SoundFeed(bundle, prompt) if sound and live != "off" else None
     try:  # a consumer that leaves (the browser closed, gradio closes this generator) stops the job
         last_roll, roll_interval = 0.0, ROLL_MIN_INTERVAL
-        while not job.wait(None if live == "off" else TEXT_INTERVAL):
+        while not job.wait(None if live == "off" else FIRST_NOTES_INTERVAL if feed and not feed.count
+                           else TEXT_INTERVAL):
+            silent = feed is not None and not feed.count
             progress = job.snapshot(tail=max(TEXT_TAIL, LIVE_ROLL_TOKENS) if live == "on" else TEXT_TAIL)
             rows, stats, totals = [list(r) for r in progress.rows], progress.stats, progress.lengths
             frame = Frame([token_text(bundle, ids, n) for ids, n in zip(rows, totals, strict=True)],
                           f"Generating: {stats['tokens']} tokens, {stats['music_seconds']:.1f} of "
                           f"{request.seconds:.0f} s of music, {stats['tokens_per_s']:.0f} tokens/s",
-                          first_token_s=job.first_token_at)
-            if live == "on" and time.perf_counter() - last_roll >= roll_interval and any(rows):
+                          first_token_s=job.first_token_at,
+                          notes=feed.update(list(job.snapshot().rows[0])) if feed else None)
+            first_notes = silent and feed.count > 0  # sent at once: the roll waits for the next frame
+            if live == "on" and not first_notes and time.perf_counter() - last_roll >= roll_interval and any(rows):
                 t0 = time.perf_counter()
                 frame.rolls = [live_piece_roll(bundle, prompt, ids, n) for ids, n in zip(rows, totals, strict=True)]
                 last_roll = time.perf_counter()
@@ -172,7 +181,8 @@ def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, regis
     take = Take(prompt, rows, request.seed, request.composer, request.windows, name, _take_stats(progress))
     stopped = progress.stopped
     texts = [token_text(bundle, ids) for ids in rows]
-    yield Frame(texts, "Rendering audio and figures ...", first_token_s=job.first_token_at)
+    yield Frame(texts, "Rendering audio and figures ...", first_token_s=job.first_token_at,
+                notes=feed.update(rows[0]) if feed else None)  # the rest sounds while the audio renders
     results = render_take(bundle, take)
     release_memory()
     yield Frame(texts, "Stopped; kept what was generated." if stopped

@@ -49,7 +49,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 from app_support import ARGS, CHROMIUM  # noqa: E402 - the tests' chromium and its flags
 
 RATE = 44100  # headless Chromium's AudioContext rate here; the server renders at the same
-AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
 LIBRARY = {"fluid": "js-synthesizer 1.13.0", "spessa": "spessasynth_lib 4.3.14"}
 MAX_LAG_S = 0.4
 TAP_FRAMES = 4096  # the recorder's buffer: what it hears is two buffers older than its playbackTime
@@ -143,7 +142,7 @@ def excerpt(seconds: float) -> tuple[symusic.Score, list[list]]:
 
 def run_page(pw, url: str, events: list[list] | None) -> dict:  # noqa: ANN001 - playwright
     """One fresh browser on the page: the hosts it asked, start-up, and (with `events`) a recording."""
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, AUTOPLAY])
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
     try:
         page = browser.new_context().new_page()
         page.add_init_script(TAP)

@@ -34,7 +34,6 @@ from app_support import (  # noqa: E402 - the tests' chromium, flags and page st
     set_number,
 )
 
-AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
 WATCH = """() => {
   const w = window.__live = { click: null, first: null, wav: null, before: 0, notes: null };
   window.comagenSynth.onEvent((e) => {
@@ -88,7 +87,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="comagen-live-sound-") as tmp, \
             serve(args.checkpoint.resolve(), Path(tmp) / "app.log") as server, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, AUTOPLAY])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             rows = [{"run": i, **one_run(browser, server.url, args.seconds)} for i in range(args.runs)]
         finally:

@@ -45,12 +45,20 @@ def _soundfont(_request: object) -> Response:
     return FileResponse(path, media_type="application/octet-stream", headers={"Cache-Control": "max-age=86400"})
 
 
+def _files(folder: Path) -> StaticFiles | Response:
+    """The folder's files, or (absent) a 404 that says what is missing."""
+    if folder.is_dir():
+        return StaticFiles(directory=folder)
+    return PlainTextResponse(f"live sound's {folder.name} is not installed (scripts/setup.sh installs it with npm)",
+                             status_code=404)
+
+
 def web_routes(folder: Path | None = None) -> list[BaseRoute]:
     """Static mounts for our scripts and the installed libraries, and the page's soundfont. A missing
     folder serves 404s (the page then says why it has no live sound), never a start-up error."""
     folder = web_dir() if folder is None else folder
-    return [Mount(f"{PREFIX}/static", StaticFiles(directory=folder / "static", check_dir=False)),
-            Mount(f"{PREFIX}/lib", StaticFiles(directory=folder / "node_modules", check_dir=False)),
+    return [Mount(f"{PREFIX}/static", _files(folder / "static")),
+            Mount(f"{PREFIX}/lib", _files(folder / "node_modules")),
             Route(f"{PREFIX}/soundfont.sf2", _soundfont)]
 
 

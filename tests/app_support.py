@@ -18,7 +18,8 @@ APP_START_TIMEOUT_S = 400  # the app starts in 1-3 minutes while other work load
 MAESTRO = Path(os.environ.get("COMAGEN_MAESTRO_DIR", ROOT.parent / "shared" / "data" / "maestro"))
 CHROMIUM = os.environ.get("COMAGEN_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--autoplay-policy=no-user-gesture-required"]  # the page's live sound starts without a click
 GENERATION_TIMEOUT_MS = 120_000
 
 

@@ -44,7 +44,7 @@ from studio.present import (
     token_text,
 )
 from studio.prompts import continue_prompt, resolve_prompt
-from studio.take import Take
+from studio.take import Take, played_take
 
 __all__ = [
     "CHECKPOINTS_DIR", "LIMITS", "LIVE_ROLL_TOKENS", "LIVE_WIDTH", "MAX_SCALES", "MAX_SECONDS", "MAX_VARIATIONS",
@@ -52,6 +52,6 @@ __all__ = [
     "UPLOAD_MAX_BYTES", "AppLimits", "Checkpoints", "GalleryItem", "Registry", "Take", "app_request",
     "build_gallery", "clean_out_dir", "continue_prompt", "describe_checkpoint", "env_checkpoint_folders",
     "env_settings", "find_checkpoints", "live_piece_roll", "live_roll", "live_view_from_env", "maestro_prompts",
-    "out_max_age_from_env",
+    "out_max_age_from_env", "played_take",
     "render_take", "resolve_prompt", "start_cleaner", "stats_markdown", "stream", "token_text", "window_sliders",
 ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import symusic
 
 from comagen.generation.prompt import Prompt, continuation_score
+from comagen.music.midi import piano
 from comagen.music.tokenizer import PianoTokenizer
 
 
@@ -50,3 +51,10 @@ def shown_score(tokenizer: PianoTokenizer, history: list[Take], variation: int) 
 
 def _clamped(take: Take, variation: int) -> int:
     return min(max(int(variation), 0), len(take.rows) - 1)
+
+
+def played_take(tokenizer: PianoTokenizer, score: symusic.Score, name: str) -> Take:
+    """A piece played live (a duet's two parts) as a take: its own score shown, heard and downloaded;
+    its tokens (both parts as one piano) what Continue and Infill build on."""
+    tick = score.to("tick", min_dur=1)
+    return Take(Prompt.empty(), [tokenizer.encode_score(piano(tick))], 0, 0, None, name, scores=[tick])

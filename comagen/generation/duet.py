@@ -24,13 +24,12 @@ from comagen.generation.player import TimedNote
 from comagen.generation.sampling import sample_next
 from comagen.generation.settings import Settings
 from comagen.music.grammar import AFTER_DURATION, GrammarState, RemiGrammar
-from comagen.music.midi import GRID_BPM
+from comagen.music.midi import GRID_BPM, MODEL_TRACK, PLAYER_TRACK
 from comagen.music.writer import RemiWriter
 from comagen.runtime import choose_runtime
 
 CONTEXT = 1024  # tokens a rebuilt stream reads back
-LEAN_TOKENS = 512  # the recent tokens the leans (key, dynamics, pace) follow
-PARTS = ("player", "model")
+PARTS = {"player": PLAYER_TRACK, "model": MODEL_TRACK}  # TimedNote.part -> track name
 
 
 class Duet:
@@ -57,6 +56,8 @@ class Duet:
         self.state = GrammarState()
         for token in self.history:
             self.state = self.state.advance(self.grammar, token)
+        # the leans (key, dynamics, pace) follow both parts as they are played, ready at a takeover
+        self.leans = Leans.maybe(self.grammar, self.history[-CONTEXT:], 1, self.request.sampling)
         composers = torch.tensor([self.request.composer])
         self.stream = self.runtime.open(composers)
         context = [self.tokenizer.bos_id, *self.history[-CONTEXT:]]
@@ -67,6 +68,8 @@ class Duet:
         with torch.inference_mode():
             for token in ids:
                 self.logits = self.stream.step(torch.tensor([token]))
+                if self.leans:
+                    self.leans.played(0, token, self.state)
                 self.state = self.state.advance(self.grammar, token)
                 self.history.append(token)
 
@@ -111,18 +114,15 @@ class Duet:
         """The model's answer, note by note, the first sounding at `now` plus the time spent sampling it;
         `seconds` of music (it ends on a whole note)."""
         self._stop.clear()
-        leans = Leans.maybe(self.grammar, self.history[-LEAN_TOKENS:], 1, self.request.sampling)
         started, first, pending = time.perf_counter(), None, []
         budget = int(seconds * 150) + 64
         while budget and not self._stop.is_set():
             budget -= 1
-            token = self._sample(leans)
+            token = self._sample()
             if first is not None and self._past(token, first, seconds):
                 break
             before = self.state
             self._feed([token])
-            if leans:
-                leans.played(0, token, before)
             pending.append(token)
             if self.grammar.kind[token] == "Duration":
                 note_tick, pitch, velocity, ticks = self._note_of(pending, before)
@@ -132,10 +132,10 @@ class Duet:
                     self.offset = now + (time.perf_counter() - started) - note_tick * self.seconds_per_tick
                 yield self._model_note(note_tick, pitch, velocity, ticks)
 
-    def _sample(self, leans: Leans | None) -> int:
+    def _sample(self) -> int:
         allowed = self.state.allowed(self.grammar)[None]
         allowed[0, self.grammar.eos_id] = False  # a duet answers; it does not end the piece
-        logits, factors = self.logits[:1].float(), None
+        logits, factors, leans = self.logits[:1].float(), None, self.leans
         if leans:
             logits, factors = leans.apply(logits, allowed, [self.state]), leans.temperature_factors([self.state])
         return int(sample_next(logits, allowed, self.request.sampling, self.generator, factors)[0])
@@ -188,8 +188,8 @@ class Duet:
         score = symusic.Score(ttype="second")
         score.tempos.append(symusic.Tempo(0.0, GRID_BPM, ttype="second"))
         origin = min((n.start for n in self.notes), default=0.0)
-        for part in PARTS:
-            track = symusic.Track(name=part.capitalize(), program=0, ttype="second")
+        for part, name in PARTS.items():
+            track = symusic.Track(name=name, program=0, ttype="second")
             for n in self.notes:
                 if n.part == part:
                     track.notes.append(symusic.Note(n.start - origin, n.end - n.start, n.pitch, n.velocity,

@@ -24,6 +24,7 @@ GRID_BPM = 120.0  # every score is re-timed onto this grid: the one statement of
 SECONDS_PER_BEAT = 60.0 / GRID_BPM
 SECONDS_PER_BAR = 4 * SECONDS_PER_BEAT  # 4/4
 PIANO_LOW, PIANO_HIGH = 21, 108
+PLAYER_TRACK, MODEL_TRACK = "Player", "Model"  # a duet's two parts, drawn in two colours
 SUSTAIN_CC = 64
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_SECONDS = 3 * 3600.0

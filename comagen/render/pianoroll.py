@@ -19,6 +19,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from comagen.music.midi import MODEL_TRACK, PLAYER_TRACK
+
 PROMPT_COLOUR = "#1f5fbf"  # blue
 CONTINUATION_COLOUR = "#e8590c"  # orange: far from blue in hue and for colour-blind readers
 INFILL_COLOUR = "#0ca678"  # teal-green: a regenerated span, between dotted lines as well as by hue
@@ -56,11 +58,12 @@ class Roll:
 
 
 def _note_arrays(score: symusic.Score) -> dict[str, np.ndarray]:
-    """All notes of all tracks in seconds, as numpy columns."""
+    """All notes of all tracks in seconds, as numpy columns; "model" marks a duet's model part."""
     seconds = score.to("second")
-    columns = [track.notes.numpy() for track in seconds.tracks if len(track.notes)]
+    columns = [{**track.notes.numpy(), "model": np.full(len(track.notes), track.name == MODEL_TRACK)}
+               for track in seconds.tracks if len(track.notes)]
     if not columns:
-        return {key: np.zeros(0) for key in ("time", "duration", "pitch", "velocity")}
+        return {key: np.zeros(0) for key in ("time", "duration", "pitch", "velocity", "model")}
     return {key: np.concatenate([c[key] for c in columns]) for key in columns[0]}
 
 
@@ -73,12 +76,12 @@ def _shaded(base: np.ndarray, velocity: np.ndarray) -> np.ndarray:
 def layout_roll(score: symusic.Score, split_seconds: float | None = None,
                 span: tuple[float, float] | None = None) -> Roll:
     """The `Roll` of ``score``: notes starting before ``split_seconds`` are the prompt (blue), the rest
-    the continuation (orange); without a split every note is prompt. Notes starting inside ``span``
-    (an infilled stretch, seconds) are green."""
+    the continuation (orange); without a split every note is prompt but a duet's model part, which is
+    orange too. Notes starting inside ``span`` (an infilled stretch, seconds) are green."""
     notes = _note_arrays(score)
     start, pitch = notes["time"].astype(float), notes["pitch"].astype(int)
     stop = start + np.maximum(notes["duration"], 1e-3)
-    is_prompt = np.ones(len(pitch), bool) if split_seconds is None else start < split_seconds
+    is_prompt = ~notes["model"].astype(bool) if split_seconds is None else start < split_seconds
     base = np.where(is_prompt[:, None], to_rgb(PROMPT_COLOUR), to_rgb(CONTINUATION_COLOUR))
     if span is not None:
         base[(start >= span[0] - 1e-6) & (start < span[1] - 1e-6)] = to_rgb(INFILL_COLOUR)
@@ -132,7 +135,9 @@ def piano_roll_figure(
         return fig
     _draw_notes(ax, roll)
     if split_seconds is not None:
-        _legend(ax, span)
+        _legend(ax, span, ("prompt", "continuation"))
+    elif any(t.name == MODEL_TRACK for t in score.tracks):
+        _legend(ax, span, (PLAYER_TRACK.lower(), MODEL_TRACK.lower()))
     return fig
 
 
@@ -153,11 +158,11 @@ def _draw_notes(ax: Axes, roll: Roll) -> None:
     ax.set_yticks(ticks, [note_name(p) for p in ticks])
 
 
-def _legend(ax: Axes, span: tuple[float, float] | None) -> None:
-    """What the colours mean, beside the roll."""
+def _legend(ax: Axes, span: tuple[float, float] | None, labels: tuple[str, str]) -> None:
+    """What the colours mean, beside the roll (`labels`: the blue and the orange notes)."""
     ax.legend(
-        handles=[Patch(color=PROMPT_COLOUR, label="prompt"),
-                 Patch(color=CONTINUATION_COLOUR, label="continuation"),
+        handles=[Patch(color=PROMPT_COLOUR, label=labels[0]),
+                 Patch(color=CONTINUATION_COLOUR, label=labels[1]),
                  *([Patch(color=INFILL_COLOUR, label="infilled")] if span else []),
                  Patch(facecolor="white", edgecolor="0.5", label="paler = softer")],
         loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,

@@ -157,9 +157,8 @@ def wire_generation(page: Page, checkpoints: studio.Checkpoints, gallery: dict[s
                    **{res.tabs[i]: gr.Tab(visible=i < req.variations) for i in range(studio.MAX_VARIATIONS)}}
             for frame in studio.stream(b, prompt, req, label, registry=registry, key=request.session_hash, live=live,
                                        sound=sound):
-                update = {status: frame.status, stats: "", seed: req.seed, **res.live(frame.texts, frame.rolls)}
-                if frame.notes is not None:
-                    update[notes] = frame.notes
+                update = {status: frame.status, stats: "", seed: req.seed, notes: frame.notes or "",
+                          **res.live(frame.texts, frame.rolls)}  # every output a value: see Results.live
                 if frame.take:
                     new_history = ([] if mode == "generate" else list(past)) + [frame.take]
                     update.update(res.show(frame.results, len(frame.take.rows)))

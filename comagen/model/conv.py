@@ -32,7 +32,7 @@ class ConvModule(nn.Module):
 
     def forward(self, x: Tensor, cache: WindowCache | None = None) -> Tensor:
         h = F.glu(self.pointwise_in(self.norm(x)), dim=-1).transpose(1, 2)  # [b, dim, n]
-        h = F.pad(h, (self.kernel - 1, 0)) if cache is None else cache.extend(h[..., None])[..., 0]
+        h = F.pad(h, (self.kernel - 1, 0)) if cache is None else cache.extend(h[..., None]).squeeze(-1)
         if h.shape[-1] == self.kernel:  # one output step: a plain dot product beats conv1d's set-up cost
             h = (h * self.depthwise.weight[:, 0]).sum(-1, keepdim=True) + self.depthwise.bias[:, None]
         else:

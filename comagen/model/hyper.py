@@ -40,14 +40,13 @@ class HyperConnection(nn.Module):
             out = self.branch(h, *args, **kwargs)
             y, extra = out if isinstance(out, tuple) else (out, None)
             return h + y, extra
-        alpha, beta = self.alpha, self.beta
+        weights = torch.stack((self.alpha, self.beta), -1)  # [s, 2]: alpha and beta side by side
         if self.dynamic:
-            dyn = torch.tanh(self.norm(h) @ self.dyn_proj) * self.dyn_scale
-            alpha, beta = alpha + dyn[..., 0], beta + dyn[..., 1]
-        x = (alpha[..., None] * h).sum(dim=-2)
+            weights = weights + torch.tanh(self.norm(h) @ self.dyn_proj) * self.dyn_scale  # [..., s, 2]
+        x = (weights[..., :1].transpose(-1, -2) @ h).squeeze(-2)  # sum_s alpha_s h_s, one matmul
         out = self.branch(x, *args, **kwargs)
         y, extra = out if isinstance(out, tuple) else (out, None)
-        h = torch.einsum("ts,...sd->...td", self.mix, h) + beta[..., None] * y[..., None, :]
+        h = self.mix @ h + weights[..., 1:] * y.unsqueeze(-2)
         return h, extra
 
 

@@ -1,7 +1,7 @@
 """`python -m comagen export`: the conformer's one-token step as ONNX files inside its bundle.
 
     BUNDLE/runtime/step.onnx        fp32 step (whatever the bundle's weight dtype: bf16 is widened)
-    BUNDLE/runtime/step.int8.onnx   with --int8: MatMul/Gemm weights quantised to int8
+    BUNDLE/runtime/step.int8.onnx   with --int8: MatMul/Gemm weights quantised to int8 (see `Recipe`)
     BUNDLE/runtime/export.json      windows, opset, dtype, hashes (see manifest.py), step timings
 
 The dynamo exporter traces `StepFunction` with a dynamic batch axis (classifier-free guidance runs
@@ -17,10 +17,12 @@ import functools
 import io
 import logging
 import os
+import shutil
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +48,29 @@ FILES = {"fp32": "step.onnx", "int8": "step.int8.onnx"}
 VERIFY_TOLERANCE = {"fp32": 1e-3, "int8": None}  # int8 is checked for finite, well-shaped logits only
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How the exported graph is prepared for ONNX Runtime (each lever measured in bench/decode.py
+    --sections step; all on by default).
+
+    fold: ONNX Runtime's basic optimisations first (constant folding): the tied head's transposed
+    embedding becomes a constant weight, so the head is quantised like every other matrix.
+    skip_thin: matrices with at most THIN columns (the hyper-connections' 320 x 2 mixers) stay fp32:
+    quantising their input costs more than the 640 multiplies it would save.
+    optimized: the file is saved after ONNX Runtime's own fusions (extended level: no layout
+    changes tied to this CPU), so a session starts from the graph it will run.
+    """
+
+    fold: bool = True
+    skip_thin: bool = True
+    optimized: bool = True
+
+
+THIN = 8
+
+
 def export_bundle(bundle: Bundle, out: Path | None = None, int8: bool = False, threads: int | None = None,
-                  measure_steps: int = 32, int8_only: bool = False) -> dict:
+                  measure_steps: int = 32, int8_only: bool = False, recipe: Recipe = Recipe()) -> dict:
     """Export the bundle's step (and its int8 twin; with `int8_only` that alone, which keeps a shipped
     bundle small) and return what was written and measured."""
     int8 = int8 or int8_only
@@ -67,11 +90,11 @@ def export_bundle(bundle: Bundle, out: Path | None = None, int8: bool = False, t
     record = ExportRecord(windows=list(model.cfg.windows), opset=OPSET, weights_sha256=file_sha256(weights),
                           threads=threads, versions=_versions())
     with tempfile.TemporaryDirectory(dir=out, prefix=".export.") as tmp:
-        staged = {"fp32": Path(tmp) / FILES["fp32"]}
-        _export_onnx(step, staged["fp32"])
-        if int8:
-            staged["int8"] = Path(tmp) / FILES["int8"]
-            _quantize(staged["fp32"], staged["int8"])
+        traced = Path(tmp) / "traced.onnx"
+        _export_onnx(step, traced)
+        staged = {p: Path(tmp) / FILES[p] for p in ("fp32", *(["int8"] if int8 else []))}
+        for precision, path in staged.items():
+            prepare(traced, path, precision, recipe)
         for precision, path in staged.items():
             _verify(step, path, precision)
         record.step_ms = measure(step, staged, threads, measure_steps) if measure_steps else {}
@@ -134,21 +157,63 @@ def _export_onnx(step: StepFunction, path: Path) -> None:
     rows = {0: batch}
     states = len(state_names(step.model))
     scalars = len(inputs) - states
+    trace(step, example_inputs(step, 2), path, inputs, ["logits", *update_names(step.model)],
+          (rows, rows, None, (*[None] * (scalars - 3), *[rows] * states)))
+
+
+def trace(module: torch.nn.Module, example: tuple, path: Path, inputs: list[str], outputs: list[str],
+          dynamic_shapes: tuple) -> None:
+    """`module` traced by the dynamo exporter into one ONNX file (the settings every step shares)."""
     with _quiet(), torch.no_grad():
-        torch.onnx.export(step, example_inputs(step, 2), str(path), dynamo=True, opset_version=OPSET,
-                          input_names=inputs, output_names=["logits", *update_names(step.model)],
-                          dynamic_shapes=(rows, rows, None, (*[None] * (scalars - 3), *[rows] * states)),
-                          external_data=False, verbose=False)
+        torch.onnx.export(module, example, str(path), dynamo=True, opset_version=OPSET, input_names=inputs,
+                          output_names=outputs, dynamic_shapes=dynamic_shapes, external_data=False, verbose=False)
 
 
-def _quantize(src: Path, dst: Path) -> None:
+def _ort_optimize(src: Path, dst: Path, level: str) -> None:
+    """`src` as ONNX Runtime optimises it at `level` ("basic" or "extended"), saved to `dst`."""
+    import onnxruntime as ort
+
+    options = session_options(1)
+    options.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}[level]
+    options.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+
+
+def _thin_matmuls(path: Path) -> list[str]:
+    """Names of the MatMul/Gemm nodes whose constant weight has at most THIN rows or columns."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    dims = {i.name: tuple(i.dims) for i in graph.initializer}
+    return [n.name for n in graph.node
+            if n.op_type in ("MatMul", "Gemm") and n.input[1] in dims and min(dims[n.input[1]]) <= THIN]
+
+
+def prepare(src: Path, dst: Path, precision: str, recipe: Recipe) -> None:
+    """The fp32 graph `src` as the `precision` file `dst`: folded, quantised, optimised per `recipe`."""
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".prepare.") as tmp:
+        current = src
+        if recipe.fold:
+            _ort_optimize(current, Path(tmp) / "folded.onnx", "basic")
+            current = Path(tmp) / "folded.onnx"
+        if precision == "int8":
+            _quantize(current, Path(tmp) / "int8.onnx", _thin_matmuls(current) if recipe.skip_thin else [])
+            current = Path(tmp) / "int8.onnx"
+        if recipe.optimized:
+            _ort_optimize(current, dst, "extended")
+        else:
+            shutil.copyfile(current, dst)
+
+
+def _quantize(src: Path, dst: Path, exclude: list[str]) -> None:
     """Dynamic int8 quantisation of the weight matrices only (activation x activation products,
-    the attention scores, stay fp32)."""
+    the attention scores, stay fp32); the `exclude` nodes stay fp32 too."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet():  # it logs a pre-processing hint meant for convolutional image models
         quantize_dynamic(src, dst, op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
-                         per_channel=True, extra_options={"MatMulConstBOnly": True})
+                         per_channel=True, nodes_to_exclude=exclude, extra_options={"MatMulConstBOnly": True})
 
 
 def _verify(step: StepFunction, path: Path, precision: str) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from comagen.model.positional import apply_rotary, rotary_tables
+from comagen.model.positional import rotary_tables
 
 
 @dataclass
@@ -33,8 +33,8 @@ class RingContext:
 
     windows: list[int]
     heads: int
-    q_rot: Tensor | None  # [1, d/2] complex: the query's xpos rotation at `offset` (None: dpb)
-    k_rot: Tensor | None  # [1, d/2] complex: the new key's rotation, as stored
+    q_rot: Tensor | None  # [2, d]: the query's xpos rotation at `offset` as `turn` takes it (None: dpb)
+    k_rot: Tensor | None  # [2, d]: the new key's rotation, as stored
     ring_bias: list[Tensor]  # per scale: [h or 1, 1, W-1]: -inf for unwritten slots, + dpb by distance
     new_bias: list[Tensor]  # per scale: [h or 1, 1, 1]: the bias at distance 0
 
@@ -61,15 +61,28 @@ def ring_context(windows: list[int], heads: int, head_dim: int, dpb: nn.ModuleLi
         new_bias.append(table[:, :1, None])
     if tables is None:
         return RingContext(list(windows), heads, None, None, ring_bias, new_bias)
-    q_rot, k_rot = (torch.view_as_complex(t.index_select(0, offset[None])) for t in tables)
+    q_rot, k_rot = (t.index_select(0, offset[None])[0] for t in tables)
     return RingContext(list(windows), heads, q_rot, k_rot, ring_bias, new_bias)
 
 
 def offset_tables(wmax: int, head_dim: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """xpos (q, k) rotations at offsets 0 .. 2 wmax from the origin (the range `offset` stays in), as
-    real [P, d/2, 2] tensors (an exporter indexes real tensors, not complex ones)."""
-    q_table, k_table = rotary_tables(torch.arange(2 * wmax + 1, device=device), head_dim, xpos=True)
-    return torch.view_as_real(q_table), torch.view_as_real(k_table)
+    real [P, 2, d] tensors for `turn` (an exporter indexes real tensors, not complex ones)."""
+    return tuple(turn_table(t) for t in rotary_tables(torch.arange(2 * wmax + 1, device=device), head_dim,
+                                                      xpos=True))
+
+
+def turn_table(table: Tensor) -> Tensor:
+    """A complex rotary table [P, d/2] as real [P, 2, d]: each pair's (re, re) and (-im, im)."""
+    re, im = table.real.repeat_interleave(2, -1), table.imag.repeat_interleave(2, -1)
+    return torch.stack((re, im * torch.tensor([-1.0, 1.0], device=table.device).repeat(table.shape[-1])), 1)
+
+
+def turn(x: Tensor, table: Tensor) -> Tensor:
+    """`apply_rotary` of x [..., d] by one `turn_table` row [2, d], as a graph of six plain ops rather
+    than complex arithmetic's thirteen: (a + ib)(c + is) = (ac - bs) + i(as + bc), pair-swapped."""
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    return x * table[0] + swapped * table[1]
 
 
 def rebase_factor(shift: int, head_dim: int) -> Tensor:
@@ -90,13 +103,14 @@ class RingLayer:
         """q, k, v [b, S*h, 1, d] of the new token -> the scale-mixed output [b, h, 1, d]."""
         ctx, h = self.ctx, self.ctx.heads
         if ctx.q_rot is not None:
-            q, k = apply_rotary(q, ctx.q_rot), apply_rotary(k, ctx.k_rot)
+            q, k = turn(q, ctx.q_rot), turn(k, ctx.k_rot)
         self.new_k, self.new_v = k, v
         outs = []
+        nows = (q * k).sum(-1, keepdim=True).split(h, dim=1)  # every scale's score of the new token at once
         for s, (ring_k, ring_v) in enumerate(zip(self.keys, self.values, strict=True)):
             heads = slice(s * h, (s + 1) * h)
-            qs, ks, vs = q[:, heads], k[:, heads], v[:, heads]
-            now = (qs * ks).sum(-1, keepdim=True) + ctx.new_bias[s]  # [b, h, 1, 1]
+            qs, vs = q[:, heads], v[:, heads]
+            now = nows[s] + ctx.new_bias[s]  # [b, h, 1, 1]
             past = qs @ ring_k.transpose(-1, -2) + ctx.ring_bias[s]  # [b, h, 1, W-1]
             probs = torch.cat((past, now), dim=-1).softmax(dim=-1)
             outs.append(probs[..., :-1] @ ring_v + probs[..., -1:] * vs)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from comagen.errors import ConfigError
 from comagen.model.conformer import Conformer
 from comagen.model.hyper import expand_streams, reduce_streams
-from comagen.model.positional import apply_rotary
+from comagen.model.positional import apply_rotary, rotary_tables
 from comagen.model.state import DecodeState
 from comagen.runtime.ring import RingLayer, offset_tables, rebase_factor, ring_context, ring_slots
 
@@ -88,8 +88,7 @@ def ring_state(model: Conformer, state: DecodeState) -> tuple[list[Tensor], int]
     with origin = pos - max(W), so the first step's `offset` is max(W).
     """
     cfg, pos, wmax = model.cfg, state.pos, max(model.cfg.windows)
-    turn = torch.view_as_complex(offset_tables(wmax, cfg.head_dim, torch.device("cpu"))[1][:wmax]) \
-        if uses_offset(model) else None
+    turn = rotary_tables(torch.arange(wmax), cfg.head_dim, xpos=True)[1] if uses_offset(model) else None
     out = []
     for layer in state.caches:
         rings: list[list[Tensor]] = [[], []]

@@ -98,7 +98,9 @@ def test_an_answer_starts_at_once_and_a_cut_in_keeps_what_sounded(torch_duet: Du
     assert answer[0].start >= now and answer[-1].start < answer[0].start + 4.0 + 1e-6
     assert [n.start for n in answer] == sorted(n.start for n in answer)
     cut = answer[len(answer) // 2].start
+    players = [n for n in torch_duet.notes if n.part == "player"]
     torch_duet.cut_in(cut)
+    assert {n for n in torch_duet.notes if n.part == "player"} == set(players)  # all kept
     heard = [n for n in torch_duet.notes if n.part == "model"]
     assert 0 < len(heard) < len(answer) and all(n.start < cut and n.end <= cut for n in heard)
     torch.testing.assert_close(torch_duet.logits, prefilled_logits(torch_duet), rtol=1e-4, atol=1e-4)

@@ -164,13 +164,16 @@ class Duet:
         end there, and the stream is rebuilt from what was heard."""
         kept = [n if n.part == "player" or n.end <= clock else TimedNote(n.start, clock, n.pitch, n.velocity, "model")
                 for n in self.notes if n.part == "player" or n.start < clock]
-        self.notes = []
         self.play_back(kept)
 
     def play_back(self, notes: list[TimedNote]) -> None:
-        """Re-write `notes` (both parts, as heard) as the take's tokens, read in one prefill."""
-        state, ids = GrammarState(), []
-        for note in sorted(notes, key=lambda n: (n.start, n.pitch)):
+        """Re-write `notes` (both parts, as heard) as the take's tokens, read in one prefill. The heard
+        times become the model's: each answer had moved the clock's offset, so the take is re-timed
+        from its first note."""
+        state, ids, self.notes = GrammarState(), [], []
+        notes = sorted(notes, key=lambda n: (n.start, n.pitch))
+        self.offset = notes[0].start if notes else self.offset
+        for note in notes:
             tick = max(self.tick(note.start), self.writer.tick_of(state))
             if not self.writer.can_write(state, tick, note.pitch):
                 continue  # two equal keys on one tick: one is heard

@@ -58,6 +58,7 @@
 
   // ---- the model's notes
   function onNote(ev) {
+    if (state.turn !== "model") return; // the rest of an answer the player cut
     state.queue.push(ev);
     const turn = state.turns[state.turns.length - 1];
     if (turn && turn.firstNote === undefined) turn.firstNote = ev.start;
@@ -104,7 +105,7 @@
       show("Your turn.");
     } else if (msg.type === "ready") show(`Play! The model (${msg.runtime}) answers after a pause.`);
     else if (msg.type === "message") show(msg.text);
-    else if (msg.type === "error") show(`Error: ${msg.text}`);
+    else if (msg.type === "error") { state.failed = true; show(`Error: ${msg.text}`); }
     else if (msg.type === "take") {
       for (const resolve of state.takeWaiters.splice(0)) resolve(msg.id);
     }
@@ -114,14 +115,14 @@
   function start(options) {
     stop();
     state.pause = Number(options.pause) || 1.0;
-    state.turns = []; state.log = []; state.queue = [];
+    state.turns = []; state.log = []; state.queue = []; state.failed = false;
     const url = new URL("comagen/duet", window.location.href.split("?")[0].replace(/[^/]*$/, ""));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(url);
     state.ws = ws;
     ws.onopen = () => ws.send(JSON.stringify({ type: "start", ...options }));
     ws.onmessage = onMessage;
-    ws.onclose = () => { if (state.ws === ws) { state.ws = null; show("The duet has ended."); } };
+    ws.onclose = () => { if (state.ws === ws) { state.ws = null; if (!state.failed) show("The duet has ended."); } };
     if (window.comagenSynth) window.comagenSynth.resume();
     show("Starting the duet ...");
   }

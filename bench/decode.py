@@ -4,6 +4,7 @@
                            [--sections models,engine,runtime] [--runtime-checkpoints DIR,DIR]
     python bench/decode.py --sections quality --split test --files 10 --tokens 4096 --threads 1 --json
     python bench/decode.py --sections leans --threads 1   # what the sampling leans cost the engine
+    python bench/decode.py --sections step --tokens 4096 --step-quality-files 10   # step levers vs a GPT peer
 
 Random weights at the shipped configs (training/configs/*.json, roughly equal parameter
 counts). Tokens/s at each mark is measured over the stretch of tokens just before it, so a
@@ -21,6 +22,12 @@ current export is exported into a temporary copy first. The quality section (not
 teacher-forces --files pieces of --split, max(--tokens) tokens each, through every runtime's
 one-token step (training/runtime_quality.py): bits per note of each, int8 minus fp32, and KL, top-1 agreement
 and the largest logit difference against torch.
+The step section (not run by default) sets --step-checkpoint's exported step beside a plain GPT
+decoder step of matched size (comagen/runtime/peer.py: 10 M parameters, 8 layers, width 320, 5 heads,
+a 1,024-slot KV ring, rotary; random weights, timing only) exported and prepared the same way:
+fp32 and int8 at 1 and 2 threads, each export lever added in turn (runtime/export.py `Recipe`),
+the engine's time outside the step, ONNX Runtime op profiles, and (--step-quality-files) test bits
+per note of every lever's int8 file.
 """
 
 from __future__ import annotations
@@ -311,6 +318,177 @@ def quality_section(checkpoints: list[Path], data: Path, split: str, files: int,
     return out
 
 
+LEVERS = ("plain export", "+ thin mixers fp32", "+ constants folded (head int8)", "+ saved ORT-optimised")
+
+
+def lever_recipes() -> dict:
+    """Each step lever of issue #26 added to the ones before it (comagen.runtime.export.Recipe)."""
+    from comagen.runtime.export import Recipe
+
+    flags = [(False, False, False), (False, True, False), (True, True, False), (True, True, True)]
+    return {label: Recipe(*f) for label, f in zip(LEVERS, flags, strict=True)}
+
+
+def step_files(checkpoint: Path, scratch: Path) -> dict[str, tuple[Path, dict]]:
+    """Label -> (ONNX file, batch-1 feeds with the windows full): the peer plain and with every lever,
+    the bundle's shipped int8 file, and the bundle's step at each lever (fp32 plain and last)."""
+    import copy
+
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.runtime.export import FILES, example_inputs, prepare, trace_step
+    from comagen.runtime.peer import PeerStep, export_peer
+    from comagen.runtime.step import StepFunction
+
+    recipes = lever_recipes()
+    peer = export_peer(scratch, {"plain": recipes[LEVERS[0]], "levers": recipes[LEVERS[-1]]})
+    peer_feeds = [t.numpy() for t in PeerStep().example_inputs(1, 10_000)]
+    files = {f"peer {k}": (f, peer_feeds) for k, f in peer.items()}
+    bundle = load_bundle(checkpoint)
+    step = StepFunction(copy.deepcopy(bundle.model).float().eval()).eval()
+    feeds = [t.numpy() for t in example_inputs(step, 1, seen=10_000)]
+    shipped = checkpoint / "runtime" / FILES["int8"]
+    if shipped.is_file():
+        files[f"{bundle.name} int8 shipped"] = (shipped, feeds)
+    traced = scratch / "traced.onnx"
+    trace_step(step, traced)
+    for i, (label, recipe) in enumerate(recipes.items()):
+        for precision in ("fp32", "int8") if i in (0, len(recipes) - 1) else ("int8",):
+            path = scratch / f"{precision}.{i}.onnx"
+            prepare(traced, path, precision, recipe)
+            files[f"{bundle.name} {precision} {label}"] = (path, feeds)
+    return files
+
+
+def interleaved_steps(files: dict[str, tuple[Path, list]], threads: int, rounds: int = 12,
+                      steps: int = 16) -> dict[str, float]:
+    """Median step ms of each file, the files taking turns every `steps` calls for `rounds` rounds."""
+    import onnxruntime as ort
+
+    from comagen.runtime.onnx_stream import session_options
+
+    runs = {}
+    for label, (path, feeds) in files.items():
+        session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        named = {i.name: f for i, f in zip(session.get_inputs(), feeds, strict=True)}
+        runs[label] = lambda s=session, f=named: s.run(None, f)
+    times: dict[str, list[float]] = {label: [] for label in runs}
+    for _ in range(rounds):
+        for label, run in runs.items():
+            run()  # the first call after another session's turn refills the caches: not counted
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                run()
+                times[label].append(time.perf_counter() - t0)
+    return {label: round(float(np.median(t)) * 1e3, 3) for label, t in times.items()}
+
+
+def step_profile(path: Path, feeds: list, out: Path, steps: int = 100, top: int = 12) -> list[dict]:
+    """ONNX Runtime's profile of `steps` batch-1 steps at 1 thread (written to `out`): the top ops by
+    kernel time (the profiler's own cost inflates small ops, so shares, not times, are the point)."""
+    import onnxruntime as ort
+
+    from comagen.runtime.onnx_stream import session_options
+
+    options = session_options(1)
+    options.enable_profiling = True
+    options.profile_file_prefix = str(out.with_suffix(""))
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    named = {i.name: f for i, f in zip(session.get_inputs(), feeds, strict=True)}
+    for _ in range(steps):
+        session.run(None, named)
+    shutil.move(session.end_profiling(), out)
+    kernel: dict[str, float] = {}
+    nodes: dict[str, int] = {}
+    for event in json.loads(out.read_text()):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            kernel[op] = kernel.get(op, 0.0) + event["dur"]
+            nodes[op] = nodes.get(op, 0) + 1
+    total = sum(kernel.values())
+    ranked = sorted(kernel, key=kernel.get, reverse=True)[:top]
+    return [{"op": op, "nodes": nodes[op] // steps, "us/step": round(kernel[op] / steps, 1),
+             "share": f"{kernel[op] / total:.0%}"} for op in ranked]
+
+
+class _TimedSession:
+    """An InferenceSession whose `run` calls are timed (the engine's step time, apart from the rest)."""
+
+    def __init__(self, session) -> None:  # noqa: ANN001
+        self.session, self.seconds = session, 0.0
+
+    def run(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        t0 = time.perf_counter()
+        out = self.session.run(*args, **kwargs)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+def engine_overhead(checkpoint: Path, path: Path, tokens: int = 600) -> dict:
+    """The whole engine at batch 1, 1 thread, on the int8 file `path` with the bundle's tuned settings
+    (its leans): ms per token, of which the step, and the share outside it."""
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.generation.prompt import load_prompt
+    from comagen.generation.request import Request
+    from comagen.generation.session import Session
+    from comagen.generation.settings import bundle_settings
+    from comagen.runtime.onnx_stream import OnnxRuntime
+
+    bundle = load_bundle(checkpoint)
+    prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
+    session = Session(bundle, prompt, Request(max_tokens=tokens + 1, seconds=1e6, seed=0,
+                                              sampling=bundle_settings(bundle).sampling()))
+    session.runtime = OnnxRuntime(bundle.model, path, "int8", 1)
+    timed = session.runtime.session = _TimedSession(session.runtime.session)
+    steps = iter(session)
+    next(steps)  # the prompt's prefill is not a token's time
+    timed.seconds, t0 = 0.0, time.perf_counter()
+    count = sum(1 for _ in steps)
+    wall = time.perf_counter() - t0
+    return {"ms/token": round(wall / count * 1e3, 3), "step ms": round(timed.seconds / count * 1e3, 3),
+            "outside step": f"{1 - timed.seconds / wall:.0%}", "tokens": count}
+
+
+def step_section(checkpoint: Path, threads: list[int], profile_dir: Path, data: Path, files: int,
+                 tokens: int) -> dict:
+    """Issue #26's table: the plain GPT peer beside the bundle's step at each lever, fp32 and int8,
+    at each thread count (all files taking turns in one run); the engine's overhead on the shipped
+    and the last file; op profiles of both int8 steps; and with --data, test bits per note per lever."""
+    with tempfile.TemporaryDirectory(prefix="comagen-bench-") as scratch:
+        made = step_files(checkpoint, Path(scratch))
+        times = {n: interleaved_steps(made, n) for n in threads}
+        peer = {n: t["peer int8 levers"] for n, t in times.items()}
+        rows = [{"step": label, **{f"ms@{n}": times[n][label] for n in threads},
+                 **{f"x peer int8@{n}": round(times[n][label] / peer[n], 2) for n in threads}} for label in made]
+        print("\nbare batch-1 step (window full), ms, medians, all files taking turns; peer: plain GPT, "
+              "random weights, timing only")
+        print(format_table(rows))
+        last = f"{load_name(checkpoint)} int8 {LEVERS[-1]}"
+        engine = [{"file": label, **engine_overhead(checkpoint, made[label][0])}
+                  for label in (f"{load_name(checkpoint)} int8 shipped", last) if label in made]
+        print("\nwhole engine at 1 thread (grammar, leans, sampling, ring writes, Python) around the int8 step")
+        print(format_table(engine))
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        profiles = {}
+        for label in (last, "peer int8 levers"):
+            out = profile_dir / f"profile-{label.replace(' ', '_')}.json"
+            profiles[label] = step_profile(made[label][0], made[label][1], out)
+            print(f"\nONNX Runtime profile of '{label}' (1 thread; raw events in {out})")
+            print(format_table(profiles[label]))
+        quality = None
+        if data.is_dir() and files:
+            onnx = {"fp32": made[f"{load_name(checkpoint)} fp32 {LEVERS[-1]}"][0], "int8": made[last][0],
+                    **{f"int8 {label}": made[f"{load_name(checkpoint)} int8 {label}"][0] for label in LEVERS[:-1]}}
+            quality = runtime_quality(checkpoint, onnx, data, "test", files, tokens, 1)
+            print_quality(quality)
+    return {"steps": rows, "engine": engine, "profiles": profiles, "quality": quality}
+
+
+def load_name(checkpoint: Path) -> str:
+    from comagen.bundle.checkpoint import load_bundle
+
+    return load_bundle(checkpoint).name
+
+
 def models_section(models: list[str], marks: list[int]) -> dict:
     """Random-weight decode speed of each config, plus the recompute baseline (printed as a table)."""
     rows, result = [], {"models": {}}
@@ -348,7 +526,9 @@ def main() -> None:
                    help="trained bundle for the real-time factor (skipped when absent)")
     p.add_argument("--sections", default="models,engine,runtime",
                    help="models (random-weight decode), engine (real-time factor), runtime (torch vs ONNX), "
-                        "quality (each runtime's bits per note on --files files of --split, teacher-forced)")
+                        "quality (each runtime's bits per note on --files files of --split, teacher-forced), "
+                        "step (issue #26: the bundle's step per lever beside a plain GPT peer, engine overhead, "
+                        "op profile)")
     p.add_argument("--runtime-checkpoints", default="assets/checkpoints/default,assets/checkpoints/flagship",
                    help="bundles for the runtime section (relative to the repo root or absolute)")
     p.add_argument("--runtime-budget", type=float, default=150.0,
@@ -357,6 +537,12 @@ def main() -> None:
                    help="validation tokens for the runtime section's teacher-forced check (one file)")
     p.add_argument("--split", default="test", help="quality section: the split scored")
     p.add_argument("--files", type=int, default=10, help="quality section: files scored (max(--tokens) tokens each)")
+    p.add_argument("--step-checkpoint", default="assets/checkpoints/flagship",
+                   help="step section: the bundle set beside the plain GPT peer")
+    p.add_argument("--profile-dir", type=Path, default=Path(tempfile.gettempdir()) / "comagen-step-profiles",
+                   help="step section: where ONNX Runtime's raw profiles are written")
+    p.add_argument("--step-quality-files", type=int, default=0,
+                   help="step section: test files (max(--tokens) tokens each) scored per lever (0: none)")
     p.add_argument("--data", type=Path, default=MAESTRO, help="MAESTRO folder for int8 vs fp32 (skipped if absent)")
     args = p.parse_args()
     sections = set(args.sections.split(","))
@@ -377,6 +563,9 @@ def main() -> None:
         result["runtime"] = runtime_section(checkpoints, marks, args.runtime_budget, args.data, args.quality_tokens)
     if "leans" in sections:
         result["leans"] = leans_section(checkpoints)
+    if "step" in sections:
+        result["step"] = step_section(ROOT / args.step_checkpoint, [1, 2], args.profile_dir, args.data,
+                                      args.step_quality_files, max(marks))
     if "quality" in sections:
         result["quality"] = quality_section(checkpoints, args.data, args.split, args.files, max(marks), args.threads)
     if args.json:

@@ -159,9 +159,8 @@ class Session:
 
     def _allowed(self, logits: torch.Tensor) -> torch.Tensor:
         """What each row may sample: the grammar's next tokens, a replay's velocities, no early EOS."""
-        allowed = torch.ones_like(logits, dtype=torch.bool)
         if not self.grammar:
-            return allowed
+            return torch.ones_like(logits, dtype=torch.bool)
         allowed = torch.stack([r.grammar.allowed(self.grammar) for r in self.rows])
         for i, r in enumerate(self.rows):
             if r.plan.replaying_velocity():

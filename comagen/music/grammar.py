@@ -60,6 +60,10 @@ class RemiGrammar:
             ENDED: torch.zeros(self.size, dtype=torch.bool),
         }
         self.masks[ENDED][tokenizer.pad_id] = True
+        # after a duration at position p: positions up to p are gone (one precomputed row per p)
+        later = torch.arange(self.positions_per_bar)[:, None] < torch.arange(self.positions_per_bar)[None]
+        self.after_position = self.masks[AFTER_DURATION].repeat(self.positions_per_bar, 1)
+        self.after_position[:, self.position_id] = later & self.masks[AFTER_DURATION][self.position_id]
         self.velocity_mask = ids("Velocity")
         self.pedal_kinds = set(pedal)
 
@@ -100,10 +104,11 @@ class GrammarState:
         return self  # PAD/BOS change nothing
 
     def allowed(self, grammar: RemiGrammar) -> torch.Tensor:
-        """Boolean mask over the vocabulary of tokens that keep the sequence decodable."""
-        mask = grammar.masks[self.state].clone()
+        """Boolean mask over the vocabulary of tokens that keep the sequence decodable (a new tensor)."""
         if self.state == AFTER_DURATION and self.position >= 0:
-            mask[grammar.position_id[: self.position + 1]] = False
+            mask = grammar.after_position[self.position].clone()
+        else:
+            mask = grammar.masks[self.state].clone()
         if self.state in (AFTER_POSITION, AFTER_DURATION) and self.struck:
             mask[[grammar.pitch_id[p] for p in self.struck]] = False
         return mask

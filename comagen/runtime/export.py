@@ -91,7 +91,7 @@ def export_bundle(bundle: Bundle, out: Path | None = None, int8: bool = False, t
                           threads=threads, versions=_versions())
     with tempfile.TemporaryDirectory(dir=out, prefix=".export.") as tmp:
         traced = Path(tmp) / "traced.onnx"
-        _export_onnx(step, traced)
+        trace_step(step, traced)
         staged = {p: Path(tmp) / FILES[p] for p in ("fp32", *(["int8"] if int8 else []))}
         for precision, path in staged.items():
             prepare(traced, path, precision, recipe)
@@ -151,7 +151,8 @@ def _quiet():
             logger.setLevel(level)
 
 
-def _export_onnx(step: StepFunction, path: Path) -> None:
+def trace_step(step: StepFunction, path: Path) -> None:
+    """The step traced into one fp32 ONNX file, batch axis dynamic."""
     inputs = input_names(step.model)
     batch = torch.export.Dim("batch", min=1)
     rows = {0: batch}

@@ -7,7 +7,8 @@ play without a gesture).
 Each run is a fresh page (the synth loaded, a shipped prompt picked, its first 8 s kept); times are
 the page's own clock (performance.now) from the click: to the first notes' arrival (the hidden
 #live-notes text), to the first noteOn's sound as the synth reports it (`onEvent` perf), and to the
-first variation's WAV link. Also the notes that sounded before the WAV and the analyser's peak.
+first variation's WAV link. Also the notes that sounded before the WAV, the pauses a late note made
+the page's playback take (live.js: a stutter) and the analyser's peak.
 """
 
 from __future__ import annotations
@@ -68,12 +69,14 @@ def one_run(browser, url: str, seconds: float) -> dict:  # noqa: ANN001 - playwr
         page.wait_for_function("() => window.__live.wav !== null", timeout=GENERATION_TIMEOUT_MS)
         w = page.evaluate("() => window.__live")
         level = page.evaluate("() => window.comagenSynth.stats().level")
+        live = page.evaluate("() => window.comagenLive")
     finally:
         page.close()
     first = None if w["first"] is None else round((w["first"] - w["click"]) / 1000, 2)
     return {"notes_arrive_s": None if w["notes"] is None else round((w["notes"] - w["click"]) / 1000, 2),
             "first_sound_s": first, "wav_s": round((w["wav"] - w["click"]) / 1000, 2),
-            "notes_before_wav": w["before"], "peak_level": round(level, 3)}
+            "notes_before_wav": w["before"], "pauses": live["pauses"], "paused_s": round(live["paused_s"], 3),
+            "peak_level": round(level, 3)}
 
 
 def main() -> None:

@@ -38,7 +38,8 @@ from studio.take import Take
 log = logging.getLogger("comagen.studio")
 LIVE_VIEWS = ("on", "text", "off")  # what the page shows while sampling (COMAGEN_LIVE_VIEW)
 TEXT_INTERVAL = 0.5  # token text refresh (s): each update costs the sampling thread in the server
-FIRST_NOTES_INTERVAL = 0.05  # until the first notes are sent, so the page sounds soon after Generate
+FIRST_NOTES_INTERVAL = 0.05  # while the notes sent reach less than SOUND_LEAD_S into the music: the
+SOUND_LEAD_S = 1.0  # page sounds soon after Generate, and has the music of a text interval and more in hand
 ROLL_MIN_INTERVAL = 1.0  # live piano roll: at most one redraw a second ...
 ROLL_COST_FACTOR = 4.0  # ... and drawing may take at most a quarter of the wall time
 
@@ -137,12 +138,17 @@ def _take_stats(progress: Progress) -> dict:
     return {**progress.stats, "row_notes": list(progress.row_notes), "row_seconds": list(progress.row_seconds)}
 
 
+def _filling(feed: SoundFeed | None) -> bool:
+    return feed is not None and feed.seconds < SOUND_LEAD_S
+
+
 def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, registry: Registry | None = None,
            key: str = "", live: str = "on", sound: bool = False) -> Iterator[Frame]:
     """Run one generation, yielding a text frame every TEXT_INTERVAL s (`live` "on": with piano rolls
     at most every ROLL_MIN_INTERVAL s, slower when drawing is slow; "text": without; "off": no frame
     until the end) and a final frame with the results. With `sound` (and a live view), frames carry
-    the new notes so far (`SoundFeed`), polled every FIRST_NOTES_INTERVAL s until the first ones."""
+    the new notes so far (`SoundFeed`), every FIRST_NOTES_INTERVAL s (and no roll) until they reach
+    SOUND_LEAD_S into the music."""
     if len(prompt.ids) + request.max_tokens > CONTEXT_CAP + TOKEN_CAP:
         raise ComagenError(f"the piece has reached {len(prompt.ids)} tokens, the app's limit for Continue; "
                            "press Undo or start a new piece")
@@ -152,9 +158,8 @@ def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, regis
     feed = SoundFeed(bundle, prompt) if sound and live != "off" else None
     try:  # a consumer that leaves (the browser closed, gradio closes this generator) stops the job
         last_roll, roll_interval = 0.0, ROLL_MIN_INTERVAL
-        while not job.wait(None if live == "off" else FIRST_NOTES_INTERVAL if feed and not feed.count
-                           else TEXT_INTERVAL):
-            silent = feed is not None and not feed.count
+        while not job.wait(None if live == "off" else FIRST_NOTES_INTERVAL if _filling(feed) else TEXT_INTERVAL):
+            filling = _filling(feed)
             progress = job.snapshot(tail=max(TEXT_TAIL, LIVE_ROLL_TOKENS) if live == "on" else TEXT_TAIL)
             rows, stats, totals = [list(r) for r in progress.rows], progress.stats, progress.lengths
             frame = Frame([token_text(bundle, ids, n) for ids, n in zip(rows, totals, strict=True)],
@@ -162,8 +167,7 @@ def stream(bundle: Bundle, prompt: Prompt, request: Request, name: str, *, regis
                           f"{request.seconds:.0f} s of music, {stats['tokens_per_s']:.0f} tokens/s",
                           first_token_s=job.first_token_at,
                           notes=feed.update(list(job.snapshot().rows[0])) if feed else None)
-            first_notes = silent and feed.count > 0  # sent at once: the roll waits for the next frame
-            if live == "on" and not first_notes and time.perf_counter() - last_roll >= roll_interval and any(rows):
+            if live == "on" and not filling and time.perf_counter() - last_roll >= roll_interval and any(rows):
                 t0 = time.perf_counter()
                 frame.rolls = [live_piece_roll(bundle, prompt, ids, n) for ids, n in zip(rows, totals, strict=True)]
                 last_roll = time.perf_counter()

@@ -22,10 +22,12 @@ class SoundFeed:
         self._notes = NoteStream(bundle.tokenizer, prompt.ids, prompt.seconds)
         self.text = f"take {uuid.uuid4().hex[:12]}\n"
         self.count = 0
+        self.seconds = 0.0  # where the last note sent starts
 
     def update(self, ids: list[int]) -> str:
         """The text with the notes among `ids` (the first variation's tokens so far) added."""
         fresh = self._notes.update(ids)
         self.text += "".join(f"{n.start:.4f} {n.pitch} {n.velocity} {n.duration:.4f}\n" for n in fresh)
         self.count += len(fresh)
+        self.seconds = fresh[-1].start if fresh else self.seconds
         return self.text

@@ -2,7 +2,8 @@
 // #live-notes text (studio/livesound.py: a `take <id>` line, then `start pitch velocity duration` lines)
 // through window.comagenSynth. The first note sounds LOOKAHEAD s after it arrives; the stream keeps
 // ahead of that from then on, and a note that arrives too late pauses the piece instead of crowding it.
-// Stop, a new take, or playing the finished audio silences it.
+// Stop, a new take, or playing the finished audio silences it. window.comagenLive counts this take's
+// notes and the pauses a late note made (what the bench reports: a pause is a stutter).
 (() => {
   "use strict";
   const LOOKAHEAD = 0.2;  // s between the first notes' arrival and their sound: the buffer
@@ -13,6 +14,7 @@
   let origin = null;  // audio time at which the continuation's time 0 sounds
   let done = 0;  // notes of this take scheduled
   let muted = false;
+  const live = window.comagenLive = { notes: 0, pauses: 0, paused_s: 0 };
 
   function silence() { if (window.comagenSynth) window.comagenSynth.stopAll(); }
 
@@ -20,7 +22,9 @@
     const [t, pitch, velocity, duration] = line.split(" ").map(Number);
     const now = synth.now();
     if (origin === null) origin = now + LOOKAHEAD - t;
-    origin += Math.max(0, now + MIN_LEAD - (origin + t));
+    const late = now + MIN_LEAD - (origin + t);
+    if (late > 0) { origin += late; live.pauses += 1; live.paused_s += late; }
+    live.notes += 1;
     synth.noteOn(pitch, velocity, origin + t);
     synth.noteOff(pitch, origin + t + Math.max(duration, MIN_NOTE));
   }
@@ -32,6 +36,7 @@
     const lines = box.value.split("\n");
     if (lines[0] !== take) {
       take = lines[0];
+      Object.assign(live, { notes: 0, pauses: 0, paused_s: 0 });
       origin = null;
       done = 0;
       muted = false;

@@ -4,8 +4,8 @@ WebAssembly) against spessasynth_lib (a JavaScript synth), both in headless Chro
     python bench/browser_synth.py [--runs 3] [--seconds 8] [--json]
 
 The page is the app's own live-sound layer (studio/web.py routes and head, studio/browser/static/
-synth.js) on a bare local server, one page per engine and run, each in a fresh browser context (no
-cache). Per engine: the bytes the page loads (library files and the soundfont, which both share),
+synth.js) on a bare local server, one page per engine and run, each in a fresh browser (no cache),
+the engines taking turns. Per engine: the bytes the page loads (library files and the soundfont, which both share),
 start-up (navigation to the first note's sound on the page's analyser, median of the runs), and how
 close it sounds to the server: the first `--seconds` of a shipped prompt, scheduled through
 `comagenSynth.noteOn/noteOff/pedal` on the audio clock, recorded off the synth's output and
@@ -28,7 +28,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from urllib.parse import urlparse
 
 import numpy as np
@@ -51,22 +51,22 @@ from app_support import ARGS, CHROMIUM  # noqa: E402 - the tests' chromium and i
 RATE = 44100  # headless Chromium's AudioContext rate here; the server renders at the same
 LIBRARY = {"fluid": "js-synthesizer 1.13.0", "spessa": "spessasynth_lib 4.3.14"}
 MAX_LAG_S = 0.4
-TAP_FRAMES = 4096  # the recorder's buffer: what it hears is two buffers older than its playbackTime
 FLOOR_DB = 60  # log-mel cells more than this under the peak count as silence (FluidSynth dithers 16-bit output)
-# Before the page's scripts: hand the bench the analyser synth.js puts after the synth, and record
-# what it hears (a ScriptProcessor: raw samples with the audio time they were made for).
+# Before the page's scripts: hand the bench the analyser that synth.js puts after the synth.
 TAP = """
 const made = AudioContext.prototype.createAnalyser;
 AudioContext.prototype.createAnalyser = function () {
   const node = made.call(this);
-  const rec = this.createScriptProcessor(TAP_FRAMES, 1, 1);
-  window.__tap = { chunks: [], on: false, rate: this.sampleRate };
-  rec.onaudioprocess = (e) => { if (window.__tap.on) window.__tap.chunks.push(
-    [e.playbackTime, new Float32Array(e.inputBuffer.getChannelData(0))]); };
-  node.connect(rec); rec.connect(this.destination);
+  window.__tap = { ctx: this, node };
   return node;
 };
-""".replace("TAP_FRAMES", str(TAP_FRAMES))
+"""
+# A recorder on the audio thread (no sample lost under load): every render quantum after the
+# analyser, mixed to mono, with its frame on the audio clock.
+RECORDER = """class Rec extends AudioWorkletProcessor {
+  process(inputs) { const x = inputs[0][0]; if (x) this.port.postMessage([currentFrame, x.slice()]); return true; }
+}
+registerProcessor("rec", Rec);"""
 FIRST_SOUND = """async () => {
   const s = window.comagenSynth;
   if (!(await s.ready)) return { error: s.message };
@@ -75,10 +75,15 @@ FIRST_SOUND = """async () => {
   while (s.stats().level <= 0) await new Promise((r) => setTimeout(r, 5));
   return { ready_ms: ready, sound_ms: performance.now() };
 }"""
-PLAY = """async (events) => {
-  const s = window.comagenSynth, tap = window.__tap;
+PLAY = """async ([events, recorder]) => {
+  const s = window.comagenSynth, { ctx, node } = window.__tap;
+  await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([recorder], { type: "text/javascript" })));
+  const rec = new AudioWorkletNode(ctx, "rec", { channelCount: 1, channelCountMode: "explicit" });
+  const chunks = [];
+  rec.port.onmessage = (e) => chunks.push(e.data);
+  node.connect(rec);
+  rec.connect(ctx.destination);
   const base = s.now() + 0.5;
-  tap.on = true;
   for (const [t, kind, pitch, vel] of events) {
     if (kind === "on") s.noteOn(pitch, vel, base + t);
     else if (kind === "off") s.noteOff(pitch, base + t);
@@ -86,14 +91,13 @@ PLAY = """async (events) => {
   }
   const end = base + events[events.length - 1][0] + 1.5;
   while (s.now() < end + 0.2) await new Promise((r) => setTimeout(r, 50));
-  tap.on = false;
-  const start = tap.chunks.findIndex(([t]) => t >= base - 0.2);
-  const kept = tap.chunks.slice(start);
-  const n = kept.reduce((a, [, c]) => a + c.length, 0), all = new Float32Array(n);
+  rec.disconnect();
+  const first = Math.round(base * ctx.sampleRate), kept = chunks.filter(([f]) => f >= first);
+  const all = new Float32Array(kept.reduce((a, [, c]) => a + c.length, 0));
   let at = 0; for (const [, c] of kept) { all.set(c, at); at += c.length; }
   const bytes = new Uint8Array(all.buffer); let bin = "";
   for (let i = 0; i < bytes.length; i += 8192) bin += String.fromCharCode(...bytes.subarray(i, i + 8192));
-  return { rate: tap.rate, offset_s: kept[0][0] - base, samples: btoa(bin) };
+  return { rate: ctx.sampleRate, offset_s: kept[0][0] / ctx.sampleRate - base, samples: btoa(bin) };
 }"""
 
 
@@ -147,13 +151,13 @@ def run_page(pw, url: str, events: list[list] | None) -> dict:  # noqa: ANN001 -
         page = browser.new_context().new_page()
         page.add_init_script(TAP)
         hosts: set[str] = set()
-        page.on("request", lambda r: hosts.add(urlparse(r.url).hostname or r.url))
+        page.on("request", lambda r: hosts.add(urlparse(r.url).hostname or "") if r.url.startswith("http") else None)
         page.goto(url)
         out = page.evaluate(FIRST_SOUND)
         if "error" in out:
             raise SystemExit(f"{url}: live sound unavailable: {out['error']}")
         if events:
-            out["recording"] = page.evaluate(PLAY, events)
+            out["recording"] = page.evaluate(PLAY, [events, RECORDER])
         return {**out, "hosts": hosts}
     finally:
         browser.close()
@@ -180,7 +184,7 @@ def rms_db(x: np.ndarray, rate: int, frame_s: float = 0.02) -> np.ndarray:
 
 def closeness(page: np.ndarray, server: np.ndarray, rate: int) -> dict:
     """Correlations of log-mel and RMS envelope at the best lag of the page's recording (|lag| <= 0.4 s),
-    and how late the page sounded (the lag less the recorder's own two buffers)."""
+    and how late the page sounded (the lag, to a hop of 11.6 ms)."""
     hop = 512
     ref = rms_db(server, rate, hop / rate)
     got = rms_db(page, rate, hop / rate)
@@ -190,7 +194,7 @@ def closeness(page: np.ndarray, server: np.ndarray, rate: int) -> dict:
     n = min(len(shifted), len(server))
     return {"logmel_r": round(_corr(log_mel(shifted[:n], rate), log_mel(server[:n], rate)), 3),
             "rms_r": round(_corr(rms_db(shifted[:n], rate), rms_db(server[:n], rate)), 3),
-            "late_ms": round((best * hop - 2 * TAP_FRAMES) / rate * 1000, 1)}
+            "late_ms": round(best * hop / rate * 1000, 1)}
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -198,12 +202,22 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a[:n].ravel(), b[:n].ravel())[0, 1])
 
 
-def measure(engine: str, runs: int, events: list[list], renders: dict[str, np.ndarray]) -> dict:
+def measure(runs: int, events: list[list]) -> dict[str, tuple[list[dict], dict[str, float]]]:
+    """Each engine's pages and the bytes its server sent per page; the engines take turns (the order
+    reversed every run) so that load on the machine hits both alike. The first run of each records."""
     from playwright.sync_api import sync_playwright
 
-    with page_server(engine) as (url, served), sync_playwright() as pw:
-        results = [run_page(pw, url, events if i == 0 else None) for i in range(runs)]
-    sizes = {path: n / runs for path, n in served.bytes.items()}  # per page
+    with ExitStack() as stack, sync_playwright() as pw:
+        servers = {e: stack.enter_context(page_server(e)) for e in ENGINES}
+        results: dict[str, list[dict]] = {e: [] for e in ENGINES}
+        for i in range(runs):
+            for engine in ENGINES if i % 2 == 0 else ENGINES[::-1]:
+                results[engine].append(run_page(pw, servers[engine][0], events if i == 0 else None))
+    return {e: (results[e], {p: n / runs for p, n in servers[e][1].bytes.items()}) for e in ENGINES}
+
+
+def engine_row(engine: str, results: list[dict], sizes: dict[str, float], renders: dict[str, np.ndarray]) -> dict:
+    """Page weight, median start-up, and the first run's recording against each server render."""
     rec = results[0]["recording"]
     if rec["rate"] != RATE:
         raise SystemExit(f"the page runs at {rec['rate']} Hz, the server renders at {RATE}")
@@ -231,7 +245,7 @@ def main() -> None:
     small, app_sf = pretty_midi_soundfont(), find_soundfont()
     renders = {"same_sf2": render_audio(score, RATE, small)[0].mean(1),
                "app_wav": render_audio(score, RATE, app_sf)[0].mean(1)}
-    rows = [measure(engine, args.runs, events, renders) for engine in ENGINES]
+    rows = [engine_row(e, results, sizes, renders) for e, (results, sizes) in measure(args.runs, events).items()]
     emit(f"browser synths: page weight, start-up to first sound (median of {args.runs}), closeness to "
          f"FluidSynth over {args.seconds:.0f} s", rows,
          {"page_soundfont": f"{small.name} ({small.stat().st_size / 2**20:.1f} MiB)",

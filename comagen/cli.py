@@ -164,6 +164,8 @@ def generate_cmd(args: argparse.Namespace) -> dict:
     from comagen.generation.settings import NO_FORM, bundle_settings, settings_from_cli
     from comagen.music.midi import midi_bytes
 
+    if is_pianoroll(args.checkpoint):
+        return _generate_pianoroll(args)
     bundle = load_bundle(args.checkpoint)
     settings = settings_from_cli(args, bundle_settings(bundle))  # options not given: the checkpoint's tuned defaults
     prompt = load_prompt(bundle.tokenizer, args.prompt, args.prompt_seconds)
@@ -190,6 +192,36 @@ def generate_cmd(args: argparse.Namespace) -> dict:
         print(f"wrote {', '.join(written)}: {result['tokens']} tokens, {result['notes']} notes, "
               f"{result['music_seconds']} s of music at {result['tokens_per_s']} tokens/s "
               f"({result['realtime_factor']}x real time)")
+    return result
+
+
+def is_pianoroll(checkpoint: Path) -> bool:
+    from comagen.bundle.pianoroll import is_pianoroll_bundle
+
+    return is_pianoroll_bundle(checkpoint)
+
+
+def _generate_pianoroll(args: argparse.Namespace) -> dict:
+    """generate with a piano-roll bundle: frames sampled with the same --seconds, --temperature,
+    --top-k, --top-p, --seed, --form and --section-bars (see comagen.generation.pianoroll)."""
+    from comagen.bundle.pianoroll import load_pianoroll
+    from comagen.generation.pianoroll import generate_take, prompt_frames
+    from comagen.generation.settings import settings_from_cli
+    from comagen.music.midi import midi_bytes
+
+    if args.tokens is not None:
+        raise ComagenError("--tokens is for token models; a piano-roll model takes --seconds")
+    bundle = load_pianoroll(args.checkpoint)
+    settings = settings_from_cli(args)
+    prompt = prompt_frames(args.prompt, args.prompt_seconds, bundle.frames)
+    score, stats = generate_take(bundle, prompt, settings)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(midi_bytes(score))
+    result = {"out": [str(out)], "prompt_frames": len(prompt), **stats}
+    if not args.json:
+        print(f"wrote {out}: {stats['frames']} frames, {stats['notes']} notes, {stats['music_seconds']} s of music "
+              f"at {stats['frames_per_s']} frames/s ({stats['realtime_factor']}x real time)")
     return result
 
 

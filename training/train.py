@@ -50,6 +50,8 @@ def main() -> int:
         summary = {"out": str(result.out), "step": result.step, "tokens": result.tokens,
                    "seconds": round(result.seconds, 1), "best_val_bits_per_note": result.best_bits_per_note,
                    "stopped": result.stopped, "final_loss": result.losses[-1][1] if result.losses else None}
+        if result.best_nats_per_frame is not None:
+            summary["best_val_nats_per_frame"] = result.best_nats_per_frame
         print(" ".join(f"{k}={v}" for k, v in summary.items()))
         return summary
 

@@ -61,3 +61,31 @@ def finetune_card(name: str, base: str, run: dict[str, Any], best_step: int, mod
         "",
     ]
     return "\n".join(lines)
+
+
+def pianoroll_card(name: str, summary: dict[str, Any], model_cfg: dict[str, Any], extra: str = "") -> str:
+    """MODEL_CARD.md of a piano-roll bundle."""
+    best = summary.get("best_val_nats_per_frame")
+    return "\n".join([
+        f"# comagen checkpoint `{name}`",
+        "",
+        f"A piano-roll transformer ({summary.get('parameters', 0) / 1e6:.2f} M parameters, dim {model_cfg['dim']}, "
+        f"depth {model_cfg['depth']}, heads {model_cfg['heads']}, feed-forward "
+        f"{model_cfg['ff_mult'] * model_cfg['dim']}, memory {model_cfg['max_seq_len']} frames) that reads "
+        f"{summary.get('frames_per_second', 16):g} frames a second of 128 held keys and gives each key of the next "
+        "frame its own probability. No velocity, no composer.",
+        "",
+        "## Training",
+        "- Data: MAESTRO v3.0.0 MIDI, **train split only**; picked on the validation split.",
+        f"- Steps: {summary.get('step')}, frames seen: {summary.get('frames_seen', 0):,}, crop length: "
+        f"{summary.get('seq_len')} frames",
+        f"- Wall time: {summary.get('train_seconds', 0) / 60:.1f} min",
+        f"- Best validation frame NLL: {best:.4f} nats per frame" if best is not None else "- Not yet evaluated",
+        "",
+        extra.strip(),
+        "",
+        "## Licence",
+        "Weights trained on MAESTRO (CC BY-NC-SA 4.0, Hawthorne et al. 2019): the same terms apply "
+        "to this checkpoint, non-commercial use with attribution, share alike.",
+        "",
+    ])

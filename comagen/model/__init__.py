@@ -8,21 +8,23 @@ from comagen.model.config import ModelConfig
 from comagen.model.conformer import Conformer
 from comagen.model.decoder import Decoder
 from comagen.model.peer import XTransformersPeer
+from comagen.model.pianoroll import PianoRoll
 from comagen.model.state import DecodeState
 
-ARCHITECTURES: dict[str, type[Decoder]] = {
+ARCHITECTURES: dict[str, type[Decoder] | type[PianoRoll]] = {
     "conformer": Conformer,
     "gpt2": GPT2,
     "music_transformer": MusicTransformer,
     "llama": Llama,
     "xtransformers": XTransformersPeer,
+    "pianoroll": PianoRoll,  # frames, not tokens: its own forward / prefill / step over [B, L, 128]
 }
 
 
-def build_model(cfg: ModelConfig) -> Decoder:
+def build_model(cfg: ModelConfig) -> Decoder | PianoRoll:
     """A freshly initialised fp32 model for `cfg.arch`."""
     cfg.validate()
     return ARCHITECTURES[cfg.arch](cfg)
 
 
-__all__ = ["AttentionCapture", "DecodeState", "Decoder", "ModelConfig", "build_model"]
+__all__ = ["AttentionCapture", "DecodeState", "Decoder", "ModelConfig", "PianoRoll", "build_model"]

@@ -14,7 +14,7 @@ from comagen.model.capture import AttentionCapture
 from comagen.model.config import ModelConfig
 from comagen.model.decoder import Decoder
 from comagen.model.full_attention import FullAttention
-from comagen.model.positional import rotary_tables
+from comagen.model.positional import rotary_tables, sinusoidal_table
 from comagen.model.state import DecodeState, KVCache, WindowCache
 
 
@@ -133,10 +133,15 @@ class GPT2(FullAttentionDecoder):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
         self.pos_emb = nn.Embedding(cfg.max_seq_len, cfg.dim)
+        if cfg.position == "sinusoidal":  # fixed, not learned: the table is set once and frozen
+            self.pos_emb.weight.requires_grad_(False)
         self.blocks = nn.ModuleList(
             Block(FullAttention(cfg.dim, cfg.heads, bias=True, dropout=cfg.dropout),
                   MLP(cfg.dim, cfg.ff_mult * cfg.dim, cfg.dropout)) for _ in range(cfg.depth))
         self.init_weights()
+        if cfg.position == "sinusoidal":
+            with torch.no_grad():
+                self.pos_emb.weight.copy_(sinusoidal_table(cfg.max_seq_len, cfg.dim))
 
     def _embed_positions(self, start: int, length: int) -> Tensor:
         if start + length > self.cfg.max_seq_len:

@@ -7,8 +7,8 @@ from typing import Any
 
 from comagen.errors import ConfigError
 
-ARCHS = ("conformer", "gpt2", "music_transformer", "llama", "xtransformers")
-POSITIONS = ("xpos", "dpb")
+ARCHS = ("conformer", "gpt2", "music_transformer", "llama", "xtransformers", "pianoroll")
+POSITIONS = ("xpos", "dpb", "sinusoidal")  # sinusoidal: gpt2 (instead of its learned table), pianoroll
 BACKENDS = ("auto", "blockwise", "flex")
 
 
@@ -66,6 +66,8 @@ class ModelConfig:
             raise bad("arch", f"must be one of {', '.join(ARCHS)}")
         if self.position not in POSITIONS:
             raise bad("position", f"must be one of {', '.join(POSITIONS)}")
+        if (self.arch == "conformer") == (self.position == "sinusoidal") and self.arch in ("conformer", "pianoroll"):
+            raise bad("position", "the conformer takes xpos or dpb, the pianoroll sinusoidal")
         if self.attention_backend not in BACKENDS:
             raise bad("attention_backend", f"must be one of {', '.join(BACKENDS)}")
         for key in ("vocab_size", "n_composers", "dim", "depth", "heads", "max_seq_len", "conv_kernel", "ff_mult",

@@ -44,7 +44,7 @@ class FullAttention(nn.Module):
         c, total = q.shape[2], k.shape[2]
         mask, causal = None, False
         if c == total:
-            causal = c > 1
+            causal = bool(c > 1)  # a plain bool also under torch.jit.trace (the pianoroll's TorchScript copy)
         elif c > 1:
             mask = torch.ones(c, total, dtype=torch.bool, device=x.device).tril(total - c)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,

@@ -31,6 +31,14 @@ def rotary_tables(positions: Tensor, head_dim: int, xpos: bool = False) -> tuple
     return (rot * scale).to(torch.complex64), (rot / scale).to(torch.complex64)
 
 
+def sinusoidal_table(length: int, dim: int) -> Tensor:
+    """Vaswani et al.'s absolute positions [length, dim]: sin and cos of p * 10000**(-2i/dim), in
+    halves, computed in float64 and then cast, for the pianoroll and (on request) gpt2."""
+    pos = torch.arange(length, dtype=torch.float64)[:, None]
+    angle = pos * (10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+    return torch.cat((angle.sin(), angle.cos()), dim=-1).float()
+
+
 def apply_rotary(x: Tensor, table: Tensor) -> Tensor:
     """Rotate (and xpos-scale) channel pairs of x [..., P, d] by a complex table [P, d / 2]: one multiply."""
     z = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))

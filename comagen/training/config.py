@@ -28,7 +28,9 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     warmup_steps: int = 200
-    schedule: str = "cosine"  # "cosine" (warmup then cosine) or "onecycle"
+    schedule: str = "cosine"  # "cosine" (warmup then cosine) or "onecycle" (stepped per optimizer step)
+    onecycle_peak: float = 0.3  # onecycle: share of max_steps spent warming up to the peak rate
+    frames_per_beat: int = 8  # pianoroll: frame length, 1/8 beat = 62.5 ms (bench/frames.py)
     weight_decay: float = 0.1
     beta2: float = 0.99
     clip: float = 1.0

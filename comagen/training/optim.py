@@ -16,7 +16,7 @@ from comagen.training.config import TrainConfig
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Learning-rate multiplier: linear warmup then cosine to `min_lr_ratio` (or OneCycle's shape)."""
     if cfg.schedule == "onecycle":
-        peak = max(1, int(0.3 * cfg.max_steps))
+        peak = max(1, int(cfg.onecycle_peak * cfg.max_steps))
         if step < peak:
             return 0.04 + 0.96 * step / peak
         frac = (step - peak) / max(1, cfg.max_steps - peak)

@@ -48,6 +48,7 @@ class TrainResult:
     best_bits_per_note: float | None
     losses: list[tuple[int, float]] = field(default_factory=list)
     stopped: str = ""
+    best_nats_per_frame: float | None = None  # the pianoroll's validation measure (frame NLL)
 
 
 def run_device(cfg: TrainConfig, rank: int) -> torch.device:

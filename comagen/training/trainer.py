@@ -19,6 +19,7 @@ from comagen.files import folder_lock
 from comagen.logs import FORMAT
 from comagen.model import ModelConfig
 from comagen.training.config import TrainConfig
+from comagen.training.pianoroll_run import PianoRollRun
 from comagen.training.run import Run, TrainResult
 from comagen.training.run_data import TrainData
 
@@ -40,6 +41,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True,
         if not held:
             raise ConfigError(f"{out}: another training run is writing there; stop it or pick another --out")
         with run_log(out / "train.log"):
+            if model_cfg.arch == "pianoroll":
+                if data is not None:
+                    raise ConfigError("the pianoroll trains on MAESTRO's frames, not on given token pieces")
+                return PianoRollRun(model_cfg, cfg).set_up(resume).loop()
             return Run(model_cfg, cfg, data).set_up(resume).loop()
 
 

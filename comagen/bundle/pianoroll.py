@@ -1,0 +1,126 @@
+"""The piano-roll bundle: a folder like the token bundles, without a tokenizer or composers.
+
+    config.json        {"model": ModelConfig, "frames": FrameSettings, "train": ..., "summary": ...}
+    model.safetensors  weights (loaded without unpickling anything)
+    model.ts           the TorchScript copy of the full forward (frames -> key logits), for deployment
+                       without this code; `check_torchscript` proves it equals the eager model
+    MODEL_CARD.md      what it is, what it saw, what it measured
+    trainer.pt         (training checkpoints only) optimizer, scheduler, scaler, RNG, step
+
+Written into a temporary sibling that takes the old folder's place in one swap, as `save_bundle`.
+A TorchScript file is code: `load_pianoroll` never reads it; only `check_torchscript` does, on a
+bundle this process just wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+
+from comagen.bundle.checkpoint import _check_shapes, _inside_bundle, _read_json, _replace_folder, restore_interrupted
+from comagen.errors import CheckpointError, ComagenError
+from comagen.model import ModelConfig, build_model
+from comagen.model.pianoroll import KEYS, PianoRoll, trace
+from comagen.music.frames import FrameSettings
+
+TORCHSCRIPT = "model.ts"
+
+
+@dataclass
+class PianoRollBundle:
+    path: Path
+    model: PianoRoll
+    config: ModelConfig
+    frames: FrameSettings
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def is_pianoroll_bundle(path: str | Path) -> bool:
+    """True when a folder holds a piano-roll bundle (its config names the arch)."""
+    file = Path(path) / "config.json"
+    try:
+        return json.loads(file.read_text())["model"]["arch"] == "pianoroll"
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def save_pianoroll(path: str | Path, model: PianoRoll, frames: FrameSettings, *, summary: dict[str, Any],
+                   card: str, trainer_state: dict[str, Any] | None = None,
+                   train_config: dict[str, Any] | None = None) -> Path:
+    """Write the bundle (TorchScript copy included) atomically; CheckpointError when it cannot."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        restore_interrupted(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+    try:
+        config = {"model": model.cfg.to_dict(), "frames": asdict(frames), "train": train_config or {},
+                  "summary": summary}
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        save_model(model, str(tmp / "model.safetensors"))
+        was_training = model.training
+        torch.jit.save(trace(model), str(tmp / TORCHSCRIPT))
+        model.train(was_training)
+        (tmp / "MODEL_CARD.md").write_text(card)
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / "trainer.pt")
+        _replace_folder(tmp, path)
+    except (OSError, SafetensorError, RuntimeError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"cannot write checkpoint {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return path
+
+
+def load_pianoroll(path: str | Path, device: str | torch.device = "cpu") -> PianoRollBundle:
+    """Load a piano-roll bundle (JSON and safetensors only), or one CheckpointError line."""
+    path = Path(path)
+    for name in ("config.json", "model.safetensors"):
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path}: not a piano-roll checkpoint (missing {name})")
+        _inside_bundle(path, name)
+    config = _read_json(path / "config.json")
+    try:
+        model_cfg = ModelConfig.from_dict(config["model"])
+        frames = FrameSettings(**config["frames"])
+        if model_cfg.arch != "pianoroll":
+            raise TypeError(f"arch {model_cfg.arch!r} is not pianoroll")
+    except ComagenError as exc:
+        raise CheckpointError(f"{path / 'config.json'}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path / 'config.json'}: unreadable ({exc})") from None
+    _check_shapes(path / "model.safetensors", model_cfg)
+    model = build_model(model_cfg)
+    try:
+        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False, device=str(device))
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path / 'model.safetensors'}: truncated or not our weights ({exc})") from None
+    if missing or unexpected:
+        raise CheckpointError(f"{path / 'model.safetensors'}: weights do not match the config")
+    return PianoRollBundle(path, model.to(device).eval(), model_cfg, frames, config.get("summary", {}))
+
+
+@torch.no_grad()
+def check_torchscript(path: str | Path, model: PianoRoll, frames: torch.Tensor | None = None) -> float:
+    """Largest |TorchScript - eager| logit difference on `frames` [B, L, 128] (default: a seeded
+    random roll of half the memory); the caller decides what is equal enough."""
+    scripted = torch.jit.load(str(Path(path) / TORCHSCRIPT), map_location=model.head.weight.device)
+    if frames is None:
+        gen = torch.Generator().manual_seed(0)
+        frames = (torch.rand(1, model.memory // 2, KEYS, generator=gen) < 0.05).float()
+    frames = frames.to(model.head.weight.device)
+    model.eval()
+    return float((scripted(frames) - model(frames)).abs().max())

@@ -1,0 +1,168 @@
+"""Generating with the piano-roll transformer: frames sampled key by key, a sequence memory (the
+model's streaming state) and a sectional memory for forms.
+
+Sampling a frame of 128 independent keys (each key its own Bernoulli):
+- temperature divides the logits (p = sigmoid(logit / T)); T = 0 is greedy (a key sounds when p > 1/2).
+- top-p is the nucleus of each key's own two outcomes, sound or silent: an outcome whose probability
+  is below 1 - top_p is never drawn, so a key with p < 1 - top_p stays silent and one with
+  p > top_p always sounds. Nucleus over whole frames (2^128 of them) is not computable; per key it
+  does what top-p does for tokens: it cuts the unreliable tail of each decision.
+- top-k is a hand's limit: only the k likeliest keys of a frame may sound (k = 10: ten fingers
+  and sustain aside). With independent keys nothing else stops a frame from filling with many
+  unlikely keys at once; top-k bounds how many.
+- grammar: only the piano's 88 keys (21..108) can sound, so every frame decodes to playable notes.
+
+Forms (`comagen.generation.forms`): each section lasts `section_frames`; when a letter first opens,
+the running state is remembered as that letter's memory (a copy of the streaming state: what led
+into it); when the letter returns, that copy is brought back and reads the frames as they are
+made, and each frame is sampled from a blend of the two states' key probabilities, weighted
+toward the recalled memory over `blend_frames` (a linear ramp), so the return recalls its own
+material without a jump. The running state reads every frame throughout, so what follows hears it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import symusic
+import torch
+
+from comagen.bundle.pianoroll import PianoRollBundle
+from comagen.errors import ConfigError
+from comagen.generation.forms import parse_form, section_bars_for
+from comagen.generation.settings import NO_FORM, Settings
+from comagen.model.pianoroll import KEYS, PianoRoll
+from comagen.model.state import DecodeState
+from comagen.music.frames import FrameSettings, frames_to_score, note_spans, piano_key_mask, spans_to_frames
+from comagen.music.midi import load_score
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """How a frame is drawn from its 128 key probabilities (see the module for the meanings)."""
+
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ConfigError("temperature >= 0, top_k >= 0 and 0 < top_p <= 1, please")
+
+
+def key_probabilities(logits: torch.Tensor, sampling: FrameSampling) -> torch.Tensor:
+    """Probabilities [B, 128] that each key sounds, after temperature and the piano's keys."""
+    piano = torch.from_numpy(piano_key_mask()).to(logits.device)
+    scaled = logits.float() / max(sampling.temperature, 1e-6)
+    return torch.sigmoid(scaled).masked_fill(~piano, 0.0)
+
+
+def draw_frame(probs: torch.Tensor, sampling: FrameSampling, generator: torch.Generator) -> torch.Tensor:
+    """A frame [B, 128] of 0/1 from key probabilities, with top-p per key and top-k per frame."""
+    if sampling.temperature == 0:
+        frame = (probs > 0.5).float()
+    else:
+        cut = 1.0 - sampling.top_p
+        probs = torch.where(probs < cut, 0.0, torch.where(probs > sampling.top_p, 1.0, probs))
+        frame = (torch.rand(probs.shape, generator=generator, device=probs.device) < probs).float()
+    if sampling.top_k:
+        keep = probs.topk(min(sampling.top_k, KEYS), dim=-1).indices
+        frame = frame * torch.zeros_like(frame).scatter_(-1, keep, 1.0)
+    return frame
+
+
+@dataclass
+class SectionalMemory:
+    """Each letter's memory (the streaming state and next-frame logits where it first opened) and
+    the recalled one while its letter returns."""
+
+    letters: list[str]
+    section_frames: int
+    blend_frames: int
+    memories: dict[str, tuple[DecodeState, torch.Tensor]] = field(default_factory=dict)
+    recalled: DecodeState | None = None
+    recalled_logits: torch.Tensor | None = None
+
+    def weight(self, index: int, running: DecodeState, logits: torch.Tensor) -> float:
+        """The recalled memory's share of frame `index`'s probabilities (0 outside a return)."""
+        if not self.letters:
+            return 0.0
+        if index % self.section_frames == 0:
+            self._open(index // self.section_frames, running, logits)
+        if self.recalled is None:
+            return 0.0
+        return min(1.0, (index % self.section_frames + 1) / max(self.blend_frames, 1))
+
+    def _open(self, section: int, running: DecodeState, logits: torch.Tensor) -> None:
+        self.recalled = self.recalled_logits = None
+        if section >= len(self.letters):  # past the form's end: free continuation
+            return
+        letter = self.letters[section]
+        if letter in self.memories:
+            state, first = self.memories[letter]
+            self.recalled, self.recalled_logits = state.clone(), first.clone()
+        else:
+            self.memories[letter] = (running.clone(), logits.clone())
+
+    def read(self, model: PianoRoll, frame: torch.Tensor) -> None:
+        """The recalled state reads the frame just drawn, as the running one does."""
+        if self.recalled is not None:
+            self.recalled_logits = model.step(frame, self.recalled)[0]
+
+
+@torch.inference_mode()
+def generate_frames(model: PianoRoll, prompt: np.ndarray | None, frames: int, sampling: FrameSampling, seed: int,
+                    form: str | None = None, section_frames: int = 64, blend_frames: int = 16) -> Iterator[np.ndarray]:
+    """New frames [128] one at a time after `prompt` [L, 128] (silence when None or empty), streaming
+    through the model's state; a `form` (e.g. "AABA") drives the sectional memory."""
+    device = model.head.weight.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    start = prompt if prompt is not None and len(prompt) else np.zeros((1, KEYS), dtype=np.float32)
+    running = model.new_state(1, device)
+    logits, _ = model.prefill(torch.as_tensor(np.asarray(start, dtype=np.float32), device=device)[None], running)
+    memory = SectionalMemory(parse_form(form), max(section_frames, 1), blend_frames)
+    for index in range(frames):
+        weight = memory.weight(index, running, logits)
+        probs = key_probabilities(logits, sampling)
+        if weight:
+            probs = (1 - weight) * probs + weight * key_probabilities(memory.recalled_logits, sampling)
+        frame = draw_frame(probs, sampling, generator)
+        logits, _ = model.step(frame, running)
+        memory.read(model, frame)
+        yield frame[0].cpu().numpy()
+
+
+def prompt_frames(path: str | Path | None, seconds: float | None, settings: FrameSettings) -> np.ndarray:
+    """A prompt MIDI file (its first `seconds`, or all) as frames [L, 128]; none: no frames."""
+    if path is None:
+        return np.zeros((0, KEYS), dtype=np.float32)
+    spans = note_spans(load_score(path), settings)
+    total = int(spans[:, 2].max()) if len(spans) else 0
+    if seconds is not None:
+        total = min(total, round(seconds * settings.frames_per_second))
+    frames = spans_to_frames(spans, 0, total)
+    return frames.astype(np.float32)
+
+
+def generate_take(bundle: PianoRollBundle, prompt: np.ndarray, settings: Settings) -> tuple[symusic.Score, dict]:
+    """Prompt and continuation as one playable score, and what it took: `settings` gives the length,
+    temperature, top-k, top-p, seed, form and bars per section (the token models' own knobs)."""
+    fs = bundle.frames
+    frames = round(settings.seconds * fs.frames_per_second)
+    form = None if settings.form in ("", NO_FORM) else settings.form
+    bars = int(settings.section_bars) or section_bars_for(form, settings.seconds)
+    sampling = FrameSampling(settings.temperature, settings.top_k, settings.top_p)
+    began = time.perf_counter()
+    new = list(generate_frames(bundle.model, prompt, frames, sampling, settings.seed, form,
+                               section_frames=bars * 4 * fs.frames_per_beat))
+    seconds = time.perf_counter() - began
+    take = np.concatenate([prompt.reshape(-1, KEYS), np.stack(new)]) if new else prompt
+    score = frames_to_score(take, fs)
+    music = frames / fs.frames_per_second
+    return score, {"frames": frames, "notes": score.note_num(), "music_seconds": round(music, 2),
+                   "frames_per_s": round(frames / max(seconds, 1e-9), 1),
+                   "realtime_factor": round(music / max(seconds, 1e-9), 2)}

@@ -33,7 +33,7 @@ def test_the_readme_table_covers_every_sampling_setting() -> None:
 
 
 @pytest.mark.parametrize("name", [GLOBAL, *sorted(p.name for p in (ROOT / "assets" / "checkpoints").iterdir()
-                                                    if (p / "config.json").exists())])
+                                                    if (p / "tokenizer.json").exists())])  # token bundles
 def test_the_readme_states_each_checkpoints_tuned_defaults(name: str) -> None:
     table = readme_table()
     assert name in table, f"README's sampling defaults table has no row for {name}"

@@ -1,7 +1,7 @@
 // comagen's live sound: one SoundFont2 synth in the page, behind one small API (window.comagenSynth)
 // that the live playback during Generate and the Play tab code against. The library and the soundfont
 // come from this app's own host (studio/web.py); without them `available` stays false, `message`
-// says why, the page says so once, and every call is a harmless no-op.
+// says why, the page says so once, and every call is a harmless no-op (as are calls before `ready`).
 // `at` is a time on the audio clock (now()); 0 or a past time means at once.
 (() => {
   "use strict";
@@ -153,7 +153,11 @@
       engine.control(SUSTAIN, down ? 127 : 0, t);
       emit("pedal", null, down ? 127 : 0, t);
     },
-    stopAll() { if (engine) engine.stopAll(); },
+    stopAll() {  // every sound and every scheduled event; the pedal up
+      if (!engine) return;
+      engine.stopAll();
+      engine.control(SUSTAIN, 0, 0);
+    },
     onEvent(fn) { listeners.push(fn); },
     stats: () => ({ ...counts }),
     resetStats() { counts.noteOn = 0; counts.noteOff = 0; counts.level = 0; },

@@ -123,6 +123,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     from comagen.training.data import load_index, load_tokenized, select_split
     from comagen.training.evaluate import evaluate_pieces
 
+    if is_pianoroll(args.checkpoint):
+        return _evaluate_pianoroll(args)
     bundle = load_bundle(args.checkpoint)
     pieces = select_split(load_index(args.data), args.split)
     pieces = sorted(pieces, key=lambda p: p.key)[: args.max_files]
@@ -138,6 +140,22 @@ def evaluate(args: argparse.Namespace) -> dict:
         for kind, bits in result.get("bits_per_note_by_type", {}).items():
             print(f"  {kind:<10} {bits:7.3f} bits/note")
     return result
+
+
+def _evaluate_pianoroll(args: argparse.Namespace) -> dict:
+    """evaluate with a piano-roll bundle: frame NLL in nats per frame (--max-tokens: frames per file)."""
+    from comagen.bundle.pianoroll import load_pianoroll
+    from comagen.training.data import load_index, select_split
+    from comagen.training.frame_data import load_frame_pieces
+    from comagen.training.frame_nll import model_nll
+
+    bundle = load_pianoroll(args.checkpoint)
+    pieces = sorted(select_split(load_index(args.data), args.split), key=lambda p: p.key)[: args.max_files]
+    data = load_frame_pieces(pieces, bundle.frames)
+    nll = model_nll(bundle.model, data, args.max_tokens or 1_000_000, "cpu")
+    if not args.json:
+        print(f"{len(data)} files: {nll:.4f} nats per frame")
+    return {"checkpoint": str(args.checkpoint), "split": args.split, "files": len(data), "nats_per_frame": nll}
 
 
 def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
@@ -282,6 +300,8 @@ def export_cmd(args: argparse.Namespace) -> dict:
     from comagen.bundle.checkpoint import load_bundle
     from comagen.runtime.export import export_bundle
 
+    if is_pianoroll(args.checkpoint):
+        return _export_pianoroll(args)
     result = export_bundle(load_bundle(args.checkpoint), args.out, int8=args.int8, threads=args.threads,
                            int8_only=args.int8_only)
     if not args.json:
@@ -289,6 +309,24 @@ def export_cmd(args: argparse.Namespace) -> dict:
         print(f"wrote {', '.join(result['files'])} to {result['out']} in {result['seconds']} s "
               f"(batch-1 step: {timing}; auto runs {result['prefer']})")
     return result
+
+
+def _export_pianoroll(args: argparse.Namespace) -> dict:
+    """export with a piano-roll bundle: its TorchScript copy written again (into --out, default the
+    bundle) and held to the eager model; ONNX and int8 are for the conformer's step."""
+    import torch
+
+    from comagen.bundle.pianoroll import TORCHSCRIPT, check_torchscript, load_pianoroll
+    from comagen.model.pianoroll import trace
+
+    bundle = load_pianoroll(args.checkpoint)
+    out = Path(args.out or args.checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(trace(bundle.model), str(out / TORCHSCRIPT))
+    diff = check_torchscript(out, bundle.model)
+    if not args.json:
+        print(f"wrote {out / TORCHSCRIPT}: TorchScript equals eager within {diff:.1e}")
+    return {"out": str(out), "files": [TORCHSCRIPT], "max_abs_diff": diff}
 
 
 def _export_parser(sub: argparse._SubParsersAction) -> None:

@@ -139,3 +139,15 @@ def test_position_must_fit_the_architecture(bad: dict) -> None:
 
     with pytest.raises(ConfigError):
         ModelConfig.from_dict(bad)
+
+
+def test_cli_evaluates_and_exports_a_pianoroll_bundle(tmp_path: Path, maestro_dir: Path) -> None:
+    save_pianoroll(tmp_path / "b", build_model(tiny(16)), SETTINGS, summary={}, card="tiny")
+    evaluated = subprocess.run([sys.executable, "-m", "comagen", "evaluate", "--checkpoint", str(tmp_path / "b"),
+                                "--data", str(maestro_dir), "--split", "validation", "--max-files", "1",
+                                "--max-tokens", "40", "--json"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["nats_per_frame"] > 0
+    exported = subprocess.run([sys.executable, "-m", "comagen", "export", "--checkpoint", str(tmp_path / "b"),
+                               "--out", str(tmp_path / "ts"), "--json"], cwd=ROOT, capture_output=True, text=True,
+                              check=True)
+    assert json.loads(exported.stdout.strip().splitlines()[-1])["max_abs_diff"] < 1e-5

@@ -17,18 +17,19 @@ and pooled overlap of each against its phrase.
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
-import tempfile
-import time
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import symusic
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # repo root, not bench/ (bench/tokenize.py shadows stdlib)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+import numpy as np  # noqa: E402
+import symusic  # noqa: E402
 
 from comagen.bundle.checkpoint import load_bundle  # noqa: E402
 from comagen.generation.duet import Duet  # noqa: E402

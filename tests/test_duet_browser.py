@@ -42,6 +42,10 @@ def test_a_duet_in_the_page(shipped_app: str) -> None:
         status_starts(page, "Your duet")
         notes = page.evaluate("comagenPlay.state.log.filter((e) => e.type === 'take')[0].notes")
         assert notes >= 7  # the six keys, the cut-in key and what the model played before it
+        assert page.locator("#midi-0 a[href*='.mid']").count() == 1  # the take downloads like any result
+        page.get_by_role("tab", name="Compose").click()
+        page.click("#continue")  # and continues like any result
+        status_starts(page, "Done")
         second = another_tab(page, shipped_app)  # the first duet has finished: a new one may start
         open_play(second)
 

@@ -5,8 +5,10 @@ passes the model answers after one step, not a prefill.
 answer out (`answer`, notes with times as they are sampled), `cut_in` when the player interrupts,
 and `take()`, both parts as one score. Model time runs on the token grid; the clock maps onto it
 through an offset that each answer moves so its first note sounds at once. An interrupted answer
-keeps only what sounded: the stream is rebuilt from the kept tokens (a prefill while the player
-plays), since the state has already read notes that never sounded.
+keeps only what sounded in the take; the stream keeps what it read (its front end samples an answer
+only a little ahead of playback, so that is at most about a second more), and the player's next
+notes follow on from there: a cut-in costs nothing, where rebuilding the stream would cost a prefill
+of the take at the moment the player starts again.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from comagen.music.midi import GRID_BPM, MODEL_TRACK, PLAYER_TRACK
 from comagen.music.writer import RemiWriter
 from comagen.runtime import choose_runtime
 
-CONTEXT = 1024  # tokens a rebuilt stream reads back
 PARTS = {"player": PLAYER_TRACK, "model": MODEL_TRACK}  # TimedNote.part -> track name
 
 
@@ -47,22 +48,15 @@ class Duet:
         self.offset: float | None = None  # clock seconds at model time 0
         self.notes: list[TimedNote] = []
         self._stop = threading.Event()
-        self._rebuild([])
+        self.history: list[int] = []  # every token the stream has read, both parts
+        self.state = GrammarState()
+        # the leans (key, dynamics, pace) follow both parts as they are played, ready at a takeover
+        self.leans = Leans.maybe(self.grammar, [], 1, self.request.sampling)
+        self.stream = self.runtime.open(torch.tensor([self.request.composer]))
+        with torch.inference_mode():
+            self.logits = self.stream.prefill(torch.tensor([[self.tokenizer.bos_id]]))
 
     # ---- the stream
-    def _rebuild(self, history: list[int]) -> None:
-        """A fresh stream that has read `history` (the take's tokens)."""
-        self.history = list(history)
-        self.state = GrammarState()
-        for token in self.history:
-            self.state = self.state.advance(self.grammar, token)
-        # the leans (key, dynamics, pace) follow both parts as they are played, ready at a takeover
-        self.leans = Leans.maybe(self.grammar, self.history[-CONTEXT:], 1, self.request.sampling)
-        composers = torch.tensor([self.request.composer])
-        self.stream = self.runtime.open(composers)
-        context = [self.tokenizer.bos_id, *self.history[-CONTEXT:]]
-        with torch.inference_mode():
-            self.logits = self.stream.prefill(torch.tensor([context]))
 
     def _feed(self, ids: list[int]) -> None:
         with torch.inference_mode():
@@ -89,8 +83,6 @@ class Duet:
             if self.offset is None:
                 self.offset = note.start
             tick = self.tick(note.start)
-            if tick < self.writer.tick_of(self.state) and self._answer_notes_after(note.start):
-                self.cut_in(note.start)
             tick = max(tick, self.writer.tick_of(self.state))
             if not self.writer.can_write(self.state, tick, note.pitch):
                 tick += 1
@@ -102,12 +94,9 @@ class Duet:
                                         note.pitch, note.velocity, "player"))
         return fed
 
-    def _answer_notes_after(self, clock: float) -> bool:
-        return any(n.part == "model" and n.start >= clock for n in self.notes)
-
     # ---- the model's turn
     def stop(self) -> None:
-        """Ask a running `answer` to end after its current token (safe from another thread)."""
+        """Ask a running `answer` to end after its current note (safe from another thread)."""
         self._stop.set()
 
     def answer(self, now: float, seconds: float) -> Iterator[TimedNote]:
@@ -116,7 +105,7 @@ class Duet:
         self._stop.clear()
         started, first, pending = time.perf_counter(), None, []
         budget = int(seconds * 150) + 64
-        while budget and not self._stop.is_set():
+        while budget and not (self._stop.is_set() and not pending):
             budget -= 1
             token = self._sample()
             if first is not None and self._past(token, first, seconds):
@@ -160,30 +149,12 @@ class Duet:
         return note
 
     def cut_in(self, clock: float) -> None:
-        """The player takes the turn at `clock`: answer notes not yet begun are dropped, sounding ones
-        end there, and the stream is rebuilt from what was heard."""
-        kept = [n if n.part == "player" or n.end <= clock else TimedNote(n.start, clock, n.pitch, n.velocity, "model")
-                for n in self.notes if n.part == "player" or n.start < clock]
-        self.play_back(kept)
-
-    def play_back(self, notes: list[TimedNote]) -> None:
-        """Re-write `notes` (both parts, as heard) as the take's tokens, read in one prefill. The heard
-        times become the model's: each answer had moved the clock's offset, so the take is re-timed
-        from its first note."""
-        state, ids, self.notes = GrammarState(), [], []
-        notes = sorted(notes, key=lambda n: (n.start, n.pitch))
-        self.offset = notes[0].start if notes else self.offset
-        for note in notes:
-            tick = max(self.tick(note.start), self.writer.tick_of(state))
-            if not self.writer.can_write(state, tick, note.pitch):
-                continue  # two equal keys on one tick: one is heard
-            ticks = max(round((note.end - note.start) / self.seconds_per_tick), 1)
-            written = self.writer.note(state, tick, note.pitch, note.velocity, ticks)
-            for token in written:
-                state = state.advance(self.grammar, token)
-            ids += written
-            self.notes.append(note)
-        self._rebuild(ids)
+        """The player takes the turn at `clock`: answer notes not yet begun leave the take, sounding ones
+        end there; the player's notes go on from where the stream stands."""
+        self.notes = [n if n.part == "player" or n.end <= clock else TimedNote(n.start, clock, n.pitch, n.velocity,
+                                                                                "model")
+                      for n in self.notes if n.part == "player" or n.start < clock]
+        self.offset = clock - max(self.writer.tick_of(self.state), 0) * self.seconds_per_tick
 
     # ---- the result
     def take(self) -> symusic.Score:

@@ -4,7 +4,10 @@ events back through `emit` - the turn passing, each answer note with its times, 
 
 The model takes the turn when the player has played and then nothing is held for `pause` seconds,
 or when asked (`take_over`, a pedal or a button); a key struck during an answer cuts it there and
-hands the turn back. The front end's clock is followed through the skew seen on each event.
+hands the turn back. An answer is sampled at most AHEAD seconds before it sounds: enough to ride
+out a busy moment of the machine, little enough that a cut-in leaves the model's stream only that
+much music the player never heard. The front end's clock is followed through the skew seen on
+each event.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from comagen.music.midi import SECONDS_PER_BAR
 
 log = logging.getLogger("comagen.duet")
 Event = dict
+AHEAD = 1.0  # seconds an answer is sampled before it sounds
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class DuetLoop:
         self.duet, self.turns, self.emit = duet, turns, emit
         self.player = PlayerPart()
         self.inbox: queue.Queue[tuple] = queue.Queue()
+        self.arrived = threading.Event()  # the player did something: a running answer stops
         self.skew = 0.0  # front-end clock minus this process's monotonic clock
         self.armed = False  # the player has played since the last answer
         self.last_activity = 0.0
@@ -60,19 +65,23 @@ class DuetLoop:
     # ---- what front ends call (any thread)
     def key(self, t: float, pitch: int, velocity: int) -> None:
         """A key struck (velocity > 0) or released (velocity 0) at front-end time `t`."""
-        self.inbox.put(("key", t, int(pitch), int(velocity)))
+        self._put(("key", t, int(pitch), int(velocity)))
 
     def pedal(self, t: float, down: bool) -> None:
-        self.inbox.put(("pedal", t, bool(down)))
+        self._put(("pedal", t, bool(down)))
 
     def take_over(self, t: float) -> None:
         """The player hands the turn over now (a button or a pedal)."""
-        self.inbox.put(("take_over", t))
+        self._put(("take_over", t))
 
     def close(self, timeout: float = 10.0) -> None:
         self.duet.stop()
-        self.inbox.put(("close",))
+        self._put(("close",))
         self._thread.join(timeout)
+
+    def _put(self, event: tuple) -> None:
+        self.inbox.put(event)
+        self.arrived.set()
 
     def now(self) -> float:
         return time.monotonic() + self.skew
@@ -144,13 +153,16 @@ class DuetLoop:
         self.duet.play(self.player.close(t))
         self._say()
         self.armed = False
+        self.arrived.clear()
+        if not self.inbox.empty():  # a key that came in just now cuts the answer at its first note
+            self.arrived.set()
         self.emit({"type": "turn", "who": "model", "at": t})
         end = t
         for note in self.duet.answer(t, self.turns.answer_seconds):
             self.emit({"type": "note", "part": "model", "pitch": note.pitch, "velocity": note.velocity,
                        "start": note.start, "end": note.end})
             end = max(end, note.end)
-            if not self.inbox.empty():
+            if self.arrived.wait(max(note.start - AHEAD - self.now(), 0.0)):
                 self.duet.stop()
         self.answer_end = end
         self.emit({"type": "answered", "until": end})

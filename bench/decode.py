@@ -5,6 +5,7 @@
     python bench/decode.py --sections quality --split test --files 10 --tokens 4096 --threads 1 --json
     python bench/decode.py --sections leans --threads 1   # what the sampling leans cost the engine
     python bench/decode.py --sections step --tokens 4096 --step-quality-files 10   # step levers vs a GPT peer
+    python bench/decode.py --sections cli --before ../old-checkout   # real time through the CLI, old vs new
 
 Random weights at the shipped configs (training/configs/*.json, roughly equal parameter
 counts). Tokens/s at each mark is measured over the stretch of tokens just before it, so a
@@ -483,6 +484,41 @@ def step_section(checkpoint: Path, threads: list[int], profile_dir: Path, data: 
     return {"steps": rows, "engine": engine, "profiles": profiles, "quality": quality}
 
 
+def cli_realtime(roots: dict[str, Path], checkpoints: list[str], seconds: float, rounds: int) -> list[dict]:
+    """Black box: `python -m comagen generate` for `seconds` of music from the first shipped prompt at
+    1 thread, in each checkout of `roots` (label -> repo root) taking turns `rounds` times; medians of
+    the process's wall time, the engine's own time and their real-time factors."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "COMAGEN_ONNX_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    prompt = sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0]
+    runs: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="comagen-cli-") as scratch:
+        for _ in range(rounds):
+            for checkpoint in checkpoints:
+                for label, root in roots.items():
+                    t0 = time.perf_counter()
+                    out = subprocess.run([sys.executable, "-m", "comagen", "generate", "--checkpoint", checkpoint,
+                                          "--prompt", str(prompt), "--seconds", str(seconds), "--seed", "0",
+                                          "--out", str(Path(scratch) / "take.mid"), "--json"], cwd=root, env=env,
+                                         capture_output=True, text=True, check=True)
+                    stats = json.loads(out.stdout.strip().splitlines()[-1])
+                    runs.setdefault((checkpoint, label), []).append({**stats, "wall": time.perf_counter() - t0})
+    rows = []
+    for (checkpoint, label), got in runs.items():
+        med = {k: float(np.median([g[k] for g in got])) for k in ("wall", "seconds_elapsed", "music_seconds",
+                                                                    "tokens_per_s")}
+        rows.append({"checkpoint": Path(checkpoint).name, "code": label, "runtime": got[0]["runtime"],
+                     "music_s": round(med["music_seconds"], 1), "process_s": round(med["wall"], 2),
+                     "engine_s": round(med["seconds_elapsed"], 2), "tokens/s": med["tokens_per_s"],
+                     "x real time (engine)": round(med["music_seconds"] / med["seconds_elapsed"], 1),
+                     "x real time (process)": round(med["music_seconds"] / med["wall"], 1)})
+    print(f"\nthrough the CLI, 1 thread, {seconds:g} s of music, medians of {rounds} (checkouts taking turns)")
+    print(format_table(rows))
+    return rows
+
+
 def load_name(checkpoint: Path) -> str:
     from comagen.bundle.checkpoint import load_bundle
 
@@ -528,7 +564,7 @@ def main() -> None:
                    help="models (random-weight decode), engine (real-time factor), runtime (torch vs ONNX), "
                         "quality (each runtime's bits per note on --files files of --split, teacher-forced), "
                         "step (issue #26: the bundle's step per lever beside a plain GPT peer, engine overhead, "
-                        "op profile)")
+                        "op profile), cli (real-time factor through python -m comagen generate; --before)")
     p.add_argument("--runtime-checkpoints", default="assets/checkpoints/default,assets/checkpoints/flagship",
                    help="bundles for the runtime section (relative to the repo root or absolute)")
     p.add_argument("--runtime-budget", type=float, default=150.0,
@@ -543,6 +579,9 @@ def main() -> None:
                    help="step section: where ONNX Runtime's raw profiles are written")
     p.add_argument("--step-quality-files", type=int, default=0,
                    help="step section: test files (max(--tokens) tokens each) scored per lever (0: none)")
+    p.add_argument("--before", type=Path, help="cli section: another checkout (repo root) to take turns with")
+    p.add_argument("--cli-seconds", type=float, default=32.0, help="cli section: seconds of music per take")
+    p.add_argument("--cli-rounds", type=int, default=3, help="cli section: takes per checkout and bundle")
     p.add_argument("--data", type=Path, default=MAESTRO, help="MAESTRO folder for int8 vs fp32 (skipped if absent)")
     args = p.parse_args()
     sections = set(args.sections.split(","))
@@ -566,6 +605,9 @@ def main() -> None:
     if "step" in sections:
         result["step"] = step_section(ROOT / args.step_checkpoint, [1, 2], args.profile_dir, args.data,
                                       args.step_quality_files, max(marks))
+    if "cli" in sections:
+        roots = {"this checkout": ROOT, **({"--before": args.before} if args.before else {})}
+        result["cli"] = cli_realtime(roots, args.runtime_checkpoints.split(","), args.cli_seconds, args.cli_rounds)
     if "quality" in sections:
         result["quality"] = quality_section(checkpoints, args.data, args.split, args.files, max(marks), args.threads)
     if args.json:

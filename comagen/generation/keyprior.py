@@ -24,7 +24,7 @@ class KeyPrior:
 
     def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, strength: float) -> None:
         self.strength = strength
-        self.pitch_ids = grammar.pitch_ids
+        self.pitch_ids, self.pitch_span = grammar.pitch_ids, grammar.pitch_span
         self.classes = torch.tensor([grammar.value[int(i)] % 12 for i in self.pitch_ids], dtype=torch.long)
         self._class_of = {int(i): int(c) for i, c in zip(self.pitch_ids, self.classes, strict=True)}
         self.histogram = DecayedHistogram(12, rows, HALF_LIFE_NOTES, SMOOTHING)
@@ -48,12 +48,13 @@ class KeyPrior:
         total probability is unchanged (strength 0 returns the logits themselves)."""
         if self.strength == 0:
             return logits
-        return lean_pitches(logits, allowed, self.pitch_ids, self.lean())
+        return lean_pitches(logits, allowed, self.pitch_span, self.lean())
 
 
-def lean_pitches(logits: torch.Tensor, allowed: torch.Tensor, pitch_ids: torch.Tensor,
+def lean_pitches(logits: torch.Tensor, allowed: torch.Tensor, pitch_ids: torch.Tensor | slice,
                  lean: torch.Tensor) -> torch.Tensor:
-    """A copy of logits [B, V] with `lean` added to the pitch tokens, their total mass kept."""
+    """A copy of logits [B, V] with `lean` added to the pitch tokens (ids or a slice of them), their
+    total mass kept."""
     out = logits.float().clone()
     out[:, pitch_ids] = kept_mass(out[:, pitch_ids], allowed[:, pitch_ids], lean)
     return out
@@ -65,5 +66,5 @@ def kept_mass(logits: torch.Tensor, allowed: torch.Tensor, lean: torch.Tensor) -
     group = logits.masked_fill(~allowed, -torch.inf)
     moved = group + lean
     before, after = torch.logsumexp(group, -1, keepdim=True), torch.logsumexp(moved, -1, keepdim=True)
-    shift = torch.where(torch.isfinite(before), before - after, torch.zeros_like(before))
+    shift = (before - after).nan_to_num(0.0)  # no allowed token in the group: -inf - -inf, nothing to keep
     return moved + shift

@@ -56,7 +56,7 @@ class Leans:
         pitches = [p for p in (self.key, self.register) if p]
         if pitches and any(s.state in PITCH_STATES for s in states):  # key and register in one pass
             lean = sum(p.lean() for p in pitches)
-            logits = lean_pitches(logits, allowed, pitches[0].pitch_ids, lean)
+            logits = lean_pitches(logits, allowed, pitches[0].pitch_span, lean)
         if self.dynamics:
             logits = self.dynamics.apply(logits, states)
         if self.density:

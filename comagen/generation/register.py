@@ -25,7 +25,7 @@ class RegisterPrior:
 
     def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, strength: float) -> None:
         self.strength = strength
-        self.pitch_ids = grammar.pitch_ids
+        self.pitch_ids, self.pitch_span = grammar.pitch_ids, grammar.pitch_span
         self._index_of = {int(i): n for n, i in enumerate(self.pitch_ids)}
         keys = torch.tensor([grammar.value[int(i)] for i in self.pitch_ids], dtype=torch.float)
         self.histogram = DecayedHistogram(len(keys), rows, HALF_LIFE_NOTES, SMOOTHING, spread(keys, SPREAD_KEYS))

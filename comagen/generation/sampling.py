@@ -66,7 +66,8 @@ def sample_next(logits: torch.Tensor, allowed: torch.Tensor, sampling: Sampling,
     logits = logits.float().masked_fill(~allowed, -math.inf)
     if sampling.temperature == 0:
         return logits.argmax(-1)
-    logits = logits / (sampling.temperature if factors is None else sampling.temperature * factors[:, None])
+    if factors is not None or sampling.temperature != 1:  # x / 1 is x: no pass over the logits for it
+        logits = logits / (sampling.temperature if factors is None else sampling.temperature * factors[:, None])
     if sampling.top_k:
         kth = torch.topk(logits, min(sampling.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)

@@ -32,6 +32,9 @@ class RemiGrammar:
         self.value = vocab.value
         self.pitch_id = {vocab.value[i]: i for i in vocab.pitch_ids}
         self.pitch_ids = torch.tensor(sorted(self.pitch_id.values()), dtype=torch.long)
+        lo, hi = int(self.pitch_ids.min()), int(self.pitch_ids.max())
+        # the pitches as a slice when they are one run of ids: a view, not a gather and a scatter per lean
+        self.pitch_span = slice(lo, hi + 1) if hi - lo + 1 == len(self.pitch_ids) else self.pitch_ids
         self.velocity_ids = torch.tensor(vocab.velocity_ids, dtype=torch.long)  # softest to loudest
         self.position_id = torch.full((self.positions_per_bar,), -1, dtype=torch.long)
         for i in vocab.ids_of("Position"):

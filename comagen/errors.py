@@ -39,3 +39,7 @@ class ConfigError(ComagenError):
 
 class CheckpointError(ComagenError):
     """A checkpoint bundle is missing, truncated or not ours."""
+
+
+class AudioError(ComagenError):
+    """An audio file (WAV or beat-aligned) that is missing, truncated, too long or not ours."""

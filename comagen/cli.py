@@ -439,3 +439,43 @@ def _duet_parser(sub: argparse._SubParsersAction) -> None:
 
 
 EXTRA_PARSERS.append(_duet_parser)
+
+
+@command("audio-convert")
+def audio_convert(args: argparse.Namespace) -> dict:
+    """WAV -> beat-aligned (beats from the MIDI's 120 bpm grid or --bpm), or beat-aligned -> WAV."""
+    import soundfile
+
+    from comagen.audio.beatfile import read_beats, write_beats
+    from comagen.audio.convert import beat_grid, from_beats, to_beats
+    from comagen.audio.wavfile import read_wav
+    from comagen.music.midi import GRID_BPM, load_score
+
+    if args.beats:
+        audio = read_beats(args.beats)
+        soundfile.write(str(args.out), from_beats(audio), audio.sample_rate)
+        return {"out": str(args.out), "beats": len(audio.blocks)}
+    if args.wav is None or (args.midi is None) == (args.bpm is None):
+        raise ComagenError("give --beats IN, or --wav IN with exactly one of --midi or --bpm")
+    if args.midi:
+        load_score(args.midi)  # a bad --midi is one line; its beats are the fixed grid of our renders
+    samples, rate = read_wav(args.wav)
+    grid = beat_grid(len(samples) / rate, GRID_BPM if args.midi else args.bpm)
+    write_beats(args.out, to_beats(samples, rate, grid, args.samples_per_beat))
+    return {"out": str(args.out), "beats": len(grid) - 1}
+
+
+def _audio_convert_parser(sub: argparse._SubParsersAction) -> None:
+    from comagen.audio.convert import DEFAULT_SAMPLES_PER_BEAT
+
+    p = sub.add_parser("audio-convert", help="WAV <-> beat-aligned audio (a fixed number of samples per beat)")
+    p.add_argument("--wav", type=Path, help="a WAV to convert to beat-aligned")
+    p.add_argument("--midi", type=Path, help="the MIDI the WAV was rendered from (our renders: 120 bpm grid)")
+    p.add_argument("--bpm", type=float, help="the WAV's tempo, for an uploaded recording")
+    p.add_argument("--beats", type=Path, help="a beat-aligned file to convert back to WAV")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--samples-per-beat", type=int, default=DEFAULT_SAMPLES_PER_BEAT)
+    p.add_argument("--json", action="store_true")
+
+
+EXTRA_PARSERS.append(_audio_convert_parser)

@@ -55,6 +55,17 @@ class Bundle:
         return self.path.name
 
 
+def staging_folder(path: Path) -> Path:
+    """A new temp folder beside bundle `path` to write into before it takes the bundle's place (an
+    interrupted earlier swap is put right first); CheckpointError when it cannot be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        restore_interrupted(path)
+        return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+
+
 def save_bundle(
     path: str | Path,
     model: Decoder,
@@ -74,12 +85,7 @@ def save_bundle(
     disk, an unwritable folder) raises `CheckpointError` and leaves the previous bundle as it was.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        restore_interrupted(path)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+    tmp = staging_folder(path)
     try:
         _write_files(tmp, model, tokenizer, composers, summary, card, trainer_state, train_config, dtype)
         _replace_folder(tmp, path)

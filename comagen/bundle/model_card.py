@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+LICENCE = ["## Licence", "Weights trained on MAESTRO (CC BY-NC-SA 4.0, Hawthorne et al. 2019): the same terms "
+           "apply to this checkpoint, non-commercial use with attribution, share alike.", ""]
+
 
 def model_card(name: str, summary: dict[str, Any], model_cfg: dict[str, Any], extra: str = "") -> str:
     """Markdown card from a training summary (and any measured metrics in `extra`)."""
@@ -26,10 +29,7 @@ def model_card(name: str, summary: dict[str, Any], model_cfg: dict[str, Any], ex
         "",
         extra.strip(),
         "",
-        "## Licence",
-        "Weights trained on MAESTRO (CC BY-NC-SA 4.0, Hawthorne et al. 2019): the same terms apply "
-        "to this checkpoint, non-commercial use with attribution, share alike.",
-        "",
+        *LICENCE,
     ]
     return "\n".join(lines)
 
@@ -84,8 +84,5 @@ def pianoroll_card(name: str, summary: dict[str, Any], model_cfg: dict[str, Any]
         "",
         extra.strip(),
         "",
-        "## Licence",
-        "Weights trained on MAESTRO (CC BY-NC-SA 4.0, Hawthorne et al. 2019): the same terms apply "
-        "to this checkpoint, non-commercial use with attribution, share alike.",
-        "",
+        *LICENCE,
     ])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from comagen.bundle.checkpoint import _check_shapes, _inside_bundle, _read_json, _replace_folder, restore_interrupted
+from comagen.bundle.checkpoint import _check_shapes, _inside_bundle, _read_json, _replace_folder, staging_folder
 from comagen.errors import CheckpointError, ComagenError
 from comagen.model import ModelConfig, build_model
 from comagen.model.pianoroll import KEYS, PianoRoll, trace
@@ -61,12 +60,7 @@ def save_pianoroll(path: str | Path, model: PianoRoll, frames: FrameSettings, *,
                    train_config: dict[str, Any] | None = None) -> Path:
     """Write the bundle (TorchScript copy included) atomically; CheckpointError when it cannot."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        restore_interrupted(path)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+    tmp = staging_folder(path)
     try:
         config = {"model": model.cfg.to_dict(), "frames": asdict(frames), "train": train_config or {},
                   "summary": summary}

@@ -108,18 +108,58 @@ def test_an_answer_starts_at_once_and_a_cut_in_keeps_what_sounded(torch_duet: Du
     assert [t.name for t in take.tracks] == ["Player", "Model"] and len(take.tracks[1].notes) == len(heard)
 
 
+@pytest.mark.parametrize("runtime", ["torch", "onnx-int8"])
+def test_a_stream_snapshot_restores_exactly(default_bundle: Bundle, runtime: str) -> None:
+    stream = Duet(default_bundle, runtime=runtime).stream
+    tokens = [torch.tensor([i]) for i in (4, 40, 120, 200)]
+    with torch.inference_mode():
+        snapshot = stream.snapshot()
+        first = [stream.step(t) for t in tokens]
+        stream.restore(snapshot)
+        again = [stream.step(t) for t in tokens]
+    for a, b in zip(first, again, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_an_answer_prepared_in_the_pause_is_taken_back_or_sounds_as_the_turn_passes(torch_duet: Duet) -> None:
+    duet = torch_duet
+    history, notes, logits = list(duet.history), list(duet.notes), duet.logits.clone()
+    at = max(n.end for n in duet.notes) + 1.0
+    prepared = [duet.prepare(at, seconds=4.0) for _ in range(3)]
+    assert all(prepared) and prepared[0].start == pytest.approx(at) and duet.prepared == prepared
+    duet.discard()  # the player plays on: all of it is taken back
+    assert duet.prepared == [] and duet.history == history and duet.notes == notes
+    torch.testing.assert_close(duet.logits, logits, rtol=0, atol=0)
+    duet.play([TimedNote(at, at + 0.5, 60, 80)])  # the stream itself went back: a step after it agrees
+    torch.testing.assert_close(duet.logits, prefilled_logits(duet), rtol=1e-4, atol=1e-4)
+    at += 2.0
+    ahead = [duet.prepare(at, seconds=4.0) for _ in range(2)]
+    answer = list(duet.answer(at + 0.05, seconds=4.0))  # the turn passes: the answer goes on from them
+    assert answer[:2] == ahead and answer[0].start == pytest.approx(at) and len(answer) > 2
+    assert [n.start for n in answer] == sorted(n.start for n in answer)
+    torch.testing.assert_close(duet.logits, prefilled_logits(duet), rtol=1e-4, atol=1e-4)
+
+
 def test_turns_pass_after_a_pause_and_a_key_cuts_the_answer(default_bundle: Bundle,
                                                           validation_files: list[Path]) -> None:
     events: queue.Queue[dict] = queue.Queue()
-    loop = DuetLoop(Duet(default_bundle), Turns(pause=0.3, answer_bars=4), events.put)
+    loop = DuetLoop(Duet(default_bundle), Turns(pause=1.0, answer_bars=4), events.put)
     try:
         t0 = time.monotonic()
         for note in phrase(validation_files[0], 1.0):  # a phrase, played faster than real time
             loop.key(t0 + note.start / 10, note.pitch, note.velocity)
             loop.key(t0 + note.end / 10, note.pitch, 0)
-        seen = wait_for(events, lambda e: e["type"] == "note")
-        assert any(e["type"] == "turn" and e["who"] == "model" for e in seen)
-        loop.key(time.monotonic(), 60, 90)  # the player cuts in while the answer sounds
+        wait_for(events, lambda e: e.get("tentative"))  # the answer's start, prepared while the pause runs
+        now = time.monotonic()
+        loop.key(now, 60, 90)  # the player plays on: it is taken back
+        loop.key(now + 0.05, 60, 0)
+        seen = wait_for(events, lambda e: e["type"] == "retract")
+        seen = wait_for(events, lambda e: e["type"] == "turn" and e["who"] == "model")
+        ahead = [e for e in seen if e["type"] == "note"]  # prepared again, timed for the turn
+        assert ahead and all(e["tentative"] for e in ahead) and ahead[0]["start"] <= seen[-1]["at"]
+        assert ahead[0]["start"] >= now + 0.05 + 1.0 - 1e-6  # not before the pause after the last key
+        wait_for(events, lambda e: e["type"] == "note" and not e.get("tentative"))
+        loop.key(time.monotonic(), 62, 90)  # the player cuts in while the answer sounds
         seen = wait_for(events, lambda e: e["type"] == "turn" and e["who"] == "player")
         assert any(e["type"] == "cut" for e in seen)
     finally:

@@ -32,6 +32,8 @@ def test_a_duet_in_the_page(shipped_app: str) -> None:
         page.wait_for_function("comagenPlay.state.turns.length === 1 && "
                                "comagenPlay.state.turns[0].firstSound !== undefined", timeout=120_000)
         assert page.evaluate("comagenPlay.state.turn") == "model"
+        # the answer's start was prepared while the pause ran and came ahead of the turn, timed for it
+        assert page.evaluate("comagenPlay.state.log.some((e) => e.type === 'note' && e.tentative)")
         played = page.evaluate("comagenSynth.stats().noteOn")
         assert played > before + 6  # the answer sounded
         page.keyboard.down("q")  # cut in: the answer (16 bars) is still playing

@@ -3,7 +3,10 @@ passes the model answers after one step, not a prefill.
 
 `Duet` is the engine on one clock (seconds, the front end's own): player notes in (`play`), an
 answer out (`answer`, notes with times as they are sampled), `cut_in` when the player interrupts,
-and `take()`, both parts as one score. Model time runs on the token grid; the clock maps onto it
+and `take()`, both parts as one score. While the player is quiet, the first notes of the answer
+can be sampled ahead (`prepare`, on a snapshot of the stream) for the moment the pause will pass
+the turn, so they sound exactly then; if the player plays on, `discard` restores the snapshot.
+Model time runs on the token grid; the clock maps onto it
 through an offset that each answer moves so its first note sounds at once. An interrupted answer
 keeps only what sounded in the take; the stream keeps what it read (its front end samples an answer
 only a little ahead of playback, so that is at most about a second more), and the player's next
@@ -13,9 +16,11 @@ of the take at the moment the player starts again.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import symusic
 import torch
@@ -31,6 +36,41 @@ from comagen.music.writer import RemiWriter
 from comagen.runtime import choose_runtime
 
 PARTS = {"player": PLAYER_TRACK, "model": MODEL_TRACK}  # TimedNote.part -> track name
+
+
+@dataclass
+class _Answer:
+    """An answer being sampled: its length, its first note's tick, notes so far, tokens left."""
+
+    seconds: float
+    first: int | None = None
+    count: int = 0
+    budget: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.budget = int(self.seconds * 150) + 64  # far more tokens than `seconds` of music needs
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """Where a duet stood before an answer was prepared: all that `discard` puts back."""
+
+    stream: object
+    logits: torch.Tensor
+    state: GrammarState
+    history: int
+    notes: int
+    leans: Leans | None
+    offset: float | None
+
+
+@dataclass
+class _Ahead:
+    """An answer prepared while the player is quiet, for a turn passing at `at`."""
+
+    at: float
+    mark: _Mark
+    notes: list[TimedNote] = field(default_factory=list)
 
 
 class Duet:
@@ -52,6 +92,8 @@ class Duet:
         self.state = GrammarState()
         # the leans (key, dynamics, pace) follow both parts as they are played, ready at a takeover
         self.leans = Leans.maybe(self.grammar, [], 1, self.request.sampling)
+        self._ahead: _Ahead | None = None
+        self._current = _Answer(0.0)
         self.stream = self.runtime.open(torch.tensor([self.request.composer]))
         with torch.inference_mode():
             self.logits = self.stream.prefill(torch.tensor([[self.tokenizer.bos_id]]))
@@ -76,8 +118,10 @@ class Duet:
 
     # ---- the player's turn
     def play(self, notes: list[TimedNote]) -> int:
-        """Feed whole player notes (onset order); returns the tokens fed. A note earlier than what the
-        stream holds (an answer's unsounded tail) cuts the answer there first."""
+        """Feed whole player notes (onset order); returns the tokens fed. A prepared answer is taken
+        back first: the player played on."""
+        if notes:
+            self.discard()
         fed = 0
         for note in notes:
             if self.offset is None:
@@ -100,26 +144,82 @@ class Duet:
         self._stop.set()
 
     def answer(self, now: float, seconds: float) -> Iterator[TimedNote]:
-        """The model's answer, note by note, the first sounding at `now` plus the time spent sampling it;
-        `seconds` of music (it ends on a whole note)."""
+        """The model's answer, note by note: first what `prepare` sampled ahead (a turn passing at its
+        time), else a first note sounding at `now` plus the time spent sampling it; `seconds` of music
+        (it ends on a whole note)."""
         self._stop.clear()
-        started, first, pending = time.perf_counter(), None, []
-        budget = int(seconds * 150) + 64
-        while budget and not (self._stop.is_set() and not pending):
-            budget -= 1
+        ahead = self._ahead
+        if ahead is not None and ahead.at > now:
+            self.discard()
+            ahead = None
+        self._ahead = None
+        if ahead is None:
+            self._current = _Answer(seconds)
+        yield from (ahead.notes if ahead else [])
+        started = time.perf_counter()
+        while not self._stop.is_set():
+            note = self._next_note()
+            if note is None:
+                return
+            if self._current.count == 1:
+                self.offset = now + (time.perf_counter() - started) - note[0] * self.seconds_per_tick
+            yield self._model_note(*note)
+
+    def prepare(self, at: float, seconds: float) -> TimedNote | None:
+        """One more note of the answer the model would give if the turn passed at `at`, sampled while
+        the player is quiet so the answer sounds the moment the turn passes (the first note exactly
+        at `at`); None once the answer's length is reached. `discard` takes it all back when the
+        player plays on, `answer` carries on from it when the turn passes."""
+        if self._ahead is None:
+            self._ahead = _Ahead(at, self._mark())
+            self._current = _Answer(seconds)
+        note = self._next_note()
+        if note is None:
+            return None
+        if self._current.count == 1:
+            self.offset = at - note[0] * self.seconds_per_tick
+        timed = self._model_note(*note)
+        self._ahead.notes.append(timed)
+        return timed
+
+    @property
+    def prepared(self) -> list[TimedNote]:
+        """The notes `prepare` has sampled ahead (none when nothing is prepared)."""
+        return self._ahead.notes if self._ahead else []
+
+    def discard(self) -> None:
+        """Take back a prepared answer: the stream, the leans and the take as they were before it."""
+        if self._ahead is None:
+            return
+        mark, self._ahead = self._ahead.mark, None
+        self.stream.restore(mark.stream)
+        self.logits, self.state, self.leans, self.offset = mark.logits, mark.state, mark.leans, mark.offset
+        del self.history[mark.history:]
+        del self.notes[mark.notes:]
+
+    def _mark(self) -> _Mark:
+        leans = copy.deepcopy(self.leans, {id(self.grammar): self.grammar})
+        return _Mark(self.stream.snapshot(), self.logits, self.state, len(self.history), len(self.notes), leans,
+                     self.offset)
+
+    def _next_note(self) -> tuple[int, int, int, int] | None:
+        """Sample up to the next whole note of the current answer: its tick, pitch, velocity and length;
+        None when the next would start past the answer's length (or its token budget is spent)."""
+        answer, pending = self._current, []
+        while answer.budget > 0:
+            answer.budget -= 1
             token = self._sample()
-            if first is not None and self._past(token, first, seconds):
-                break
+            if answer.first is not None and self._past(token, answer.first, answer.seconds):
+                return None
             before = self.state
             self._feed([token])
             pending.append(token)
             if self.grammar.kind[token] == "Duration":
-                note_tick, pitch, velocity, ticks = self._note_of(pending, before)
-                pending = []
-                if first is None:
-                    first = note_tick
-                    self.offset = now + (time.perf_counter() - started) - note_tick * self.seconds_per_tick
-                yield self._model_note(note_tick, pitch, velocity, ticks)
+                note = self._note_of(pending, before)
+                answer.count += 1
+                answer.first = note[0] if answer.first is None else answer.first
+                return note
+        return None
 
     def _sample(self) -> int:
         allowed = self.state.allowed(self.grammar)[None]

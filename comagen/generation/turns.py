@@ -4,7 +4,10 @@ events back through `emit` - the turn passing, each answer note with its times, 
 
 The model takes the turn when the player has played and then nothing is held for `pause` seconds,
 or when asked (`take_over`, a pedal or a button); a key struck during an answer cuts it there and
-hands the turn back. An answer is sampled at most AHEAD seconds before it sounds: enough to ride
+hands the turn back. While the pause runs, the answer's first PREPARE_S seconds are sampled ahead
+and sent as tentative notes timed for the moment the turn will pass, so the front end sounds them
+then, with no sampling in between; the player playing on takes them back (a "retract" event).
+An answer is sampled at most AHEAD seconds before it sounds: enough to ride
 out a busy moment of the machine, little enough that a cut-in leaves the model's stream only that
 much music the player never heard. The front end's clock is followed through the skew seen on
 each event.
@@ -21,12 +24,13 @@ from dataclasses import dataclass
 
 from comagen.errors import ComagenError, ConfigError
 from comagen.generation.duet import Duet
-from comagen.generation.player import PlayerPart
+from comagen.generation.player import PlayerPart, TimedNote
 from comagen.music.midi import SECONDS_PER_BAR
 
 log = logging.getLogger("comagen.duet")
 Event = dict
 AHEAD = 1.0  # seconds an answer is sampled before it sounds
+PREPARE_S = 0.5  # seconds of an answer sampled ahead while the pause runs
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class DuetLoop:
         self.armed = False  # the player has played since the last answer
         self.last_activity = 0.0
         self.answer_end: float | None = None  # clock time the running answer's last note ends
+        self.prepared_all = False  # the prepared answer reached its length (or PREPARE_S)
         self._thread = threading.Thread(target=self._run, daemon=True, name="comagen-duet")
         self._thread.start()
 
@@ -105,24 +110,55 @@ class DuetLoop:
             self.emit({"type": "error", "text": "the duet stopped on an internal error (see the server log)"})
 
     def _wait(self) -> float:
-        """Seconds until the pause passes the turn, or until the answer has sounded (at most 1 s)."""
+        """Seconds until the pause passes the turn, or until the answer has sounded (at most 1 s); 0
+        while there is more of an answer to prepare."""
         if self.answer_end is not None:
             return min(max(self.answer_end - self.now(), 0.0), 1.0)
-        if self.armed and not self.player.sounding:
-            return min(max(self.last_activity + self.turns.pause - self.now(), 0.0), 1.0)
+        if self._quiet():
+            return 0.0 if self._may_prepare() else min(max(self._turn_at() - self.now(), 0.0), 1.0)
         return 1.0
+
+    def _quiet(self) -> bool:
+        """The player has played and holds nothing: the turn passes when the pause has run."""
+        return self.armed and not self.player.sounding and self.answer_end is None
+
+    def _turn_at(self) -> float:
+        return self.last_activity + self.turns.pause
+
+    def _may_prepare(self) -> bool:
+        prepared = self.duet.prepared
+        return (not self.prepared_all and self.now() < self._turn_at()
+                and (not prepared or prepared[-1].start < self._turn_at() + PREPARE_S))
 
     def _due(self) -> None:
         now = self.now()
         if self.answer_end is not None and now >= self.answer_end:
             self.answer_end = None
             self.emit({"type": "turn", "who": "player", "at": now})
-        elif self.armed and not self.player.sounding and now >= self.last_activity + self.turns.pause:
+        elif self._quiet() and now >= self._turn_at():
             self._answer(now)
+        elif self._quiet() and self._may_prepare():
+            self._prepare()
+
+    def _prepare(self) -> None:
+        """One more note of the answer, sent ahead as tentative."""
+        note = self.duet.prepare(self._turn_at(), self.turns.answer_seconds)
+        if note is None:
+            self.prepared_all = True
+            return
+        self.emit({**self._note_event(note), "tentative": True})
+
+    def _withdraw(self) -> None:
+        """The player did something while the pause ran: a prepared answer is taken back."""
+        if self.duet.prepared:
+            self.duet.discard()
+            self.emit({"type": "retract"})
+        self.prepared_all = False
 
     def _handle(self, event: tuple) -> None:
         kind, t = event[0], event[1]
         self.skew = t - time.monotonic()
+        self._withdraw()
         if kind == "take_over":
             self._answer(t)
             return
@@ -148,24 +184,34 @@ class DuetLoop:
             self.emit({"type": "message", "text": self.player.messages.pop(0)})
 
     def _answer(self, t: float) -> None:
-        """The model's turn from `t`: its notes are emitted as they are sampled; a key in the inbox
-        stops it (the key itself is handled next, and cuts the answer where it falls)."""
-        self.duet.play(self.player.close(t))
+        """The model's turn from `t`: its notes are emitted as they are sampled (those prepared ahead
+        were sent already); a key in the inbox stops it (the key itself is handled next, and cuts
+        the answer where it falls)."""
+        closing = self.player.close(t)
+        if closing:
+            self._withdraw()
+            self.duet.play(closing)
         self._say()
-        self.armed = False
+        self.armed, self.prepared_all = False, False
         self.arrived.clear()
         if not self.inbox.empty():  # a key that came in just now cuts the answer at its first note
             self.arrived.set()
+        sent = {id(n) for n in self.duet.prepared}
         self.emit({"type": "turn", "who": "model", "at": t})
         end = t
         for note in self.duet.answer(t, self.turns.answer_seconds):
-            self.emit({"type": "note", "part": "model", "pitch": note.pitch, "velocity": note.velocity,
-                       "start": note.start, "end": note.end})
+            if id(note) not in sent:
+                self.emit(self._note_event(note))
             end = max(end, note.end)
             if self.arrived.wait(max(note.start - AHEAD - self.now(), 0.0)):
                 self.duet.stop()
         self.answer_end = end
         self.emit({"type": "answered", "until": end})
+
+    @staticmethod
+    def _note_event(note: TimedNote) -> Event:
+        return {"type": "note", "part": "model", "pitch": note.pitch, "velocity": note.velocity,
+                "start": note.start, "end": note.end}
 
     def _cut(self, t: float) -> None:
         """A player event at `t` while the answer sounds: what had not sounded is dropped."""

@@ -39,6 +39,7 @@ class _Log:
     model_notes: int = 0
     latencies: list[float] = field(default_factory=list)
     turn_at: float | None = None
+    ahead: float | None = None  # start of the first note prepared ahead of the turn
     player_turn: bool = True
 
     def say(self, text: str) -> None:
@@ -99,7 +100,9 @@ def _wait(feeder: threading.Thread | None, port: object, in_port: str | None, lo
 def _on_event(event: Event, sound: Scheduler, log: _Log) -> None:
     kind = event["type"]
     if kind == "note":
-        if log.turn_at is not None:
+        if event.get("tentative"):
+            log.ahead = event["start"] if log.ahead is None else log.ahead
+        elif log.turn_at is not None:
             log.latencies.append(time.monotonic() - log.turn_at)
             log.turn_at = None
         log.model_notes += 1
@@ -108,12 +111,17 @@ def _on_event(event: Event, sound: Scheduler, log: _Log) -> None:
     elif kind == "turn" and event["who"] == "model":
         log.answers += 1
         log.player_turn = False
-        log.turn_at = time.monotonic()
+        if log.ahead is not None:  # prepared while the pause ran: it sounds as the turn passes
+            log.latencies.append(max(log.ahead - event["at"], 0.0))
+        else:
+            log.turn_at = time.monotonic()
+        log.ahead = None
         log.say(f"[model] answering (turn {log.answers})")
     elif kind == "turn":
         log.say("[you] your turn")
         log.player_turn = True
-    elif kind == "cut":
+    elif kind in ("cut", "retract"):
         sound.cancel(MODEL_CHANNEL)
+        log.ahead = None
     elif kind in ("message", "error"):
         log.say(f"{kind}: {event['text']}")

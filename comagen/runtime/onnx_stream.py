@@ -101,6 +101,12 @@ class OnnxStream:
             self.offset -= self.wmax
         return torch.from_numpy(out[0])
 
+    def snapshot(self) -> tuple[list[np.ndarray], int, int]:
+        return [a.copy() for a in self.state], self.seen, self.offset
+
+    def restore(self, snapshot: tuple[list[np.ndarray], int, int]) -> None:
+        self.state, self.seen, self.offset = snapshot
+
     def _write(self, updates: list[np.ndarray]) -> None:
         """The new token's key and value into each scale's slot; the conv state replaced whole."""
         heads, scales = self.model.cfg.heads, len(self.slots)

@@ -11,6 +11,7 @@ from typing import Protocol
 from torch import Tensor
 
 from comagen.model import Decoder
+from comagen.model.state import DecodeState
 
 
 class Stream(Protocol):
@@ -22,6 +23,15 @@ class Stream(Protocol):
 
     def step(self, token: Tensor) -> Tensor:
         """One token per row [B] in, logits [B, V] out."""
+        ...
+
+    def snapshot(self) -> object:
+        """A copy of where the streams stand, for `restore` (a duet samples an answer ahead and may
+        take it back)."""
+        ...
+
+    def restore(self, snapshot: object) -> None:
+        """Go back to a `snapshot` (each snapshot is restored at most once)."""
         ...
 
 
@@ -49,6 +59,12 @@ class TorchStream:
     def step(self, token: Tensor) -> Tensor:
         logits, self.state = self.model.step(token, self.composers, self.state)
         return logits
+
+    def snapshot(self) -> DecodeState:
+        return self.state.clone()
+
+    def restore(self, snapshot: DecodeState) -> None:
+        self.state = snapshot
 
 
 class TorchRuntime:

@@ -16,7 +16,7 @@
   const clock = () => performance.now() / 1000;
 
   const state = {
-    ws: null, octave: 4, held: new Map(), queue: [], sounding: new Map(), turn: "player",
+    ws: null, octave: 4, held: new Map(), queue: [], ahead: [], sounding: new Map(), turn: "player",
     turns: [], lastRelease: null, pause: 1.0, log: [], midi: null, input: null, takeWaiters: [],
   };
 
@@ -36,7 +36,7 @@
   function key(pitch, velocity, t = clock()) {
     if (pitch < 21 || pitch > 108) return;
     if (velocity > 0) {
-      if (state.turn === "model") cut(t);
+      if (state.turn === "model") cut(t); else retract();
       state.held.set(pitch, t);
       const s = synth(); if (s) s.noteOn(pitch, velocity);
     } else {
@@ -57,11 +57,13 @@
   function takeOver() { send({ type: "take_over", t: clock() }); }
 
   // ---- the model's notes
+  // Tentative notes come while the pause runs: the server prepared the answer's start for the moment
+  // the turn will pass, so it sounds then. The player playing on (or the server's "retract") drops them.
   function onNote(ev) {
-    if (state.turn !== "model") return; // the rest of an answer the player cut
+    if (!ev.tentative && state.turn !== "model") return; // the rest of an answer the player cut
     state.queue.push(ev);
     const turn = state.turns[state.turns.length - 1];
-    if (turn && turn.firstNote === undefined) turn.firstNote = ev.start;
+    if (!ev.tentative && turn && turn.firstNote === undefined) turn.firstNote = ev.start;
     tick(); // a note due now sounds now, not at the next tick
   }
 
@@ -77,14 +79,41 @@
         s.noteOff(n.pitch, s.now() + Math.max(n.end - now, 0.01));
       }
       state.sounding.set(n.pitch, n.end);
-      const turn = state.turns[state.turns.length - 1];
-      if (turn && turn.firstSound === undefined) turn.firstSound = sounds;
-      state.log.push({ type: "answerNote", pitch: n.pitch, start: n.start, handed: now });
+      if (n.tentative) {
+        state.ahead.push({ pitch: n.pitch, start: n.start, sounds });
+      } else {
+        const turn = state.turns[state.turns.length - 1];
+        if (turn && turn.firstSound === undefined) turn.firstSound = sounds;
+      }
+      state.log.push({ type: "answerNote", pitch: n.pitch, start: n.start, handed: now, tentative: !!n.tentative });
     }
+  }
+
+  function retract() {
+    state.queue = state.queue.filter((n) => !n.tentative);
+    const s = synth(); const now = clock();
+    for (const n of state.ahead) {
+      if (s && !state.held.has(n.pitch)) s.noteOff(n.pitch, s.now() + Math.max(n.start - now, 0) + 0.001);
+      state.sounding.delete(n.pitch);
+    }
+    state.ahead = [];
+  }
+
+  function modelTurn(msg) {
+    state.turn = "model";
+    const turn = { at: msg.at, lastRelease: state.lastRelease, pause: state.pause };
+    const first = state.ahead[0] || state.queue.find((n) => n.tentative);
+    if (first) turn.firstNote = first.start;
+    if (state.ahead.length) turn.firstSound = state.ahead[0].sounds;
+    for (const n of state.queue) n.tentative = false; // prepared notes are the answer's now
+    state.ahead = [];
+    state.turns.push(turn);
+    show("The model is answering ... (play to cut in)");
   }
 
   function cut(t) {
     state.queue = [];
+    state.ahead = [];
     const s = synth();
     for (const [pitch, end] of state.sounding) if (end > t && s && !state.held.has(pitch)) s.noteOff(pitch);
     state.sounding.clear();
@@ -96,11 +125,10 @@
     const msg = JSON.parse(ev.data);
     state.log.push({ ...msg, received: performance.now() });
     if (msg.type === "note") onNote(msg);
-    else if (msg.type === "turn" && msg.who === "model") {
-      state.turn = "model";
-      state.turns.push({ at: msg.at, lastRelease: state.lastRelease, pause: state.pause });
-      show("The model is answering ... (play to cut in)");
-    } else if (msg.type === "turn") {
+    else if (msg.type === "retract") retract();
+    else if (msg.type === "cut") { if (state.turn === "model") cut(msg.at); }
+    else if (msg.type === "turn" && msg.who === "model") modelTurn(msg);
+    else if (msg.type === "turn") {
       state.turn = "player";
       show("Your turn.");
     } else if (msg.type === "ready") show(`Play! The model (${msg.runtime}) answers after a pause.`);
@@ -115,7 +143,7 @@
   function start(options) {
     stop();
     state.pause = Number(options.pause) || 1.0;
-    state.turns = []; state.log = []; state.queue = []; state.failed = false;
+    state.turns = []; state.log = []; state.queue = []; state.ahead = []; state.failed = false;
     const url = new URL("comagen/duet", window.location.href.split("?")[0].replace(/[^/]*$/, ""));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(url);

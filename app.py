@@ -39,6 +39,7 @@ from studio.assets import CHECKPOINTS_DIR, FINETUNED_DIR, PROMPTS_DIR, SOUNDFONT
 from studio.controls import named_handler, settings_controls, settings_from_values
 from studio.duet_socket import PLAY_SCRIPT, DuetTakes, duet_routes
 from studio.result_tabs import Results, result_tabs
+from studio.warmup import warm_up
 
 PREFERRED = ("flagship", "default")  # shown first: the better model (its int8 step streams 6-13x real time)
 QUEUE_CONCURRENCY = 1  # one generation at a time on a 2-core machine; the rest wait in turn
@@ -368,6 +369,7 @@ def main() -> None:
         raise SystemExit(str(exc)) from None
     studio.OUT_ROOT.mkdir(parents=True, exist_ok=True)
     studio.start_cleaner()  # files expire on an idle server too
+    warm_up(checkpoints, default)  # the first Generate finds the runtime ready
     demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY, max_size=QUEUE_SIZE)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

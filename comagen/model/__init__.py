@@ -10,6 +10,7 @@ from comagen.model.decoder import Decoder
 from comagen.model.peer import XTransformersPeer
 from comagen.model.pianoroll import PianoRoll
 from comagen.model.state import DecodeState
+from comagen.model.vqvae import VQVAE
 
 ARCHITECTURES: dict[str, type[Decoder] | type[PianoRoll]] = {
     "conformer": Conformer,
@@ -18,13 +19,14 @@ ARCHITECTURES: dict[str, type[Decoder] | type[PianoRoll]] = {
     "llama": Llama,
     "xtransformers": XTransformersPeer,
     "pianoroll": PianoRoll,  # frames, not tokens: its own forward / prefill / step over [B, L, 128]
+    "vqvae": VQVAE,  # beat-aligned audio <-> codes (the melformer's vocabulary)
 }
 
 
-def build_model(cfg: ModelConfig) -> Decoder | PianoRoll:
+def build_model(cfg: ModelConfig) -> Decoder | PianoRoll | VQVAE:
     """A freshly initialised fp32 model for `cfg.arch`."""
     cfg.validate()
     return ARCHITECTURES[cfg.arch](cfg)
 
 
-__all__ = ["AttentionCapture", "DecodeState", "Decoder", "ModelConfig", "PianoRoll", "build_model"]
+__all__ = ["AttentionCapture", "DecodeState", "Decoder", "ModelConfig", "PianoRoll", "VQVAE", "build_model"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from comagen.errors import ConfigError
 
-ARCHS = ("conformer", "gpt2", "music_transformer", "llama", "xtransformers", "pianoroll")
+ARCHS = ("conformer", "gpt2", "music_transformer", "llama", "xtransformers", "pianoroll", "vqvae")
 POSITIONS = ("xpos", "dpb", "sinusoidal")  # sinusoidal: gpt2 (instead of its learned table), pianoroll
 BACKENDS = ("auto", "blockwise", "flex")
 
@@ -44,6 +45,11 @@ class ModelConfig:
     kv_heads: int = 2
     # music_transformer
     max_relative: int = 512
+    # vqvae (beat-aligned audio codec; `dim` is its latent width)
+    samples_per_beat: int = 4000  # the codec's own rate: 8 kHz at 120 bpm (bench/melformer.py)
+    codec_strides: list[int] = field(default_factory=lambda: [2, 5, 5, 5])  # 4000 / 250 = 16 codes per beat
+    codec_channels: int = 16  # at the input rate; doubles after each stride, up to 128
+    codebook_size: int = 512
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -89,6 +95,8 @@ class ModelConfig:
             raise bad("global_layers", f"each entry must be a block index in [0, {self.depth})")
         if not 0 <= self.pad_id < self.vocab_size:
             raise bad("pad_id", "must be a token id below vocab_size")
+        if self.arch == "vqvae" and self.samples_per_beat % math.prod(self.codec_strides):
+            raise bad("codec_strides", "their product must divide samples_per_beat")
 
     @property
     def head_dim(self) -> int:

@@ -20,6 +20,7 @@ class TrainConfig:
     cache: str = "cache"  # token cache root
     tokenizer: str | None = None  # tokenizer.json (e.g. BPE); None = built-in REMI settings
     init_from: str | None = None  # a bundle to start from: its model config, weights, tokenizer, composers
+    codec: str | None = None  # melformer: the frozen VQ-VAE bundle whose codes a llama learns (data: beat files)
     train_files: int = 0  # use only the first N train pieces (0 = all; for quick runs and tests)
     out: str = "runs/default"  # where checkpoints and TensorBoard logs go
     seq_len: int = 512

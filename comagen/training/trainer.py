@@ -41,6 +41,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, *, resume: bool = True,
         if not held:
             raise ConfigError(f"{out}: another training run is writing there; stop it or pick another --out")
         with run_log(out / "train.log"):
+            if model_cfg.arch == "vqvae" or cfg.codec:
+                from comagen.training.melformer_run import MelformerRun
+                from comagen.training.vqvae_run import VQVAERun
+
+                return (MelformerRun if cfg.codec else VQVAERun)(model_cfg, cfg).set_up(resume).loop()
             if model_cfg.arch == "pianoroll":
                 if data is not None:
                     raise ConfigError("the pianoroll trains on MAESTRO's frames, not on given token pieces")

@@ -1,0 +1,116 @@
+"""The beat-aligned audio codec: a strided 1-D conv encoder over the waveform, one vector-quantised
+codebook (lucidrains' vector-quantize-pytorch: EMA updates, k-means init, dead codes re-seeded), and a
+mirrored transposed-conv decoder. Every beat is `samples_per_beat / prod(codec_strides)` codes, so the
+melformer's sequence steps are whole fractions of a beat.
+
+Waveform rather than spectrogram: a spectrogram decoder needs a phase back (Griffin-Lim), which costs
+more per beat than this whole decoder and caps the quality (bench/melformer.py --section input).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from loguru import logger
+from torch import Tensor, nn
+from vector_quantize_pytorch import VectorQuantize
+
+from comagen.model.config import ModelConfig
+
+MAX_CHANNELS = 128
+logger.disable("vector_quantize_pytorch")  # its k-means note on a small first batch would reach every terminal
+
+
+class ResUnit(nn.Module):
+    """Dilated conv, ELU, 1x1 conv, added back: widens the receptive field at one rate."""
+
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, 7, dilation=dilation, padding=3 * dilation)
+        self.mix = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.mix(F.elu(self.conv(F.elu(x))))
+
+
+def _widths(cfg: ModelConfig) -> list[int]:
+    """Channels at the input rate and after each stride."""
+    return [min(MAX_CHANNELS, cfg.codec_channels * 2 ** i) for i in range(len(cfg.codec_strides) + 1)]
+
+
+def _down(c_in: int, c_out: int, stride: int) -> nn.Module:
+    """Kernel 2s, padding ceil(s/2): exactly length / s out for a length divisible by s."""
+    return nn.Sequential(ResUnit(c_in, 1), ResUnit(c_in, 3), nn.ELU(),
+                         nn.Conv1d(c_in, c_out, 2 * stride, stride=stride, padding=(stride + 1) // 2))
+
+
+def _up(c_in: int, c_out: int, stride: int) -> nn.Module:
+    """The transpose of `_down` (output_padding s % 2 makes odd strides exact too)."""
+    pad = (stride + 1) // 2
+    return nn.Sequential(nn.ELU(), nn.ConvTranspose1d(c_in, c_out, 2 * stride, stride=stride, padding=pad,
+                                                      output_padding=2 * pad - stride),
+                         ResUnit(c_out, 1), ResUnit(c_out, 3))
+
+
+class VQVAE(nn.Module):
+    """Waveform [B, T] (T a whole number of beats at `samples_per_beat`) <-> codes [B, beats * codes_per_beat]."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        widths, strides = _widths(cfg), cfg.codec_strides
+        self.encoder = nn.Sequential(
+            nn.Conv1d(1, widths[0], 7, padding=3),
+            *(_down(widths[i], widths[i + 1], s) for i, s in enumerate(strides)),
+            nn.ELU(), nn.Conv1d(widths[-1], cfg.dim, 3, padding=1))
+        self.quantizer = VectorQuantize(dim=cfg.dim, codebook_size=cfg.codebook_size, decay=0.95,
+                                        commitment_weight=0.25, kmeans_init=True, kmeans_iters=10,
+                                        threshold_ema_dead_code=2)
+        self.decoder = nn.Sequential(
+            nn.Conv1d(cfg.dim, widths[-1], 7, padding=3),
+            *(_up(widths[i + 1], widths[i], s) for i, s in reversed(list(enumerate(strides)))),
+            nn.ELU(), nn.Conv1d(widths[0], 1, 7, padding=3))
+
+    @property
+    def hop(self) -> int:
+        return math.prod(self.cfg.codec_strides)
+
+    @property
+    def codes_per_beat(self) -> int:
+        return self.cfg.samples_per_beat // self.hop
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, wave: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(reconstruction [B, T], codes [B, T / hop], the codebook's commitment loss)."""
+        z = self.encoder(wave[:, None]).transpose(1, 2)
+        quantized, codes, commit = self.quantizer(z)
+        return self.decoder(quantized.transpose(1, 2))[:, 0], codes, commit
+
+    @torch.inference_mode()
+    def encode(self, wave: Tensor) -> Tensor:
+        """Codes [B, T / hop]; T must be a multiple of the hop (a whole number of beats is)."""
+        z = self.encoder(wave[:, None]).transpose(1, 2)
+        return self.quantizer(z)[1]
+
+    @torch.inference_mode()
+    def decode(self, codes: Tensor) -> Tensor:
+        """Waveform [B, codes * hop] from codes [B, N]."""
+        quantized = self.quantizer.get_output_from_indices(codes)
+        return self.decoder(quantized.transpose(1, 2))[:, 0]
+
+
+def stft_loss(recon: Tensor, target: Tensor, ffts: tuple[int, ...] = (256, 512, 1024)) -> Tensor:
+    """Multi-resolution STFT distance: spectral convergence plus log-magnitude L1, averaged over resolutions.
+    Phase-blind, so the codec spends its few bits on what is heard rather than on sample-exact waveforms."""
+    total = recon.new_zeros(())
+    for n in ffts:
+        window = torch.hann_window(n, device=recon.device)
+        mags = [torch.stft(x, n, n // 4, window=window, return_complex=True).abs().clamp(min=1e-5)
+                for x in (recon, target)]
+        convergence = torch.linalg.norm(mags[1] - mags[0]) / torch.linalg.norm(mags[1]).clamp(min=1e-5)
+        total = total + convergence + F.l1_loss(mags[0].log(), mags[1].log())
+    return total / len(ffts)

@@ -1,0 +1,194 @@
+"""The loop both audio runs share (the VQ-VAE codec, then the melformer over its codes): AdamW with the
+project's schedule, seeded batches that resume exactly, periodic validation that keeps `best`, `last` saves,
+and TensorBoard. The subclasses say what a step, an evaluation and a bundle are.
+
+`trainer.train` picks `VQVAERun` for `arch: vqvae` and `MelformerRun` when the config names a `codec`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from comagen.bundle.audio import save_audio_bundle
+from comagen.bundle.checkpoint import load_trainer_state, restore_interrupted
+from comagen.errors import ConfigError
+from comagen.model import ModelConfig
+from comagen.training.config import TrainConfig
+from comagen.training.optim import lr_at
+from comagen.training.progress import TrainingBar
+from comagen.training.run import TrainResult, run_device
+
+log = logging.getLogger("comagen.training")
+
+
+class AudioRun:
+    """Set-up, resume, the loop and its saves; `_load`, `_loss`, `_evaluate`, `models` and `card` per run."""
+
+    measure = "val"  # the validation figure's name in logs and summaries (lower is better)
+
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig) -> None:
+        if cfg.init_from:
+            raise ConfigError("init_from is for the token models; the audio runs train from scratch")
+        if not cfg.data:
+            raise ConfigError("no data folder: pass --data DIR (beat-aligned renders from training/render_audio.py)")
+        self.model_cfg, self.cfg, self.out = model_cfg, cfg, Path(cfg.out)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = run_device(cfg, 0)
+        self.step, self.elapsed, self.best, self.bad_evals = 0, 0.0, None, 0
+        self.history: list[tuple[int, float]] = []
+
+    # ---- subclass hooks
+    def _load(self) -> None:
+        """Data (`self.crops`, validation) and `self.model`, the module that trains."""
+        raise NotImplementedError
+
+    def _loss(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _evaluate(self) -> dict[str, float]:
+        """Validation figures; `self.measure` among them decides `best`."""
+        raise NotImplementedError
+
+    def _log_extra(self) -> None:
+        """What else TensorBoard gets every `log_every` steps."""
+
+    def models(self) -> dict[str, torch.nn.Module]:
+        raise NotImplementedError
+
+    def card(self) -> str:
+        raise NotImplementedError
+
+    # ---- set-up
+    def set_up(self, resume: bool) -> AudioRun:
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self._load()
+        self.model.to(self.device)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, cfg.beta2),
+                                           weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_at(s, cfg))
+        restore_interrupted(self.out / "last")
+        restore_interrupted(self.out / "best")
+        if resume and (self.out / "last" / "trainer.pt").is_file():
+            self._resume()
+        self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step or None)
+        self._say(f"{self.model_cfg.arch}: {sum(p.numel() for p in trainable) / 1e6:.2f}M trained parameters, "
+                  f"{len(self.crops.streams)} train streams, device {self.device}")
+        return self
+
+    def _resume(self) -> None:
+        from safetensors.torch import load_model
+
+        state = load_trainer_state(self.out / "last")
+        load_model(self.model, str(self.out / "last" / f"{self.trained}.safetensors"), device=str(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.best = float(state["best"]) if state["best"] >= 0 else None
+        self.bad_evals = int(state["bad_evals"])
+        self.history = [(int(s), float(v)) for s, v in state["history"].tolist()]
+        self._say(f"resumed from {self.out / 'last'} at step {self.step}")
+
+    def _say(self, message: str, bar: TrainingBar | None = None) -> None:
+        log.info(message)
+        if self.cfg.progress:
+            print(message) if bar is None else bar.write(message)
+
+    # ---- saving
+    def _seconds(self) -> float:
+        return self.elapsed + time.perf_counter() - self.t_start
+
+    def summary(self) -> dict[str, Any]:
+        return {"arch": self.model_cfg.arch, "parameters": sum(p.numel() for p in self.model.parameters()),
+                "step": self.step, "train_seconds": round(self._seconds(), 1), f"best_{self.measure}": self.best,
+                "seq_len": self.cfg.seq_len, **getattr(self, "figures", {})}
+
+    def save(self, name: str) -> None:
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "torch_rng": torch.get_rng_state(), "step": self.step, "elapsed": self._seconds(),
+                 "bad_evals": self.bad_evals, "best": -1.0 if self.best is None else self.best,
+                 "history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 2)}
+        save_audio_bundle(self.out / name, self.models(), summary=self.summary(), card=self.card(),
+                          trainer_state=state, train_config=asdict(self.cfg))
+
+    # ---- one step, one evaluation
+    def _train_step(self) -> float:
+        cfg, loss_sum = self.cfg, 0.0
+        for micro in range(cfg.grad_accum):
+            batch = self.crops.batch(self.step * cfg.grad_accum + micro, cfg.batch_size).to(self.device)
+            loss = self._loss(batch)
+            (loss / cfg.grad_accum).backward()
+            loss_sum += loss.item() / cfg.grad_accum
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        self.history.append((self.step, loss_sum))
+        if self.step % cfg.log_every == 0 or self.step == 1:
+            for key, value in (("loss", loss_sum), ("lr", self.scheduler.get_last_lr()[0]),
+                               ("grad_norm", float(grad_norm))):
+                self.writer.add_scalar(f"train/{key}", value, self.step)
+            self._log_extra()
+        return loss_sum
+
+    def _evaluate_and_save(self, bar: TrainingBar) -> bool:
+        """Validation; `best` saved when it improves. True when patience has run out."""
+        self.model.eval()
+        with torch.no_grad():
+            figures = self._evaluate()
+        self.model.train()
+        for key, value in figures.items():
+            self.writer.add_scalar(f"val/{key}", value, self.step)
+        value = figures[self.measure]
+        if self.best is None or value < self.best:
+            self.best, self.bad_evals = value, 0
+            self.figures = {f"val_{k}": round(v, 4) for k, v in figures.items()}
+            self.save("best")
+        else:
+            self.bad_evals += 1
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in figures.items())
+        self._say(f"step {self.step}: {shown} (best {self.measure} {self.best:.4f})", bar)
+        return bool(self.cfg.patience) and self.bad_evals >= self.cfg.patience
+
+    # ---- the loop
+    def loop(self) -> TrainResult:
+        cfg = self.cfg
+        bar = TrainingBar(self.step, cfg.max_steps, cfg.max_minutes, disable=not cfg.progress)
+        stopped, first_step = "max_steps", self.step
+        self.t_start = time.perf_counter()
+        self.model.train()
+        while self.step < cfg.max_steps:
+            if bar.deadline and time.monotonic() > bar.deadline:
+                stopped = "max_minutes"
+                break
+            if cfg.stop_after and self.step - first_step >= cfg.stop_after:
+                stopped = "stop_after"
+                break
+            loss = self._train_step()
+            bar.step_done(self.step)
+            bar.set_postfix(loss=f"{loss:.3f}")
+            if (cfg.eval_every and self.step % cfg.eval_every == 0 or self.step == cfg.max_steps) \
+                    and self._evaluate_and_save(bar):
+                stopped = "early_stopping"
+                break
+            if cfg.save_every and self.step % cfg.save_every == 0:
+                self.save("last")
+        bar.end(stopped)
+        if stopped != "max_steps" and self.best is None:  # stopped before any evaluation: evaluate once
+            self._evaluate_and_save(bar)
+        self.save("last")
+        self.writer.close()
+        log.info("stopped at step %d (%s)", self.step, stopped)
+        return TrainResult(self.out, self.step, 0, self._seconds(), None, self.history, stopped)

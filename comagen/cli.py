@@ -479,3 +479,46 @@ def _audio_convert_parser(sub: argparse._SubParsersAction) -> None:
 
 
 EXTRA_PARSERS.append(_audio_convert_parser)
+
+
+@command("audio-continue")
+def audio_continue(args: argparse.Namespace) -> dict:
+    """Continue a WAV for N beats with a melformer bundle: encode, continue, decode, back at the prompt's tempo."""
+    import numpy as np
+    import soundfile
+    import torch
+
+    from comagen.audio.continuation import check_beats, continue_audio
+    from comagen.audio.convert import beat_grid
+    from comagen.audio.wavfile import read_wav
+    from comagen.bundle.audio import load_audio_bundle
+
+    torch.set_num_threads(args.threads)
+    samples, rate = read_wav(args.wav)
+    grid = beat_grid(len(samples) / rate, args.bpm)  # a bad BPM is one line before the checkpoint loads
+    check_beats(args.beats)
+    models = load_audio_bundle(args.checkpoint, need=("codec", "melformer")).models
+    beats = list(continue_audio(models["codec"], models["melformer"], samples, rate, args.bpm, args.beats,
+                                args.temperature, args.top_k, args.seed))
+    prompt = samples[: int(round(grid[-1] * rate))]
+    tail = np.repeat(np.concatenate(beats), prompt.shape[1], axis=1)
+    soundfile.write(str(args.out), np.concatenate((prompt, tail)), rate)
+    return {"out": str(args.out), "prompt_beats": len(grid) - 1, "beats": len(beats),
+            "seconds": round((len(prompt) + len(tail)) / rate, 3)}
+
+
+def _audio_continue_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audio-continue", help="continue piano audio for N beats (experimental: VQ-VAE + melformer)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="an audio bundle with codec and melformer")
+    p.add_argument("--wav", type=Path, required=True, help="the prompt")
+    p.add_argument("--bpm", type=float, default=120.0, help="the prompt's tempo (our renders: 120)")
+    p.add_argument("--beats", type=int, required=True, help="beats to add")
+    p.add_argument("--out", type=Path, required=True, help="the WAV: the prompt's whole beats, then the new ones")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest codes (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+
+
+EXTRA_PARSERS.append(_audio_continue_parser)

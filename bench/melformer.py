@@ -1,0 +1,155 @@
+"""Melformer (#25): what the audio codec and its transformer cost and reach, on validation renders.
+
+    python bench/melformer.py --beats DIR [--checkpoint DIR] [--section input|recon|stream|all]
+        [--files 5] [--seconds 32] [--json]
+
+DIR holds beat-aligned renders (training/render_audio.py); its validation/ files are read.
+- input: why the codec reads the waveform. A spectrogram codec needs its phase back: Griffin-Lim
+  (32 iterations) on the *true* magnitudes is its ceiling; its CPU time per beat against the beat's
+  0.5 s, beside the waveform decoder's.
+- recon: the codec's reconstruction (SNR, multi-resolution STFT distance, chroma correlation) at its
+  bitrate, beside a plain mu-law baseline at the same bits per second.
+- stream: the continuation's speed on one thread: a beat sampled and decoded against the beat's length.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # repo root, not bench/ (bench/tokenize.py shadows stdlib)
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import soxr
+import torch
+
+from comagen.bundle.audio import load_audio_bundle
+from comagen.model.vqvae import stft_loss
+from comagen.report import emit
+from comagen.training.beat_data import beat_files, load_stream
+from comagen.training.vqvae_run import reconstruct, snr_db
+
+SPB = 4000  # the codec's rate: 8 kHz at 120 bpm
+GL_FFT = 512
+
+
+def clips(folder: Path, files: int, beats: int) -> list[torch.Tensor]:
+    return [torch.from_numpy(load_stream(f, SPB)[: beats * SPB]) for f in beat_files(folder, "validation", files)]
+
+
+def griffin_lim(mag: torch.Tensor, length: int, iters: int = 32) -> torch.Tensor:
+    """A waveform whose STFT magnitude approaches `mag` (the phase a spectrogram codec would have to invent)."""
+    window = torch.hann_window(GL_FFT)
+    phase = torch.exp(2j * math.pi * torch.rand(mag.shape))
+    for _ in range(iters):
+        wave = torch.istft(mag * phase, GL_FFT, GL_FFT // 4, window=window, length=length)
+        spec = torch.stft(wave, GL_FFT, GL_FFT // 4, window=window, return_complex=True)
+        phase = spec / spec.abs().clamp(min=1e-8)
+    return torch.istft(mag * phase, GL_FFT, GL_FFT // 4, window=window, length=length)
+
+
+def chroma_corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Correlation of the two signals' 12-bin chroma (STFT bins 27.5 Hz-4 kHz folded onto pitch classes)."""
+    def chroma(x: torch.Tensor) -> np.ndarray:
+        mag = torch.stft(x, 2048, 512, window=torch.hann_window(2048), return_complex=True).abs().numpy()
+        freqs = np.fft.rfftfreq(2048, 1 / (SPB * 2))
+        keep = (freqs > 27.5) & (freqs < 4000)
+        pc = np.round(12 * np.log2(freqs[keep] / 440.0)).astype(int) % 12
+        return np.stack([mag[keep][pc == c].sum(0) for c in range(12)])
+    return float(np.corrcoef(chroma(a).ravel(), chroma(b).ravel())[0, 1])
+
+
+def mu_law(x: torch.Tensor, bits_per_second: float) -> torch.Tensor:
+    """8-bit mu-law at the sample rate that spends `bits_per_second`, back up to the codec's rate."""
+    low_rate = bits_per_second / 8
+    small = soxr.resample(x.numpy(), SPB * 2, low_rate)
+    mu = 255.0
+    q = np.round(np.sign(small) * np.log1p(mu * np.abs(small).clip(0, 1)) / np.log1p(mu) * 127) / 127
+    back = np.sign(q) * np.expm1(np.abs(q) * np.log1p(mu)) / mu
+    out = soxr.resample(back.astype(np.float32), low_rate, SPB * 2)
+    return torch.from_numpy(np.pad(out, (0, max(0, len(x) - len(out))))[: len(x)])
+
+
+def input_rows(waves: list[torch.Tensor], codec: torch.nn.Module | None) -> list[dict]:
+    rows, beats = [], sum(len(w) for w in waves) / SPB
+    t0, recon = time.process_time(), []
+    for w in waves:
+        mag = torch.stft(w, GL_FFT, GL_FFT // 4, window=torch.hann_window(GL_FFT), return_complex=True).abs()
+        recon.append(griffin_lim(mag, len(w)))
+    rows.append(_row("spectrogram + Griffin-Lim (true magnitudes)", waves, recon,
+                     (time.process_time() - t0) / beats))
+    if codec is not None:
+        t0 = time.process_time()
+        codes = [codec.encode(w[None]) for w in waves]
+        t1 = time.process_time()
+        recon = [codec.decode(c)[0] for c in codes]
+        rows.append(_row("waveform VQ-VAE (decoder only timed)", waves, recon, (time.process_time() - t1) / beats))
+        rows[-1]["encode_ms_per_beat"] = round(1000 * (t1 - t0) / beats, 1)
+    return rows
+
+
+def _row(name: str, waves: list[torch.Tensor], recons: list[torch.Tensor], cpu_per_beat: float | None) -> dict:
+    row = {"method": name,
+           "snr_db": round(float(np.mean([snr_db(r, w) for r, w in zip(recons, waves, strict=True)])), 2),
+           "stft_distance": round(float(np.mean([float(stft_loss(r[None], w[None]))
+                                                 for r, w in zip(recons, waves, strict=True)])), 3),
+           "chroma_corr": round(float(np.mean([chroma_corr(r, w) for r, w in zip(recons, waves, strict=True)])), 3)}
+    if cpu_per_beat is not None:
+        row["cpu_ms_per_beat"] = round(1000 * cpu_per_beat, 1)
+    return row
+
+
+def recon_rows(waves: list[torch.Tensor], codec: torch.nn.Module) -> list[dict]:
+    bps = codec.codes_per_beat * math.log2(codec.cfg.codebook_size) * 2  # 120 bpm: 2 beats a second
+    rows = [_row(f"VQ-VAE ({bps:.0f} bit/s)", waves, [reconstruct(codec, w) for w in waves], None),
+            _row(f"mu-law 8 bit at {bps / 8:.0f} Hz ({bps:.0f} bit/s)", waves, [mu_law(w, bps) for w in waves], None),
+            _row("mu-law 8 bit at 8 kHz (64,000 bit/s)", waves, [mu_law(w, 64000) for w in waves], None)]
+    return rows
+
+
+def stream_rows(waves: list[torch.Tensor], bundle_models: dict, beats: int = 8) -> list[dict]:
+    from comagen.audio.continuation import continue_audio
+
+    prompt = waves[0][: 8 * SPB].numpy()[:, None]
+    t0 = time.perf_counter()
+    done = list(continue_audio(bundle_models["codec"], bundle_models["melformer"], prompt, SPB * 2, 120.0, beats))
+    wall = (time.perf_counter() - t0) / len(done)
+    return [{"beats": len(done), "ms_per_beat": round(1000 * wall, 1), "beat_ms": 500,
+             "x_realtime": round(0.5 / wall, 2)}]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--beats", type=Path, required=True, help="beat-aligned renders (training/render_audio.py)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="an audio bundle (codec, or codec + melformer)")
+    parser.add_argument("--section", choices=("input", "recon", "stream", "all"), default="all")
+    parser.add_argument("--files", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=32.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    waves = clips(args.beats, args.files, int(args.seconds * 2))
+    models = load_audio_bundle(args.checkpoint).models if args.checkpoint else {}
+    codec = models.get("codec")
+    meta = {"files": len(waves), "seconds_each": args.seconds, "split": "validation", "threads": 1}
+    tables = {}
+    if args.section in ("input", "all"):
+        tables["input"] = ("Codec input: waveform or spectrogram", input_rows(waves, codec))
+    if codec is not None and args.section in ("recon", "all"):
+        tables["recon"] = ("Codec reconstruction at its bitrate", recon_rows(waves, codec))
+    if "melformer" in models and args.section in ("stream", "all"):
+        tables["stream"] = ("Audio continuation speed (one thread)", stream_rows(waves, models))
+    for title, rows in tables.values():
+        emit(title, rows, {}, as_json=False)
+    print(" ".join(f"{k}: {v}" for k, v in meta.items()))
+    if args.json:
+        print(json.dumps({"title": "Melformer", **meta, **{k: rows for k, (_, rows) in tables.items()}}))
+
+if __name__ == "__main__":
+    main()

@@ -20,6 +20,8 @@ from comagen.model.positional import sinusoidal_table
 from comagen.music.frames import FrameSettings, frames_to_score, note_spans, score_to_frames
 from comagen.music.midi import PIANO_HIGH, PIANO_LOW, load_score
 from comagen.training.config import TrainConfig
+from comagen.training.data import Piece
+from comagen.training.frame_data import key_frequency, load_frame_pieces
 from comagen.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +95,16 @@ def test_sampling_meanings() -> None:
     assert sure[0, PIANO_LOW:PIANO_HIGH + 1].all()
     faint = key_probabilities(torch.full((1, 128), -4.0), FrameSampling())
     assert draw_frame(faint, FrameSampling(top_p=0.95), gen).sum() == 0  # p = 0.018 < 1 - top_p: never
+
+
+def test_the_head_starts_at_each_keys_training_frequency(validation_files: list[Path]) -> None:
+    pieces = load_frame_pieces([Piece(p, "validation", "", p.stem, 0.0) for p in validation_files[:2]], SETTINGS)
+    rolls = np.concatenate([p.window(0, p.frames) for p in pieces])
+    frequency = key_frequency(pieces)
+    assert torch.allclose(frequency, torch.from_numpy((rolls.sum(0) + 1) / (len(rolls) + 2)).float())
+    model = build_model(tiny())
+    model.set_key_prior(frequency)
+    assert torch.allclose(torch.sigmoid(model.head.bias), frequency.clamp(1e-6, 1 - 1e-6), atol=1e-6)
 
 
 def test_gpt2_can_take_sinusoidal_positions() -> None:

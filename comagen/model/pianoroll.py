@@ -30,6 +30,7 @@ from comagen.model.positional import sinusoidal_table
 from comagen.model.state import DecodeState, WindowCache
 
 KEYS = 128
+INPUT_STD = 0.3
 
 
 class PianoRoll(nn.Module):
@@ -50,7 +51,18 @@ class PianoRoll(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
-        nn.init.constant_(self.head.bias, -4.0)  # most keys are silent in most frames
+        # A frame holds a handful of keys: at std 0.02 its projection would be ~0.05 against
+        # positions of ~0.7 and the model barely sees its input (it did not learn); at this std a
+        # frame of ~5 keys is as large as the positions.
+        nn.init.normal_(self.proj_in.weight, std=INPUT_STD)
+        nn.init.constant_(self.head.bias, -4.0)  # most keys are silent; training sets the key log-odds
+
+    @torch.no_grad()
+    def set_key_prior(self, frequency: Tensor) -> None:
+        """Start the head at each key's log-odds, so the untrained model already scores the
+        key-frequency floor and training spends its steps on what the past says."""
+        p = frequency.clamp(1e-6, 1 - 1e-6).to(self.head.bias)
+        self.head.bias.copy_(torch.log(p) - torch.log1p(-p))
 
     @property
     def memory(self) -> int:

@@ -45,6 +45,16 @@ def load_frame_pieces(pieces: list[Piece], settings: FrameSettings) -> list[Fram
     return out
 
 
+def key_frequency(pieces: list[FramePiece]) -> torch.Tensor:
+    """Each key's share of all frames in which it sounds (exact, from the spans)."""
+    held = np.zeros(128, dtype=np.float64)
+    total = 0
+    for piece in pieces:
+        np.add.at(held, piece.spans[:, 0], piece.spans[:, 2] - piece.spans[:, 1])
+        total += piece.frames
+    return torch.from_numpy((held + 1) / (total + 2)).float()
+
+
 class FrameCrops:
     """Training crops of `length + 1` frames (input and next-frame target), drawn in proportion to
     piece length, transposed by up to `transpose` semitones within the piano's keys."""

@@ -28,7 +28,7 @@ from comagen.model import ModelConfig, build_model
 from comagen.music.frames import FrameSettings
 from comagen.training.config import TrainConfig
 from comagen.training.data import load_index, select_split
-from comagen.training.frame_data import FrameCrops, load_frame_pieces
+from comagen.training.frame_data import FrameCrops, key_frequency, load_frame_pieces
 from comagen.training.frame_nll import model_nll
 from comagen.training.optim import lr_at, param_groups
 from comagen.training.progress import TrainingBar
@@ -67,6 +67,7 @@ class PianoRollRun:
         self.validation = load_frame_pieces([val_all[i] for i in picks], self.frames)
         torch.manual_seed(cfg.seed)
         self.model = build_model(self.model_cfg).to(self.device)
+        self.model.set_key_prior(key_frequency(self.crops.pieces))
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr, betas=(0.9, cfg.beta2))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_at(s, cfg))
         cuda = self.device.type == "cuda"

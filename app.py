@@ -230,14 +230,17 @@ def wire_prompt(demo: gr.Blocks, page: Page, checkpoints: studio.Checkpoints,
 
     def switch(name: str) -> dict:
         """Load another checkpoint: its composers, window sliders and tuned sampling defaults; the
-        history is cleared."""
+        history is cleared. Composer and guidance are hidden for a model without composers (the
+        piano-roll model), as window sliders are beyond a model's scales."""
         try:
             b = checkpoints.get(name)
             tuned = bundle_settings(b)
         except ComagenError as exc:
             return {page.model_info: f"**Error:** {exc}"}
         return {page.model_info: studio.describe_checkpoint(b), page.history: [],
-                page.controls["composer"]: gr.Dropdown(choices=b.composers.names, value=NO_COMPOSER),
+                page.controls["composer"]: gr.Dropdown(choices=b.composers.names, value=NO_COMPOSER,
+                                                       visible=len(b.composers) > 1),
+                page.controls["guidance"]: gr.Slider(visible=len(b.composers) > 1),
                 **{page.controls[k]: gr.Slider(value=getattr(tuned, k)) for k in TUNED},
                 **{w: gr.Slider(**s) for w, s in zip(page.windows(), studio.window_sliders(b), strict=True)}}
 
@@ -246,7 +249,8 @@ def wire_prompt(demo: gr.Blocks, page: Page, checkpoints: studio.Checkpoints,
     page.prompt_choice.change(preview, **preview_io, api_name=False)
     page.keep.release(preview, **preview_io, api_name=False)
     page.checkpoint.change(switch, page.checkpoint,
-                           [page.model_info, page.history, page.controls["composer"], *page.windows(),
+                           [page.model_info, page.history, page.controls["composer"], page.controls["guidance"],
+                            *page.windows(),
                             *(page.controls[k] for k in TUNED)], api_name=False)
     demo.load(preview, **preview_io, api_name=False)
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comagen.bundle.checkpoint import FILES, Bundle, load_bundle
-from comagen.errors import CheckpointError
+from comagen.bundle.pianoroll import FrameBundle, frame_bundle, is_pianoroll_bundle
+from comagen.errors import CheckpointError, ComagenError
 from comagen.training.data import load_index
 from studio.assets import CHECKPOINTS_DIR, PROMPTS_DIR
 from studio.limits import MAX_SCALES, scales_of
@@ -49,8 +50,10 @@ def find_checkpoints(root: Path = CHECKPOINTS_DIR, extra: str | None = None,
 
 
 def is_bundle(folder: Path) -> bool:
-    """A folder holding every file a bundle needs (whether they load is checked when it is picked)."""
-    return all((folder / f).is_file() for f in FILES)
+    """A folder holding every file a bundle needs, or a piano-roll bundle (whether they load is
+    checked when it is picked)."""
+    return all((folder / f).is_file() for f in FILES) or (
+        (folder / "model.safetensors").is_file() and is_pianoroll_bundle(folder))
 
 
 def _bundles_in(folder: Path) -> list[Path]:
@@ -92,8 +95,16 @@ class Checkpoints:
             raise CheckpointError(f"unknown checkpoint {name!r}; choose one of {', '.join(self.folders) or 'none'}")
         with self._lock:
             if name not in self._loaded:
-                self._loaded[name] = load_bundle(self.folders[name])
+                folder = self.folders[name]
+                self._loaded[name] = frame_bundle(folder) if is_pianoroll_bundle(folder) else load_bundle(folder)
             return self._loaded[name]
+
+
+def needs_tokens(bundle: Bundle, what: str) -> None:
+    """One line refusing `what` (the infill, the duet) for the piano-roll model, which writes frames."""
+    if isinstance(bundle, FrameBundle):
+        raise ComagenError(f"{what} needs a token model; {bundle.name} is the piano-roll model: "
+                           "pick another checkpoint for it")
 
 
 def menu_label(name: str, folder: Path) -> str:
@@ -129,8 +140,9 @@ def describe_checkpoint(bundle: Bundle) -> str:
     cfg, summary = bundle.config, bundle.summary
     size = sum(p.numel() for p in bundle.model.parameters()) / 1e6
     scales = f", windows {'/'.join(map(str, cfg.windows))}" if cfg.arch == "conformer" else ""
-    score = summary.get("best_val_bits_per_note")
-    measured = f", {score:.2f} bits/note on validation" if isinstance(score, float) else ""
+    score, frames = summary.get("best_val_bits_per_note"), summary.get("best_val_nats_per_frame")
+    measured = f", {score:.2f} bits/note on validation" if isinstance(score, float) else \
+        f", {frames:.2f} nats/frame on validation" if isinstance(frames, float) else ""
     return f"**{bundle.name}**: {cfg.arch}, {size:.1f}M parameters{scales}, " \
            f"{len(bundle.composers) - 1} composers{measured}"
 

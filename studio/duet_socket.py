@@ -28,7 +28,7 @@ from comagen.errors import ComagenError
 from comagen.generation.duet import Duet
 from comagen.generation.settings import bundle_settings
 from comagen.generation.turns import DuetLoop, Turns
-from studio.catalog import Checkpoints
+from studio.catalog import Checkpoints, needs_tokens
 
 log = logging.getLogger("comagen.studio")
 PATH = "/comagen/duet"
@@ -113,6 +113,7 @@ async def _serve(ws: WebSocket, checkpoints: Checkpoints, takes: DuetTakes) -> N
 
 def _duet(checkpoints: Checkpoints, name: str) -> Duet:
     bundle = checkpoints.get(name)
+    needs_tokens(bundle, "The duet")
     return Duet(bundle, bundle_settings(bundle))
 
 

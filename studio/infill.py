@@ -12,6 +12,7 @@ from comagen.generation.infill import MAX_CANDIDATES, infill
 from comagen.generation.prompt import Prompt
 from comagen.generation.settings import Settings
 from comagen.music.midi import SECONDS_PER_BAR
+from studio.catalog import needs_tokens
 from studio.limits import LIMITS, AppLimits, app_request
 from studio.present import Rendered, render_take
 from studio.take import Take, shown_ids, shown_score
@@ -34,6 +35,7 @@ def infill_take(bundle: Bundle, history: list[Take], variation: int, start: floa
     """Infill the shown result between `start` and `end` seconds with the page's settings (all that
     `Settings.request` makes of them): the new take (prompt and continuation split where they were,
     the span spliced into the user's file when the piece is one), its rendering and a summary line."""
+    needs_tokens(bundle, "Infill")
     if not history:
         raise ComagenError("nothing to infill yet: generate first")
     if not 1 <= int(candidates) <= MAX_CANDIDATES:

@@ -18,9 +18,10 @@ import numpy as np
 
 from comagen.bundle.checkpoint import Bundle
 from comagen.errors import ComagenError
+from comagen.generation.frame_session import open_session
 from comagen.generation.prompt import Prompt
 from comagen.generation.request import Request
-from comagen.generation.session import Progress, Session
+from comagen.generation.session import Progress
 from studio.limits import CONTEXT_CAP, TOKEN_CAP
 from studio.livesound import SoundFeed
 from studio.memory import release_memory
@@ -48,7 +49,7 @@ class Job:
     """A `Session` sampling on its own thread; read `generated()` any time, `stop()` keeps what exists."""
 
     def __init__(self, bundle: Bundle, prompt: Prompt, request: Request) -> None:
-        self.session = Session(bundle, prompt, request)
+        self.session = open_session(bundle, prompt, request)  # a piano-roll bundle samples frames
         self.error: str | None = None
         self.first_token_at: float | None = None
         self.started = time.perf_counter()

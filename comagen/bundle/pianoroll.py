@@ -24,11 +24,20 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from comagen.bundle.checkpoint import _check_shapes, _inside_bundle, _read_json, _replace_folder, staging_folder
+from comagen.bundle.checkpoint import (
+    Bundle,
+    _check_shapes,
+    _inside_bundle,
+    _read_json,
+    _replace_folder,
+    staging_folder,
+)
+from comagen.bundle.composers import Composers
 from comagen.errors import CheckpointError, ComagenError
 from comagen.model import ModelConfig, build_model
 from comagen.model.pianoroll import KEYS, PianoRoll, trace
 from comagen.music.frames import FrameSettings
+from comagen.music.tokenizer import PianoTokenizer
 
 TORCHSCRIPT = "model.ts"
 
@@ -44,6 +53,22 @@ class PianoRollBundle:
     @property
     def name(self) -> str:
         return self.path.name
+
+
+@dataclass
+class FrameBundle(Bundle):
+    """A piano-roll bundle as the app sees a checkpoint: the plain REMI tokenizer stands in for its
+    text, its files and Continue (frames -> notes -> tokens, `comagen.generation.frame_session`);
+    no composers (it was trained without them)."""
+
+    frames: FrameSettings = field(default_factory=FrameSettings)
+
+
+def frame_bundle(path: str | Path) -> FrameBundle:
+    """Load a piano-roll bundle for the app (as `load_pianoroll`: JSON and safetensors only)."""
+    loaded = load_pianoroll(path)
+    return FrameBundle(loaded.path, loaded.model, loaded.config, PianoTokenizer(), Composers([]), loaded.summary,
+                       frames=loaded.frames)
 
 
 def is_pianoroll_bundle(path: str | Path) -> bool:

@@ -119,11 +119,21 @@ def generate_frames(model: PianoRoll, prompt: np.ndarray | None, frames: int, sa
                     form: str | None = None, section_frames: int = 64, blend_frames: int = 16) -> Iterator[np.ndarray]:
     """New frames [128] one at a time after `prompt` [L, 128] (silence when None or empty), streaming
     through the model's state; a `form` (e.g. "AABA") drives the sectional memory."""
+    for frame in sample_frames(model, prompt, frames, sampling, seed, 1, form, section_frames, blend_frames):
+        yield frame[0]
+
+
+@torch.inference_mode()
+def sample_frames(model: PianoRoll, prompt: np.ndarray | None, frames: int, sampling: FrameSampling, seed: int,
+                  variations: int = 1, form: str | None = None, section_frames: int = 64,
+                  blend_frames: int = 16) -> Iterator[np.ndarray]:
+    """`generate_frames` for `variations` rows in one batch: frames [variations, 128] one at a time."""
     device = model.head.weight.device
     generator = torch.Generator(device=device).manual_seed(seed)
     start = prompt if prompt is not None and len(prompt) else np.zeros((1, KEYS), dtype=np.float32)
-    running = model.new_state(1, device)
-    logits, _ = model.prefill(torch.as_tensor(np.asarray(start, dtype=np.float32), device=device)[None], running)
+    running = model.new_state(variations, device)
+    start = torch.as_tensor(np.asarray(start, dtype=np.float32), device=device)[None].expand(variations, -1, -1)
+    logits, _ = model.prefill(start, running)
     memory = SectionalMemory(parse_form(form), max(section_frames, 1), blend_frames)
     for index in range(frames):
         weight = memory.weight(index, running, logits)
@@ -133,7 +143,7 @@ def generate_frames(model: PianoRoll, prompt: np.ndarray | None, frames: int, sa
         frame = draw_frame(probs, sampling, generator)
         logits, _ = model.step(frame, running)
         memory.read(model, frame)
-        yield frame[0].cpu().numpy()
+        yield frame.cpu().numpy()
 
 
 def prompt_frames(path: str | Path | None, seconds: float | None, settings: FrameSettings) -> np.ndarray:

@@ -114,16 +114,47 @@ def realtime_factor(checkpoint: Path, seconds: float = 20.0) -> list[dict]:
     return rows
 
 
+class _TimedLeans:
+    """A session's leans whose calls are timed (their share of the engine's time, in the same run)."""
+
+    def __init__(self, leans) -> None:  # noqa: ANN001
+        self.leans, self.seconds = leans, 0.0
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        method = getattr(self.leans, name)
+
+        def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            t0 = time.perf_counter()
+            out = method(*args, **kwargs)
+            self.seconds += time.perf_counter() - t0
+            return out
+        return timed
+
+
+def leans_run(bundle, prompt, request) -> tuple[float, float]:  # noqa: ANN001
+    """tokens/s of one generation, and the share of its time spent in the leans (0 when none)."""
+    from comagen.generation.session import Session
+
+    session = Session(bundle, prompt, request)
+    timed = session.leans = _TimedLeans(session.leans) if session.leans else None
+    t0 = time.perf_counter()
+    for _ in session:
+        pass
+    wall = time.perf_counter() - t0
+    return session.stats["tokens_per_s"], (timed.seconds / wall if timed else 0.0)
+
+
 def leans_section(checkpoints: list[Path], rounds: int = 5, tokens: int = 1000) -> dict:
     """What the sampling leans cost the engine: each checkpoint's tuned settings (its leans and
-    temperatures) against the same settings with every lean off, taking turns, same prompt and seed."""
+    temperatures) against the same settings with every lean off, taking turns, same prompt and seed;
+    and, timed inside the runs with them on, the share of the engine's time the leans' calls take
+    (steadier than the ratio of two runs on a busy machine)."""
     from dataclasses import replace
 
     from comagen.bundle.checkpoint import load_bundle
     from comagen.generation.prompt import load_prompt
     from comagen.generation.request import Request
     from comagen.generation.sampling import Sampling
-    from comagen.generation.session import generate
     from comagen.generation.settings import bundle_settings
 
     rows = []
@@ -134,15 +165,20 @@ def leans_section(checkpoints: list[Path], rounds: int = 5, tokens: int = 1000) 
         plain = replace(tuned, **{k: v for k, v in vars(Sampling()).items() if k.endswith(("strength", "temperature"))
                                   and k != "temperature"})
         speeds: dict[str, list[float]] = {"off": [], "on": []}
+        shares = []
         for _ in range(rounds):
             for label, sampling in (("off", plain), ("on", tuned)):
                 request = Request(max_tokens=tokens, seconds=600.0, seed=0, sampling=sampling)
-                speeds[label].append(generate(bundle, prompt, request).stats["tokens_per_s"])
+                speed, share = leans_run(bundle, prompt, request)
+                speeds[label].append(speed)
+                shares += [share] if label == "on" else []
         off, on = (float(np.median(speeds[k])) for k in ("off", "on"))
         rows.append({"checkpoint": bundle.name, "leans": ", ".join(f"{k}={v:g}" for k, v in vars(tuned).items()
                                                                    if v != vars(plain)[k]) or "none",
-                     "tokens_per_s_off": off, "tokens_per_s_on": on, "cost": 1.0 - on / off})
-    print(f"\nwhat the leans cost (medians of {rounds}, taking turns, {tokens} tokens each)")
+                     "tokens_per_s_off": off, "tokens_per_s_on": on, "cost": 1.0 - on / off,
+                     "leans_share": float(np.median(shares))})
+    print(f"\nwhat the leans cost (medians of {rounds}, taking turns, {tokens} tokens each; leans_share: the "
+          "time inside the leans' calls over the run's, with them on)")
     print(format_table(rows))
     return {"rounds": rounds, "rows": rows}
 

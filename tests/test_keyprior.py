@@ -14,6 +14,7 @@ from comagen.bundle.checkpoint import FILES, load_bundle
 from comagen.cli import build_parser, main
 from comagen.errors import CheckpointError, ConfigError
 from comagen.generation.keyprior import KeyPrior
+from comagen.generation.leans import Leans
 from comagen.generation.prompt import load_prompt
 from comagen.generation.request import Request
 from comagen.generation.sampling import Sampling
@@ -50,7 +51,8 @@ def test_the_prior_moves_pitch_probability_into_the_prompts_key(default_bundle, 
     key_ids = [i for p, i in grammar.pitch_id.items() if grammar.kind[i] == "Pitch" and p % 12 in in_key]
     shares, masses = [], []
     for strength in (0.0, 1.0, 3.0):
-        moved = KeyPrior(grammar, default_prompt.ids, 1, strength).apply(logits, allowed)
+        leans = Leans.maybe(grammar, default_prompt.ids, 1, Sampling(key_strength=strength))
+        moved = leans.apply(logits, allowed, [track(grammar, default_prompt.ids)]) if leans else logits
         probs = torch.softmax(moved.masked_fill(~allowed, -torch.inf), -1)[0]
         shares.append(float(probs[key_ids].sum() / probs[pitch_ids].sum()))
         masses.append(float(probs[pitch_ids].sum()))
@@ -64,8 +66,9 @@ def test_the_prior_moves_pitch_probability_into_the_prompts_key(default_bundle, 
 def test_strength_zero_is_exactly_the_old_distribution(default_bundle, default_prompt) -> None:  # noqa: ANN001
     grammar = RemiGrammar(default_bundle.tokenizer)
     logits, allowed = model_logits(default_bundle, default_prompt)
-    assert KeyPrior(grammar, default_prompt.ids, 1, 0.0).apply(logits, allowed) is logits
-    assert not torch.equal(KeyPrior(grammar, default_prompt.ids, 1, 0.1).apply(logits, allowed), logits)
+    assert Leans.maybe(grammar, default_prompt.ids, 1, Sampling(key_strength=0.0)) is None
+    leans = Leans.maybe(grammar, default_prompt.ids, 1, Sampling(key_strength=0.1))
+    assert not torch.equal(leans.apply(logits, allowed, [track(grammar, default_prompt.ids)]), logits)
     request = dict(max_tokens=200, seed=3)
     old = generate(default_bundle, default_prompt, Request(**request, sampling=Sampling(1.0, 0, 0.95)))
     zero = generate(default_bundle, default_prompt, Request(**request, sampling=Sampling(1.0, 0, 0.95, 0.0, 0.0)))
@@ -75,10 +78,10 @@ def test_strength_zero_is_exactly_the_old_distribution(default_bundle, default_p
 def test_each_row_counts_its_own_notes(default_bundle, default_prompt) -> None:  # noqa: ANN001
     grammar = RemiGrammar(default_bundle.tokenizer)
     prior = KeyPrior(grammar, default_prompt.ids, 2, 1.0)
-    before = prior.histogram.counts.clone()
+    before = prior.histogram.counts.copy()
     prior.played(1, grammar.pitch_id[61])
     prior.played(1, grammar.bar_id)
-    assert torch.equal(prior.histogram.counts[0], before[0])
+    assert np.array_equal(prior.histogram.counts[0], before[0])
     assert prior.histogram.counts[1, 1] == pytest.approx(before[1, 1] * prior.histogram.decay + 1.0)
 
 

@@ -16,7 +16,7 @@ total probability, so whether the piece ends stays the model's choice.
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from comagen.generation.histogram import DecayedHistogram
 from comagen.generation.keyprior import kept_mass
@@ -43,16 +43,19 @@ class DensityPrior:
         self.per_bar = grammar.positions_per_bar
         edges = gap_edges(self.per_bar)
         self.longest = edges[-1] - 1
-        widths = torch.tensor([b - a for a, b in zip(edges, edges[1:], strict=False)], dtype=torch.float)
-        self.bin_of = torch.repeat_interleave(torch.arange(len(widths)), widths.long())  # gap -> bin
-        self.log_width = torch.log(widths)[self.bin_of]
+        widths = np.diff(edges)
+        self.bin_of = np.repeat(np.arange(len(widths)), widths)  # gap -> bin
+        self.log_width = np.log(widths)[self.bin_of]
         self.histogram = DecayedHistogram(len(widths), rows, HALF_LIFE_NOTES, SMOOTHING)
         self.tail_class = len(widths)  # a bar line's class: every gap that reaches past this bar
         self.kind = grammar.kind
-        self.positions = torch.nonzero(grammar.position_id >= 0).flatten()  # the bar's positions the vocab has
-        self.position_ids = grammar.position_id[self.positions]
-        self.pitch_ids = grammar.pitch_ids
-        self.ids = torch.cat([self.position_ids, torch.tensor([grammar.bar_id]), self.pitch_ids])  # timing tokens
+        position_id = grammar.position_id.numpy()
+        self.positions = np.flatnonzero(position_id >= 0)  # the bar's positions the vocab has
+        self.position_ids = position_id[self.positions]
+        self.pitch_ids = grammar.pitch_ids.numpy()
+        self.ids = np.concatenate([self.position_ids, [grammar.bar_id], self.pitch_ids])  # timing tokens
+        self._bar_and_pitch_classes = np.concatenate([[self.tail_class], np.zeros(len(self.pitch_ids), dtype=int)])
+        self._log_p: tuple[np.ndarray | None, np.ndarray, np.ndarray] = (None, np.zeros(0), np.zeros(0))
         gaps, last, state = [], None, GrammarState()
         for token in prompt_ids:
             onset = self._onset(state, int(token))
@@ -81,41 +84,39 @@ class DensityPrior:
             self.histogram.add(row, self._bin(onset - self.last[row]))
         self.last[row] = onset
 
-    def _class_log_p(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """log p(gap) [R, longest + 1] (a bin's mass spread evenly over its gaps) and log p(gap >= g)."""
-        per_gap = self.histogram.log_p(rows)[:, self.bin_of] - self.log_width
-        tail = torch.logcumsumexp(per_gap.flip(-1), -1).flip(-1)
-        return per_gap, tail
+    def class_log_p(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, log p(gap) [B, longest + 1] (a bin's mass spread evenly over its gaps) and
+        log p(gap >= g); kept until a row plays a note."""
+        log_p = self.histogram.log_p()
+        if self._log_p[0] is not log_p:
+            per_gap = log_p[:, self.bin_of] - self.log_width
+            tail = np.log(np.cumsum(np.exp(per_gap)[:, ::-1], -1)[:, ::-1])
+            self._log_p = (log_p, per_gap, tail)
+        return self._log_p[1], self._log_p[2]
 
-    def apply(self, logits: torch.Tensor, allowed: torch.Tensor, states: list[GrammarState]) -> torch.Tensor:
-        """Logits [B, V] with each timing decision leaned toward its row's gaps."""
-        rows = [i for i, s in enumerate(states) if s.state in (AFTER_DURATION, AFTER_BAR) and self.last[i] is not None]
-        if not rows or self.strength == 0:
-            return logits
-        index = torch.tensor(rows)
-        per_gap, tail = self._class_log_p(index)
-        since = torch.tensor([(states[i].bars - 1) * self.per_bar - self.last[i] for i in rows])  # bar start - onset
-        gaps = (since[:, None] + self.positions).clamp(0, self.longest)  # each position's gap
-        bar = (since + self.per_bar).clamp(0, self.longest)[:, None]  # a bar line: every gap from here on
-        n_pitch = len(self.pitch_ids)
-        chord = allowed[index[:, None], self.pitch_ids].sum(-1, keepdim=True).clamp_min(1)  # gap 0 shared by pitches
-        prior = torch.cat([per_gap.gather(1, gaps), tail.gather(1, bar),
-                           (per_gap[:, :1] - torch.log(chord.float())).expand(-1, n_pitch)], -1)
-        classes = torch.cat([self.bin_of[gaps], torch.full((len(rows), 1), self.tail_class),
-                             torch.zeros(len(rows), n_pitch, dtype=torch.long)], -1)
-        out = logits.float().clone()
-        group, ok = out[index[:, None], self.ids], allowed[index[:, None], self.ids]
-        out[index[:, None], self.ids] = kept_mass(group, ok, self.strength * self._toward(group, ok, prior, classes))
-        return out
+    def apply(self, logits: np.ndarray, allowed: np.ndarray, states: list[GrammarState]) -> None:
+        """Lean each row's timing decision [B, V] toward its gaps, in place."""
+        for row, state in enumerate(states):
+            if state.state in (AFTER_DURATION, AFTER_BAR) and self.last[row] is not None:
+                group, ok = logits[row, self.ids], allowed[row, self.ids]
+                if ok.any():  # else only the end may come: nothing to lean
+                    lean = self._toward(row, state, group, ok)
+                    logits[row, self.ids] = kept_mass(group[None], ok[None], self.strength * lean[None])[0]
 
-    def _toward(self, logits: torch.Tensor, allowed: torch.Tensor, prior: torch.Tensor,
-                classes: torch.Tensor) -> torch.Tensor:
-        """Per token, log(q/m) of its class: q the prior's share of the allowed gaps in each class, m the
-        model's; adding it moves the model's mass per class all the way to the prior's, keeping the
-        model's own preferences inside a class."""
-        model = torch.softmax(logits.masked_fill(~allowed, -torch.inf), -1)
-        prior = torch.exp(prior) * allowed
-        m = torch.zeros(len(logits), self.tail_class + 1).scatter_add_(1, classes, model)
-        q = torch.zeros_like(m).scatter_add_(1, classes, prior)
-        q = q / q.sum(-1, keepdim=True).clamp_min(1e-30)
-        return (torch.log(q.clamp_min(1e-30)) - torch.log(m.clamp_min(1e-30))).gather(1, classes)
+    def _toward(self, row: int, state: GrammarState, logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """Per timing token, log(q/m) of its gap class: q the prior's share of the allowed gaps in each
+        class, m the model's; adding it moves the model's mass per class all the way to the prior's,
+        keeping the model's own preferences inside a class. A position leads to one gap, a bar line to
+        every gap past this bar (the tail), any pitch to gap 0 (a chord)."""
+        per_gap, tail = (a[row] for a in self.class_log_p())
+        since = (state.bars - 1) * self.per_bar - self.last[row]  # bar start - last onset
+        gaps = np.minimum(np.maximum(since + self.positions, 0), self.longest)
+        classes = np.concatenate([self.bin_of[gaps], self._bar_and_pitch_classes])
+        n_positions, width = len(self.positions), self.tail_class + 1
+        q = np.bincount(classes[:n_positions], np.exp(per_gap[gaps]) * allowed[:n_positions], width)
+        q[self.tail_class] += np.exp(tail[min(max(since + self.per_bar, 0), self.longest)]) * allowed[n_positions]
+        q[0] += np.exp(per_gap[0]) * allowed[n_positions + 1:].any()
+        masked = np.where(allowed, logits, -np.inf)
+        m = np.bincount(classes, np.exp(masked - masked.max()), width)
+        ratio = np.log(np.maximum(q / max(q.sum(), 1e-30), 1e-30)) - np.log(np.maximum(m / m.sum(), 1e-30))
+        return ratio[classes]

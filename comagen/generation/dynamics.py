@@ -9,7 +9,7 @@ grammar allows after a pitch, so only *how loud* moves, never what comes next.
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from comagen.generation.histogram import DecayedHistogram, spread
 from comagen.music.grammar import AFTER_PITCH, GrammarState, RemiGrammar
@@ -24,23 +24,20 @@ class DynamicsPrior:
 
     def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, strength: float) -> None:
         self.strength = strength
-        self.velocity_ids = grammar.velocity_ids
+        self.velocity_ids = grammar.velocity_ids.numpy()
         ids = self.velocity_ids.tolist()
         self._bin_of = {i: b for b, i in enumerate(ids)}
         self.histogram = DecayedHistogram(len(ids), rows, HALF_LIFE_NOTES, SMOOTHING,
-                                          spread(torch.arange(len(ids), dtype=torch.float), SPREAD_BINS))
+                                          spread(np.arange(len(ids), dtype=float), SPREAD_BINS))
         self.histogram.fill([self._bin_of[int(t)] for t in prompt_ids if int(t) in self._bin_of])
 
     def played(self, row: int, token: int) -> None:
         if token in self._bin_of:
             self.histogram.add(row, self._bin_of[token])
 
-    def apply(self, logits: torch.Tensor, states: list[GrammarState]) -> torch.Tensor:
-        """Logits [B, V] with the velocity logits of rows after a pitch leaned toward their dynamics."""
+    def apply(self, logits: np.ndarray, states: list[GrammarState]) -> None:
+        """Lean the velocity logits [B, V] of rows after a pitch toward their dynamics, in place."""
         rows = [i for i, s in enumerate(states) if s.state == AFTER_PITCH]
-        if not rows or self.strength == 0:
-            return logits
-        index = torch.tensor(rows)
-        out = logits.float().clone()
-        out[index[:, None], self.velocity_ids] += self.strength * self.histogram.log_p(index)
-        return out
+        if rows:
+            index = np.array(rows)
+            logits[index[:, None], self.velocity_ids] += self.strength * self.histogram.log_p()[index]

@@ -5,16 +5,19 @@ the register prior where on the keyboard, the dynamics prior how loud, the densi
 (comagen.generation.keyprior, register, dynamics, density), and each kind of decision may have its
 own temperature. Pitch, velocity and duration decisions follow from the REMI grammar state (after a
 position, a pitch, a velocity); every other step decides *when* the next note comes. With every
-strength 0 and every factor 1 this is a no-op, so sampling is exactly the plain engine's.
+strength 0 and every factor 1 this is a no-op, so sampling is exactly the plain engine's. The pass
+runs in numpy on a copy of the logits: a token's leans are a few dozen operations on vectors of
+12-128 values, where torch's per-call cost would outweigh the arithmetic.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from comagen.generation.density import DensityPrior
 from comagen.generation.dynamics import DynamicsPrior
-from comagen.generation.keyprior import KeyPrior, lean_pitches
+from comagen.generation.keyprior import KeyPrior, lean_pitches, span_of
 from comagen.generation.register import RegisterPrior
 from comagen.generation.sampling import Sampling
 from comagen.music.grammar import (
@@ -40,6 +43,10 @@ class Leans:
         self.dynamics = DynamicsPrior(grammar, prompt_ids, rows, s.dynamics_strength) if s.dynamics_strength else None
         self.density = DensityPrior(grammar, prompt_ids, rows, s.density_strength) if s.density_strength else None
         self.factors = s.decision_temperatures()
+        self.pitch_span = span_of(grammar)
+        # the prior lean arrays `_pitch` (key + register, and its exp) was made from
+        self._pitch_parts: list[np.ndarray | None] = [None] * ((self.key is not None) + (self.register is not None))
+        self._pitch: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
 
     @classmethod
     def maybe(cls, grammar: RemiGrammar | None, prompt_ids: list[int], rows: int, sampling: Sampling) -> Leans | None:
@@ -53,15 +60,23 @@ class Leans:
     def apply(self, logits: torch.Tensor, allowed: torch.Tensor, states: list[GrammarState]) -> torch.Tensor:
         """The leaned logits [B, V] for rows at grammar `states` (the pitch leans only on steps where a
         pitch may come: most steps decide a velocity, a duration or a position, and cost nothing)."""
-        pitches = [p for p in (self.key, self.register) if p]
-        if pitches and any(s.state in PITCH_STATES for s in states):  # key and register in one pass
-            lean = sum(p.lean() for p in pitches)
-            logits = lean_pitches(logits, allowed, pitches[0].pitch_span, lean)
+        out, ok = logits.float().numpy().copy(), allowed.numpy()
+        if (self.key or self.register) and any(s.state in PITCH_STATES for s in states):
+            lean_pitches(out, ok, self.pitch_span, *self._pitch_lean())
         if self.dynamics:
-            logits = self.dynamics.apply(logits, states)
+            self.dynamics.apply(out, states)
         if self.density:
-            logits = self.density.apply(logits, allowed, states)
-        return logits
+            self.density.apply(out, ok, states)
+        return torch.from_numpy(out)
+
+    def _pitch_lean(self) -> tuple[np.ndarray, np.ndarray]:
+        """Key and register as one lean on the pitch tokens, and its exp; kept until a pitch is played
+        (each prior keeps its own lean array until then)."""
+        parts = [p.lean() for p in (self.key, self.register) if p]
+        if any(a is not b for a, b in zip(parts, self._pitch_parts, strict=True)):
+            lean = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+            self._pitch_parts, self._pitch = parts, (lean, np.exp(lean))
+        return self._pitch
 
     def temperature_factors(self, states: list[GrammarState]) -> torch.Tensor | None:
         """Per row, the factor on the temperature for the decision its state makes (None: all 1)."""

@@ -10,9 +10,10 @@ neighbouring keys (a hand that plays around middle C also reaches a sixth away),
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from comagen.generation.histogram import DecayedHistogram, spread
+from comagen.generation.keyprior import span_of
 from comagen.music.grammar import RemiGrammar
 
 HALF_LIFE_NOTES = 128
@@ -25,16 +26,20 @@ class RegisterPrior:
 
     def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, strength: float) -> None:
         self.strength = strength
-        self.pitch_ids, self.pitch_span = grammar.pitch_ids, grammar.pitch_span
-        self._index_of = {int(i): n for n, i in enumerate(self.pitch_ids)}
-        keys = torch.tensor([grammar.value[int(i)] for i in self.pitch_ids], dtype=torch.float)
+        self.pitch_span = span_of(grammar)
+        self._index_of = {i: n for n, i in enumerate(grammar.pitch_ids.tolist())}
+        keys = np.array([grammar.value[i] for i in self._index_of], dtype=float)
         self.histogram = DecayedHistogram(len(keys), rows, HALF_LIFE_NOTES, SMOOTHING, spread(keys, SPREAD_KEYS))
         self.histogram.fill([self._index_of[int(t)] for t in prompt_ids if int(t) in self._index_of])
+        self._lean: tuple[np.ndarray | None, np.ndarray] = (None, np.zeros(0))
 
     def played(self, row: int, token: int) -> None:
         if token in self._index_of:
             self.histogram.add(row, self._index_of[token])
 
-    def lean(self) -> torch.Tensor:
-        """strength x log p(key) per row and pitch token [B, len(pitch_ids)]."""
-        return self.strength * self.histogram.log_p()
+    def lean(self) -> np.ndarray:
+        """strength x log p(key) per row and pitch token [B, len(pitch_ids)], kept until a row plays a pitch."""
+        log_p = self.histogram.log_p()
+        if self._lean[0] is not log_p:
+            self._lean = (log_p, self.strength * log_p)
+        return self._lean[1]

@@ -19,6 +19,7 @@ from comagen.audio.convert import beat_grid, to_beats
 from comagen.bundle.audio import load_audio_bundle
 from comagen.cli import main
 from comagen.model import ModelConfig
+from comagen.model.vqvae import GAIN
 from comagen.music.midi import GRID_BPM, load_score, to_grid
 from comagen.render.audio import render_audio
 from comagen.training.config import TrainConfig
@@ -82,7 +83,7 @@ def test_encode_decode_shapes_and_codebook_lookup(trained: tuple[Path, list]) ->
     assert int(codes.max()) < CODEC["codebook_size"]
     assert codec.decode(codes).shape == (2, 3 * SPB)
     looked_up = codec.quantizer.codebook[codes]  # the codebook rows, through the library's projections
-    by_hand = codec.decoder(codec.quantizer.project_out(looked_up).transpose(1, 2))[:, 0]
+    by_hand = codec.decoder(codec.quantizer.project_out(looked_up).transpose(1, 2))[:, 0] / GAIN
     torch.testing.assert_close(codec.decode(codes), by_hand)
 
 

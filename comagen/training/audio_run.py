@@ -43,6 +43,8 @@ class AudioRun:
         self.device = run_device(cfg, 0)
         self.step, self.elapsed, self.best, self.bad_evals = 0, 0.0, None, 0
         self.history: list[tuple[int, float]] = []
+        self.baselines: dict[str, float] = {}  # figures fixed at set-up (the melformer's n-gram yardsticks)
+        self.figures: dict[str, float] = {}  # the best evaluation's figures
 
     # ---- subclass hooks
     def _load(self) -> None:
@@ -112,7 +114,7 @@ class AudioRun:
     def summary(self) -> dict[str, Any]:
         return {"arch": self.model_cfg.arch, "parameters": sum(p.numel() for p in self.model.parameters()),
                 "step": self.step, "train_seconds": round(self._seconds(), 1), f"best_{self.measure}": self.best,
-                "seq_len": self.cfg.seq_len, **getattr(self, "figures", {})}
+                "seq_len": self.cfg.seq_len, **self.baselines, **self.figures}
 
     def save(self, name: str) -> None:
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),

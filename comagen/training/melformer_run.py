@@ -60,12 +60,13 @@ class MelformerRun(AudioRun):
         train = encode_files(self.codec, beat_files(cfg.data, "train", cfg.train_files), self.device)
         files = beat_files(cfg.data, "validation")
         picks = np.linspace(0, len(files) - 1, min(cfg.eval_files, len(files))).astype(int)
-        self.validation = encode_files(self.codec, [files[i] for i in picks], self.device)
+        self.validation = [c[: cfg.eval_max_tokens]  # the n-grams and the model scored on the same codes
+                           for c in encode_files(self.codec, [files[i] for i in picks], self.device)]
         self.crops = Crops([s.astype(np.int64) for s in train], cfg.seq_len + 1, cfg.seed, unit=self.per_beat)
         size = self.codec.cfg.codebook_size
-        self.figures = {f"{name}_bits_per_beat": round(ngram_bits(train, self.validation, size, order)
-                                                       * self.per_beat, 2)
-                        for name, order in (("unigram", 1), ("bigram", 2))}
+        self.baselines = {f"{name}_bits_per_beat": round(ngram_bits(train, self.validation, size, order)
+                                                         * self.per_beat, 2)
+                          for name, order in (("unigram", 1), ("bigram", 2))}
         self.model = build_model(self.model_cfg)
 
     def _loss(self, batch: torch.Tensor) -> torch.Tensor:
@@ -76,7 +77,7 @@ class MelformerRun(AudioRun):
         """Bits per beat over each validation render in windows of seq_len codes."""
         total, count, n = 0.0, 0, self.cfg.seq_len
         for codes in self.validation:
-            seq = torch.from_numpy(codes.astype(np.int64))[: self.cfg.eval_max_tokens].to(self.device)
+            seq = torch.from_numpy(codes.astype(np.int64)).to(self.device)
             for start in range(0, len(seq) - 1, n):
                 window = seq[start:start + n + 1][None]
                 logits = self.model(window[:, :-1], torch.zeros(1, dtype=torch.long, device=self.device))

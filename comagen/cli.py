@@ -222,15 +222,16 @@ def is_pianoroll(checkpoint: Path) -> bool:
 def _generate_pianoroll(args: argparse.Namespace) -> dict:
     """generate with a piano-roll bundle: frames sampled with the same --seconds, --temperature,
     --top-k, --top-p, --seed, --form and --section-bars (see comagen.generation.pianoroll)."""
+    from comagen.bundle.checkpoint import read_sampling
     from comagen.bundle.pianoroll import load_pianoroll
     from comagen.generation.pianoroll import generate_take, prompt_frames
-    from comagen.generation.settings import settings_from_cli
+    from comagen.generation.settings import settings_from_cli, tuned_settings
     from comagen.music.midi import midi_bytes
 
     if args.tokens is not None:
         raise ComagenError("--tokens is for token models; a piano-roll model takes --seconds")
     bundle = load_pianoroll(args.checkpoint)
-    settings = settings_from_cli(args)
+    settings = settings_from_cli(args, tuned_settings(read_sampling(bundle.path), str(bundle.path / "sampling.json")))
     prompt = prompt_frames(args.prompt, args.prompt_seconds, bundle.frames)
     score, stats = generate_take(bundle, prompt, settings)
     out = Path(args.out)

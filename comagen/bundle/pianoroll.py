@@ -5,6 +5,7 @@
     model.ts           the TorchScript copy of the full forward (frames -> key logits), for deployment
                        without this code; `check_torchscript` proves it equals the eager model
     MODEL_CARD.md      what it is, what it saw, what it measured
+    sampling.json      (optional) its tuned sampling defaults, as for the token bundles
     trainer.pt         (training checkpoints only) optimizer, scheduler, scaler, RNG, step
 
 Written into a temporary sibling that takes the old folder's place in one swap, as `save_bundle`.
@@ -30,6 +31,7 @@ from comagen.bundle.checkpoint import (
     _inside_bundle,
     _read_json,
     _replace_folder,
+    read_sampling,
     staging_folder,
 )
 from comagen.bundle.composers import Composers
@@ -68,7 +70,7 @@ def frame_bundle(path: str | Path) -> FrameBundle:
     """Load a piano-roll bundle for the app (as `load_pianoroll`: JSON and safetensors only)."""
     loaded = load_pianoroll(path)
     return FrameBundle(loaded.path, loaded.model, loaded.config, PianoTokenizer(), Composers([]), loaded.summary,
-                       frames=loaded.frames)
+                       read_sampling(loaded.path), frames=loaded.frames)
 
 
 def is_pianoroll_bundle(path: str | Path) -> bool:

@@ -24,7 +24,7 @@ from comagen.bundle.checkpoint import Bundle
 from comagen.bundle.pianoroll import FrameBundle
 from comagen.errors import ConfigError
 from comagen.generation.forms import parse_form
-from comagen.generation.pianoroll import FrameSampling, sample_frames
+from comagen.generation.pianoroll import FrameSampling, one_thread, sample_frames
 from comagen.generation.prompt import Prompt
 from comagen.generation.request import Request
 from comagen.generation.session import Progress, Session
@@ -62,14 +62,15 @@ class FrameSession:
         t0 = time.perf_counter()
         frames = sample_frames(self.bundle.model, self.prompt_frames, self.total, sampling, req.seed,
                                req.variations, req.form, self.section_frames)
-        for index, frame in enumerate(frames):
-            with self._lock:
-                self.made.append(frame)
-                self.steps += 1
-                self.elapsed = time.perf_counter() - t0
-            yield index
-            if self.stopped:
-                break
+        with one_thread():
+            for index, frame in enumerate(frames):
+                with self._lock:
+                    self.made.append(frame)
+                    self.steps += 1
+                    self.elapsed = time.perf_counter() - t0
+                yield index
+                if self.stopped:
+                    break
 
     def snapshot(self, tail: int | None = None) -> Progress:
         """Each variation's tokens so far (their last `tail` with `tail`) and the figures."""

@@ -12,12 +12,13 @@ import symusic
 from matplotlib.figure import Figure
 
 from comagen.bundle.checkpoint import Bundle
+from comagen.bundle.pianoroll import FrameBundle
 from comagen.errors import ComagenError
-from comagen.generation.attention import capture_attention
+from comagen.generation.attention import capture_attention, capture_frame_attention
 from comagen.generation.prompt import Prompt, prompt_from_ids
 from comagen.music.midi import midi_bytes
 from comagen.music.preview import preview
-from comagen.render.attention_figure import attention_figure
+from comagen.render.attention_figure import attention_figure, head_figure
 from comagen.render.audio import PLAYER_SUFFIX, render_files
 from comagen.render.pianoroll import piano_roll_figure, piano_roll_image
 from studio.outfiles import new_out_dir
@@ -114,8 +115,11 @@ def _audio(score: symusic.Score, wav: Path) -> tuple[Path | None, Path | None, s
 
 
 def _attention(bundle: Bundle, take: Take, ids: list[int]) -> tuple[np.ndarray | None, str]:
-    """The attention figure over the last tokens of a variation (conformer checkpoints only)."""
+    """The attention figure over the last tokens of a variation (conformer checkpoints), or over
+    the last frames, head by head (the piano-roll model)."""
     sequence = take.prompt.ids + ids
+    if isinstance(bundle, FrameBundle):
+        return (figure_array(head_figure(capture_frame_attention(bundle, sequence))), "") if sequence else (None, "")
     if bundle.config.arch != "conformer":
         return None, f"The attention view needs a conformer checkpoint (this one is {bundle.config.arch})."
     if len(sequence) < 2:

@@ -84,6 +84,23 @@ class PianoRoll(nn.Module):
         """Logits [B, L, 128] for the frame after each of frames [B, L, 128] (L <= max_seq_len)."""
         return self._run(frames, 0, None)
 
+    @torch.inference_mode()
+    def attention(self, frames: Tensor, last: int) -> list[Tensor]:
+        """What each layer's heads look at: per layer [heads, last, L], the attention of the last
+        `last` of frames [1, L, 128] (L <= the memory) over all L (0 where the future would be)."""
+        x = self.proj_in(frames) + self.positions[:frames.shape[1]]
+        length, last = frames.shape[1], min(last, frames.shape[1])
+        visible = torch.ones(length, length, dtype=torch.bool, device=frames.device).tril()[length - last:]
+        maps = []
+        for block in self.blocks:
+            attn = block.attn
+            q, k, _ = attn.to_qkv(attn.norm(x)).chunk(3, dim=-1)
+            q, k = (t.view(1, length, attn.heads, attn.head_dim).transpose(1, 2)[0] for t in (q, k))
+            scores = q[:, length - last:] @ k.transpose(-1, -2) / attn.head_dim ** 0.5
+            maps.append(scores.masked_fill(~visible, float("-inf")).softmax(-1))
+            x = block(x, 0, None, None)
+        return maps
+
     # --- streaming -----------------------------------------------------------------------------
     @torch.inference_mode()
     def new_state(self, batch_size: int, device: torch.device | str | None = None) -> DecodeState:

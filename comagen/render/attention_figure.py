@@ -114,3 +114,38 @@ def _draw_scale_weights(ax: Any, weights: np.ndarray, windows: list[int],
         [_layer_name(i, global_layers) for i in range(weights.shape[0])],
     )
     ax.set_title("learned scale weights")
+
+
+def head_figure(maps: Sequence[Any], reach: int = 64) -> Figure:
+    """The piano-roll model's attention: one heatmap per (layer, head), each of the last K frames
+    (rows, newest at the bottom) against how many frames back it looks (0 = itself, up to `reach`).
+    ``maps`` holds per layer [heads, K, L]: the last K queries over all L frames (as
+    ``PianoRoll.attention`` gives them). One square-root colour scale for all."""
+    layers = [_to_numpy(m) for m in maps]
+    heads = max((m.shape[0] for m in layers), default=1)
+    back = [_frames_back(m, reach) for m in layers]
+    vmax = max((float(b.max()) for b in back), default=1.0) or 1.0
+    norm = PowerNorm(gamma=0.5, vmin=0.0, vmax=vmax)
+    fig = Figure(figsize=(PANEL_WIDTH * heads, ROW_HEIGHT * max(len(layers), 1) + 1.0), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes, image = [], None
+    for layer, values in enumerate(back):
+        for head in range(values.shape[0]):
+            ax = fig.add_subplot(len(layers), heads, layer * heads + head + 1)
+            axes.append(ax)
+            image = ax.imshow(values[head], aspect="auto", cmap="magma", norm=norm, interpolation="nearest")
+            ax.set_title(f"layer {layer}, head {head}", fontsize=9)
+            ax.set_xlabel("frames back" if layer == len(back) - 1 else "")
+            _label_queries(ax, values.shape[1], None)
+    if image is not None:
+        fig.colorbar(image, ax=axes, label="attention", shrink=0.8)
+    return fig
+
+
+def _frames_back(probs: np.ndarray, reach: int) -> np.ndarray:
+    """[heads, K, L] attention of the last K of L frames -> [heads, K, reach] by distance back."""
+    heads, queries, length = probs.shape
+    reach = min(reach, length)
+    position = np.arange(length - queries, length)[:, None] - np.arange(reach)[None, :]  # the key d frames back
+    values = np.take_along_axis(probs, np.clip(position, 0, None)[None].repeat(heads, 0), axis=2)
+    return np.where(position[None] >= 0, values, 0.0)

@@ -5,11 +5,16 @@ streaming speed through the whole generation loop (sampling included) at batch 1
   or flips its state at its own training rates), both estimated on a fixed spread of train pieces,
   on the first --max-frames frames of a fixed spread of --files pieces of --split (tune on
   validation; report test once).
+- continuation: the continuation benchmark (`comagen.training.continuation`, as `bench/continuation.py`
+  runs it for the token models: 4 bars in, 12 out, --pieces pieces of --split, --variations each)
+  with the bundle's tuned sampling, beside the pianist's own next bars (ceiling) and another
+  piece's (floor), each statistic's closeness between them.
 - speed: frames per second and x real time at 1 thread over consecutive stretches of one 4,096-frame
   stream (past the 1,024-frame memory the state slides; the cost per frame should stay flat), wall
   and process-CPU time side by side (CPU time is what a busy shared machine does not inflate).
 
-    python bench/pianoroll.py --checkpoint assets/checkpoints/pianoroll [--split test] [--sections nll,speed] [--json]
+    python bench/pianoroll.py --checkpoint assets/checkpoints/pianoroll [--split test]
+        [--sections nll,continuation,speed] [--json]
 """
 
 from __future__ import annotations
@@ -25,10 +30,16 @@ import time
 import numpy as np
 import torch
 
-from comagen.bundle.pianoroll import PianoRollBundle, load_pianoroll
+from bench.continuation import mean_of, scored
+from comagen.bundle.pianoroll import FrameBundle, frame_bundle
+from comagen.generation.frame_session import FrameSession
 from comagen.generation.pianoroll import FrameSampling, generate_frames
+from comagen.generation.request import Request
+from comagen.generation.settings import bundle_settings
+from comagen.music.midi import SECONDS_PER_BAR
 from comagen.report import add_data_options, emit
-from comagen.training.data import load_index, select_split
+from comagen.training.continuation import CONTINUATION_BARS, Notes, compare, excerpt, pooled_overlap
+from comagen.training.data import load_index, load_tokenized, select_split
 from comagen.training.frame_data import load_frame_pieces
 from comagen.training.frame_nll import floor_nll, key_rates, model_nll
 
@@ -37,7 +48,7 @@ def spread(items: list, n: int) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, min(n, len(items))).astype(int)]
 
 
-def nll_rows(bundle: PianoRollBundle, data: Path, split: str, files: int, max_frames: int,
+def nll_rows(bundle: FrameBundle, data: Path, split: str, files: int, max_frames: int,
              train_files: int) -> list[dict]:
     pieces = load_index(data)
     train = load_frame_pieces(spread(sorted(select_split(pieces, "train"), key=lambda p: p.key), train_files),
@@ -52,7 +63,34 @@ def nll_rows(bundle: PianoRollBundle, data: Path, split: str, files: int, max_fr
     return rows
 
 
-def speed_rows(bundle: PianoRollBundle, total: int, stretch: int, seed: int) -> list[dict]:
+def continuation_rows(bundle: FrameBundle, data: Path, cache: Path, split: str, pieces: int, variations: int,
+                      seed: int) -> list[dict]:
+    everything = sorted(select_split(load_index(data), split), key=lambda p: p.key)
+    tokenized = load_tokenized(spread(everything, 2 * pieces), bundle.tokenizer, cache, progress=False)
+    items = [e for e in (excerpt(t, bundle.tokenizer) for t in tokenized) if e][:pieces]
+    prompts, reals = [i.prompt_notes() for i in items], [i.real_notes() for i in items]
+    ceiling = mean_of([compare(p, r) for p, r in zip(prompts, reals, strict=True)])
+    floor = mean_of([compare(p, reals[(i + 1) % len(reals)]) for i, p in enumerate(prompts)])
+    half = len(reals) // 2
+    rows = [scored("real next 12 bars (ceiling)", ceiling, ceiling, floor) | {
+                "pooled": pooled_overlap(reals[:half], reals[half:])["mean"]},
+            scored("another piece (floor)", floor, ceiling, floor) | {"pooled": float("nan")}]
+    seconds = CONTINUATION_BARS * SECONDS_PER_BAR
+    request = Request(max_tokens=150 * int(seconds), seconds=seconds, sampling=bundle_settings(bundle).sampling(),
+                      seed=seed, variations=variations)
+    ours = []
+    for item in items:
+        session = FrameSession(bundle, item.prompt(bundle.tokenizer), request)
+        for _ in session:
+            pass
+        ours.append([Notes.from_score(session.score(r), session.prompt.seconds, seconds) for r in range(variations)])
+    stats = mean_of([compare(p, n) for p, rows_ in zip(prompts, ours, strict=True) for n in rows_])
+    rows.append(scored(f"{bundle.name} (its sampling.json)", stats, ceiling, floor) | {
+        "pooled": pooled_overlap([n for rows_ in ours for n in rows_], reals)["mean"]})
+    return rows
+
+
+def speed_rows(bundle: FrameBundle, total: int, stretch: int, seed: int) -> list[dict]:
     torch.set_num_threads(1)
     fps = bundle.frames.frames_per_second
     rows, wall0, cpu0 = [], time.perf_counter(), time.process_time()
@@ -72,20 +110,27 @@ def main() -> None:
     add_data_options(parser, Path(__file__).resolve().parents[1])
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--split", default="validation", choices=["validation", "test"])
-    parser.add_argument("--sections", default="nll,speed")
+    parser.add_argument("--sections", default="nll,continuation,speed")
     parser.add_argument("--files", type=int, default=32)
     parser.add_argument("--max-frames", type=int, default=2048)
     parser.add_argument("--train-files", type=int, default=120, help="train pieces the floors' rates come from")
     parser.add_argument("--frames", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pieces", type=int, default=32, help="continuation: pieces of --split")
+    parser.add_argument("--variations", type=int, default=2, help="continuation: continuations per prompt")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    bundle = load_pianoroll(args.checkpoint)
+    bundle = frame_bundle(args.checkpoint)
     sections = args.sections.split(",")
     if "nll" in sections:
         emit(f"frame NLL on {args.split} (nats per frame; lower is better)",
              nll_rows(bundle, args.data, args.split, args.files, args.max_frames, args.train_files),
              {"files": args.files, "max_frames": args.max_frames}, as_json=args.json)
+    if "continuation" in sections:
+        emit(f"continuation bench: {bundle.name}, {args.split}, 4 bars in, {CONTINUATION_BARS} bars out, "
+             f"seed {args.seed}", continuation_rows(bundle, args.data, args.cache, args.split, args.pieces,
+                                                    args.variations, args.seed),
+             {"split": args.split, "pieces": args.pieces, "seed": args.seed}, as_json=args.json)
     if "speed" in sections:
         emit("streaming speed, batch 1, 1 thread, whole generation loop",
              speed_rows(bundle, args.frames, 1024, args.seed), {"memory_frames": bundle.model.memory},

@@ -4,7 +4,8 @@ per frame, every variation in one batch), read `snapshot()` from another thread,
 
 Its rows are token ids all the same: each variation's new frames decoded to notes
 (`frames_to_score`) and written with the plain REMI tokenizer, starting on the prompt's next bar
-line (`Prompt.seconds`), where a token model's continuation starts too; so results, the splice into
+line (`Prompt.seconds`), where a token model's continuation starts too, at the prompt's median
+velocity (frames hold none); so results, the splice into
 the user's file, Continue and Undo work as they do for the token models. The prompt is read back
 from its ids as frames up to that bar line (a note held across it is struck again there).
 Frames are sampled as `comagen.generation.pianoroll` says (temperature, top-k, top-p, the 88 keys,
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
+import symusic
 
 from comagen.bundle.checkpoint import Bundle
 from comagen.bundle.pianoroll import FrameBundle
@@ -29,7 +31,7 @@ from comagen.generation.prompt import Prompt
 from comagen.generation.request import Request
 from comagen.generation.session import Progress, Session
 from comagen.model.pianoroll import KEYS
-from comagen.music.frames import frames_to_score, note_spans, spans_to_frames
+from comagen.music.frames import DECODE_VELOCITY, frames_to_score, note_spans, spans_to_frames
 
 RUNTIME = "torch (piano-roll frames)"
 
@@ -45,7 +47,7 @@ class FrameSession:
         self.section_frames = request.section_bars * 4 * fs.frames_per_beat
         letters = parse_form(request.form)
         self.total = len(letters) * self.section_frames if letters else round(request.seconds * fs.frames_per_second)
-        self.prompt_frames = _prompt_frames(bundle, prompt)
+        self.prompt_frames, self.velocity = _prompt_frames(bundle, prompt)
         self.made: list[np.ndarray] = []  # frames [variations, 128], one per step
         self.elapsed, self.steps, self.stopped = 0.0, 0, False
         self._lock = threading.Lock()
@@ -88,23 +90,33 @@ class FrameSession:
         if count != len(made):
             ids, notes = [], []
             for row in np.stack(made, axis=1):  # made is not empty here: the cache starts at 0 frames
-                score = frames_to_score(row, self.bundle.frames)
+                score = frames_to_score(row, self.bundle.frames, velocity=self.velocity)
                 ids.append(self.bundle.tokenizer.encode_score(score))
                 notes.append(score.note_num())
             self._encoded = (len(made), ids, notes)
         return ids, notes
+
+    def score(self, row: int = 0, with_prompt: bool = True) -> symusic.Score:
+        """A variation as a score (its tokens decoded, after the prompt's with `with_prompt`), as `Session.score`."""
+        ids = list(self.snapshot().rows[row])
+        return self.bundle.tokenizer.decode_ids((self.prompt.ids if with_prompt else []) + ids)
 
     @property
     def stats(self) -> dict:
         return self.snapshot(tail=0).stats
 
 
-def _prompt_frames(bundle: FrameBundle, prompt: Prompt) -> np.ndarray:
-    """The prompt's ids as frames [L, 128] up to its next bar line, where the new frames begin."""
+def _prompt_frames(bundle: FrameBundle, prompt: Prompt) -> tuple[np.ndarray, int]:
+    """The prompt's ids as frames [L, 128] up to its next bar line, where the new frames begin, and
+    the velocity the new notes play at: the prompt's median (frames hold none), else the default."""
     if not prompt.ids:
-        return np.zeros((0, KEYS), dtype=np.float32)
-    spans = note_spans(bundle.tokenizer.decode_ids(prompt.ids), bundle.frames)
-    return spans_to_frames(spans, 0, round(prompt.seconds * bundle.frames.frames_per_second)).astype(np.float32)
+        return np.zeros((0, KEYS), dtype=np.float32), DECODE_VELOCITY
+    score = bundle.tokenizer.decode_ids(prompt.ids)
+    velocities = np.concatenate([t.notes.numpy()["velocity"] for t in score.tracks] or [np.zeros(0)])
+    velocity = int(np.median(velocities)) if len(velocities) else DECODE_VELOCITY
+    spans = note_spans(score, bundle.frames)
+    frames = spans_to_frames(spans, 0, round(prompt.seconds * bundle.frames.frames_per_second)).astype(np.float32)
+    return frames, velocity
 
 
 def open_session(bundle: Bundle, prompt: Prompt, request: Request) -> Session | FrameSession:

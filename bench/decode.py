@@ -115,7 +115,8 @@ def realtime_factor(checkpoint: Path, seconds: float = 20.0) -> list[dict]:
 
 
 class _TimedLeans:
-    """A session's leans whose calls are timed (their share of the engine's time, in the same run)."""
+    """A session's leans whose calls are timed in CPU time of the calling thread (their share of the
+    engine's CPU time in the same run: steady on a busy machine, where wall time is shared out)."""
 
     def __init__(self, leans) -> None:  # noqa: ANN001
         self.leans, self.seconds = leans, 0.0
@@ -124,30 +125,31 @@ class _TimedLeans:
         method = getattr(self.leans, name)
 
         def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             out = method(*args, **kwargs)
-            self.seconds += time.perf_counter() - t0
+            self.seconds += time.thread_time() - t0
             return out
         return timed
 
 
 def leans_run(bundle, prompt, request) -> tuple[float, float]:  # noqa: ANN001
-    """tokens/s of one generation, and the share of its time spent in the leans (0 when none)."""
+    """tokens/s of one generation, and the share of its CPU time spent in the leans (0 when none; the
+    engine runs on this thread: torch and ONNX Runtime at 1 thread)."""
     from comagen.generation.session import Session
 
     session = Session(bundle, prompt, request)
     timed = session.leans = _TimedLeans(session.leans) if session.leans else None
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     for _ in session:
         pass
-    wall = time.perf_counter() - t0
-    return session.stats["tokens_per_s"], (timed.seconds / wall if timed else 0.0)
+    cpu = time.thread_time() - t0
+    return session.stats["tokens_per_s"], (timed.seconds / cpu if timed else 0.0)
 
 
 def leans_section(checkpoints: list[Path], rounds: int = 5, tokens: int = 1000) -> dict:
     """What the sampling leans cost the engine: each checkpoint's tuned settings (its leans and
     temperatures) against the same settings with every lean off, taking turns, same prompt and seed;
-    and, timed inside the runs with them on, the share of the engine's time the leans' calls take
+    and, timed inside the runs with them on, the share of the engine's CPU time the leans' calls take
     (steadier than the ratio of two runs on a busy machine)."""
     from dataclasses import replace
 
@@ -178,7 +180,7 @@ def leans_section(checkpoints: list[Path], rounds: int = 5, tokens: int = 1000) 
                      "tokens_per_s_off": off, "tokens_per_s_on": on, "cost": 1.0 - on / off,
                      "leans_share": float(np.median(shares))})
     print(f"\nwhat the leans cost (medians of {rounds}, taking turns, {tokens} tokens each; leans_share: the "
-          "time inside the leans' calls over the run's, with them on)")
+          "CPU time inside the leans' calls over the run's, with them on)")
     print(format_table(rows))
     return {"rounds": rounds, "rows": rows}
 

@@ -9,7 +9,9 @@ DIR holds beat-aligned renders (training/render_audio.py); its validation/ files
   0.5 s, beside the waveform decoder's.
 - recon: the codec's reconstruction (SNR, multi-resolution STFT distance, chroma correlation) at its
   bitrate, beside a plain mu-law baseline at the same bits per second.
-- stream: the continuation's speed on one thread: a beat sampled and decoded against the beat's length.
+- stream: the continuation's speed on one thread: a beat sampled and decoded against the beat's length,
+  and each clip's first 16 beats continued for 16: key consistency (correlation of mean chroma with the
+  prompt's) and loudness difference, beside the real next beats (ceiling) and another piece (floor).
 """
 
 from __future__ import annotations
@@ -53,15 +55,25 @@ def griffin_lim(mag: torch.Tensor, length: int, iters: int = 32) -> torch.Tensor
     return torch.istft(mag * phase, GL_FFT, GL_FFT // 4, window=window, length=length)
 
 
+def chroma(x: torch.Tensor) -> np.ndarray:
+    """12 x frames: STFT bins 27.5 Hz-4 kHz folded onto pitch classes."""
+    mag = torch.stft(x, 2048, 512, window=torch.hann_window(2048), return_complex=True).abs().numpy()
+    freqs = np.fft.rfftfreq(2048, 1 / (SPB * 2))
+    keep = (freqs > 27.5) & (freqs < 4000)
+    pc = np.round(12 * np.log2(freqs[keep] / 440.0)).astype(int) % 12
+    return np.stack([mag[keep][pc == c].sum(0) for c in range(12)])
+
+
 def chroma_corr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Correlation of the two signals' 12-bin chroma (STFT bins 27.5 Hz-4 kHz folded onto pitch classes)."""
-    def chroma(x: torch.Tensor) -> np.ndarray:
-        mag = torch.stft(x, 2048, 512, window=torch.hann_window(2048), return_complex=True).abs().numpy()
-        freqs = np.fft.rfftfreq(2048, 1 / (SPB * 2))
-        keep = (freqs > 27.5) & (freqs < 4000)
-        pc = np.round(12 * np.log2(freqs[keep] / 440.0)).astype(int) % 12
-        return np.stack([mag[keep][pc == c].sum(0) for c in range(12)])
+    """Correlation of the two signals' chroma, frame by frame."""
     return float(np.corrcoef(chroma(a).ravel(), chroma(b).ravel())[0, 1])
+
+
+def key_closeness(prompt: torch.Tensor, after: torch.Tensor) -> tuple[float, float]:
+    """(correlation of the two passages' mean chroma: key consistency, |loudness difference| in dB)."""
+    key = float(np.corrcoef(chroma(prompt).mean(1), chroma(after).mean(1))[0, 1])
+    loud = 20 * math.log10(float(after.pow(2).mean().sqrt() + 1e-9) / float(prompt.pow(2).mean().sqrt() + 1e-9))
+    return key, abs(loud)
 
 
 def mu_law(x: torch.Tensor, bits_per_second: float) -> torch.Tensor:
@@ -123,6 +135,26 @@ def stream_rows(waves: list[torch.Tensor], bundle_models: dict, beats: int = 8) 
              "x_realtime": round(0.5 / wall, 2)}]
 
 
+def continuation_rows(waves: list[torch.Tensor], models: dict, beats: int = 16) -> list[dict]:
+    """Each clip's first `beats` beats continued for `beats` more, beside the real next beats (ceiling) and
+    another clip's (floor)."""
+    from comagen.audio.continuation import continue_audio
+
+    found: dict[str, list[tuple[float, float]]] = {"melformer continuation": [], "real next beats (ceiling)": [],
+                                                    "real next beats through the codec": [],
+                                                    "another piece (floor)": []}
+    for i, wave in enumerate(waves):
+        prompt, n = wave[: beats * SPB], beats * SPB
+        made = np.concatenate(list(continue_audio(models["codec"], models["melformer"], prompt.numpy()[:, None],
+                                                  SPB * 2, 120.0, beats, seed=i)))[:, 0]
+        other = waves[(i + 1) % len(waves)]
+        coded = reconstruct(models["codec"], wave[n:2 * n])
+        for name, after in zip(found, (torch.from_numpy(made), wave[n:2 * n], coded, other[n:2 * n]), strict=True):
+            found[name].append(key_closeness(prompt, after))
+    return [{"continuation": name, "key_consistency": round(float(np.mean([k for k, _ in v])), 3),
+             "loudness_diff_db": round(float(np.mean([d for _, d in v])), 2)} for name, v in found.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--beats", type=Path, required=True, help="beat-aligned renders (training/render_audio.py)")
@@ -145,6 +177,8 @@ def main() -> None:
         tables["recon"] = ("Codec reconstruction at its bitrate", recon_rows(waves, codec))
     if "melformer" in models and args.section in ("stream", "all"):
         tables["stream"] = ("Audio continuation speed (one thread)", stream_rows(waves, models))
+        tables["continuation"] = ("Continuation against the prompt (16 beats after 16)",
+                                  continuation_rows(waves, models))
     for title, rows in tables.values():
         emit(title, rows, {}, as_json=False)
     print(" ".join(f"{k}: {v}" for k, v in meta.items()))

@@ -3,8 +3,11 @@ codebook (lucidrains' vector-quantize-pytorch: EMA updates, k-means init, dead c
 mirrored transposed-conv decoder. Every beat is `samples_per_beat / prod(codec_strides)` codes, so the
 melformer's sequence steps are whole fractions of a beat.
 
-Waveform rather than spectrogram: a spectrogram decoder needs a phase back (Griffin-Lim), which costs
-more per beat than this whole decoder and caps the quality (bench/melformer.py --section input).
+Waveform, not spectrogram (bench/melformer.py --section input): a spectrogram codec needs its phase back;
+Griffin-Lim gives it in about 7 ms a beat on one thread, as cheap as this decoder, and on the true magnitudes
+reaches an STFT distance of 0.55. Cost did not decide: the waveform codec needs no second stage and has no
+phase ceiling. At the 18-minute CPU run it reaches 2.0, so a magnitude codec + Griffin-Lim is the first
+thing to try against it (docs/results.md).
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from loguru import logger
 from torch import Tensor, nn
-from vector_quantize_pytorch import VectorQuantize
 
 from comagen.model.config import ModelConfig
 
@@ -23,7 +24,6 @@ MAX_CHANNELS = 128
 # Renders sit near 0.05 RMS: at that scale the convs' biases swamp the signal and every frame took one code
 # (a first run: 1,019 of 1,024 validation codes the same); x16 brings them to about unit scale.
 GAIN = 16.0
-logger.disable("vector_quantize_pytorch")  # its k-means note on a small first batch would reach every terminal
 
 
 class ResUnit(nn.Module):
@@ -61,6 +61,10 @@ class VQVAE(nn.Module):
     """Waveform [B, T] (T a whole number of beats at `samples_per_beat`) <-> codes [B, beats * codes_per_beat]."""
 
     def __init__(self, cfg: ModelConfig) -> None:
+        from loguru import logger  # here, not at the top: the library (einx) costs 1.2 s to import, and
+        from vector_quantize_pytorch import VectorQuantize  # every `import comagen.model` would pay it
+
+        logger.disable("vector_quantize_pytorch")  # its k-means note on a small first batch reaches every terminal
         super().__init__()
         self.cfg = cfg
         widths, strides = _widths(cfg), cfg.codec_strides

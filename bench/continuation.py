@@ -120,7 +120,7 @@ def main() -> None:
         request = Request(max_tokens=150 * int(seconds), seconds=seconds, sampling=s.sampling(), seed=args.seed,
                           variations=args.variations)
         label = " ".join(f"{k}={getattr(s, k):g}" for k in TUNED if getattr(s, k) != getattr(plain, k)) or "plain"
-        runs = [continue_excerpt(bundle, item, request) for item in tqdm(items, desc=label, disable=args.json,
+        runs = [continue_excerpt(bundle, item, request) for item in tqdm(items, desc=label,
                                                                           leave=False)]
         ours = [notes for rows, _ in runs for notes in rows]
         stats = mean_of([compare(prompt, notes) for prompt, (rows, _) in zip(prompts, runs, strict=True)

@@ -36,6 +36,7 @@ from comagen.render.pianoroll import piano_roll_image
 from studio import infill as studio_infill
 from studio import web
 from studio.assets import CHECKPOINTS_DIR, FINETUNED_DIR, PROMPTS_DIR, SOUNDFONTS_DIR
+from studio.audio_page import audio_tab_controls, wire_audio
 from studio.controls import named_handler, settings_controls, settings_from_values
 from studio.duet_socket import PLAY_SCRIPT, DuetTakes, duet_routes
 from studio.result_tabs import Results, result_tabs
@@ -66,6 +67,7 @@ class Page:
     results: Results
     play: dict[str, gr.components.Component]
     infill: dict[str, gr.components.Component] = dc_field(default_factory=dict)
+    audio: dict[str, gr.components.Component] = dc_field(default_factory=dict)
 
     def windows(self) -> list:
         return [c for name, c in self.controls.items() if name.startswith("window_")]
@@ -105,12 +107,14 @@ def layout(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, stu
                         controls.update(settings_controls(bundle, "more", limits))
         with gr.Tab("Play", id="play", elem_id="play-tab"):
             play = play_tab()
+        with gr.Tab("Audio (experimental)", id="audio", elem_id="audio-tab"):
+            audio = audio_tab_controls()
     status = gr.Markdown(elem_id="status")
     chosen = gr.State(0)
     results = result_tabs(chosen)
     infill = infill_controls()
     return Page(model_info, gr.State([]), chosen, checkpoint, prompt_choice, upload, keep, prompt_note, prompt_roll,
-                controls, buttons, status, gr.Markdown(elem_id="stats"), results, play, infill)
+                controls, buttons, status, gr.Markdown(elem_id="stats"), results, play, infill, audio)
 
 
 def play_tab() -> dict[str, gr.components.Component]:
@@ -342,6 +346,7 @@ def build_demo(checkpoints: studio.Checkpoints, default: str, gallery: dict[str,
         wire_prompt(demo, page, checkpoints, gallery)
         wire_infill(page, checkpoints)
         wire_play(page, checkpoints, takes or DuetTakes())
+        wire_audio(page.audio, [page.checkpoint, page.prompt_choice, page.upload, page.keep], checkpoints, gallery)
         examples = [[choice, 8, 20, 1.0, 0, 0.95, 1, "none"] for choice in shipped[:2]]
         if len(shipped) > 2:
             examples += [[shipped[2], 6, 16, 0.9, 40, 0.95, 2, "none"], [shipped[-1], 4, 16, 1.0, 0, 0.95, 1, "AABA"]]

@@ -9,7 +9,7 @@ import functools
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +129,21 @@ def continue_stream(prompt: AudioPrompt, beats: int, seed: int = 0, checkpoint: 
                          (head, tail))), figure, wav)
 
 
+def tab_stream(wav: str | Path | None, bpm: float | None, beats: int, seed: int | None,
+               compose: Callable[[], tuple[Bundle, Prompt, str]]) -> Iterator[AudioFrame]:
+    """What the tab's button does: continue the uploaded WAV, else the Compose prompt (`compose` resolves
+    it: checkpoint, prompt, name); anything unusable ends the stream with one line, the app going on."""
+    try:
+        if wav:
+            prompt = uploaded_prompt(wav, bpm)
+        else:
+            bundle, score_prompt, label = compose()
+            prompt = rendered_prompt(bundle, score_prompt, label)
+        yield from continue_stream(prompt, beats, int(seed or 0))
+    except ComagenError as exc:  # AudioError, MidiError, AudioUnavailableError, CheckpointError
+        yield AudioFrame(f"**Error:** {exc}")
+
+
 def _progress(done: int, beats: int, seconds: float, elapsed: float) -> str:
     return (f"Beat {done}/{beats}: {seconds:.1f} s of audio in {elapsed:.1f} s "
             f"({seconds / max(elapsed, 1e-6):.1f}x real time) ...")
@@ -137,8 +152,3 @@ def _progress(done: int, beats: int, seconds: float, elapsed: float) -> str:
 def _pcm(rate: int, samples: np.ndarray) -> tuple[int, np.ndarray]:
     """What the page's player takes: 16-bit samples (gradio would convert floats itself, with a warning)."""
     return rate, (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
-
-
-def refused(exc: ComagenError) -> AudioFrame:
-    """A bad prompt, file or setting as the tab's one line."""
-    return AudioFrame(f"**Error:** {exc}")

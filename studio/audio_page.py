@@ -47,7 +47,8 @@ def wire_audio(ctl: dict[str, gr.components.Component], compose: list[gr.compone
             return (bundle, *resolve_prompt(bundle, midi, gallery, choice, keep))
 
         for frame in audio_tab.tab_stream(wav, bpm, beats, seed, prompt):
-            yield {status: frame.status, audio: frame.audio, figure: frame.spectrogram, download: frame.wav}
+            yield {status: frame.status, audio: frame.audio, figure: frame.spectrogram,
+                   download: str(frame.wav) if frame.wav else None}
 
     ctl["button"].click(run, [*compose, ctl["wav"], ctl["bpm"], ctl["beats"], ctl["seed"]],
                         [status, audio, figure, download], api_name="audio_continue", concurrency_id="model")

@@ -68,6 +68,7 @@ class Page:
     play: dict[str, gr.components.Component]
     infill: dict[str, gr.components.Component] = dc_field(default_factory=dict)
     audio: dict[str, gr.components.Component] = dc_field(default_factory=dict)
+    leans: gr.Accordion | None = None  # "keep to the prompt": hidden for a model that reads none of it
 
     def windows(self) -> list:
         return [c for name, c in self.controls.items() if name.startswith("window_")]
@@ -101,7 +102,8 @@ def layout(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, stu
                 with gr.Column():
                     gr.Markdown("### Controls")
                     controls = settings_controls(bundle, "main", limits)
-                    with gr.Accordion("keep to the prompt: dynamics, pace, temperature per decision", open=False):
+                    with gr.Accordion("keep to the prompt: dynamics, pace, temperature per decision",
+                                      open=False) as leans:
                         controls.update(settings_controls(bundle, "leans", limits))
                     with gr.Accordion("composer, attention windows, form", open=False):
                         controls.update(settings_controls(bundle, "more", limits))
@@ -114,7 +116,7 @@ def layout(checkpoints: studio.Checkpoints, default: str, gallery: dict[str, stu
     results = result_tabs(chosen)
     infill = infill_controls()
     return Page(model_info, gr.State([]), chosen, checkpoint, prompt_choice, upload, keep, prompt_note, prompt_roll,
-                controls, buttons, status, gr.Markdown(elem_id="stats"), results, play, infill, audio)
+                controls, buttons, status, gr.Markdown(elem_id="stats"), results, play, infill, audio, leans)
 
 
 def play_tab() -> dict[str, gr.components.Component]:
@@ -235,17 +237,19 @@ def wire_prompt(demo: gr.Blocks, page: Page, checkpoints: studio.Checkpoints,
     def switch(name: str) -> dict:
         """Load another checkpoint: its composers, window sliders and tuned sampling defaults; the
         history is cleared. Composer and guidance are hidden for a model without composers (the
-        piano-roll model), as window sliders are beyond a model's scales."""
+        piano-roll model), as window sliders are beyond a model's scales, and the sampling controls it
+        does not read (min-p, the leans: `studio.hidden_settings`)."""
         try:
             b = checkpoints.get(name)
-            tuned = bundle_settings(b)
+            tuned, hidden = bundle_settings(b), studio.hidden_settings(b)
         except ComagenError as exc:
             return {page.model_info: f"**Error:** {exc}"}
         return {page.model_info: studio.describe_checkpoint(b), page.history: [],
                 page.controls["composer"]: gr.Dropdown(choices=b.composers.names, value=NO_COMPOSER,
                                                        visible=len(b.composers) > 1),
                 page.controls["guidance"]: gr.Slider(visible=len(b.composers) > 1),
-                **{page.controls[k]: gr.Slider(value=getattr(tuned, k)) for k in TUNED},
+                **{page.controls[k]: gr.Slider(value=getattr(tuned, k), visible=k not in hidden) for k in TUNED},
+                page.leans: gr.Accordion(visible=not hidden),
                 **{w: gr.Slider(**s) for w, s in zip(page.windows(), studio.window_sliders(b), strict=True)}}
 
     preview_io = dict(inputs=[page.checkpoint, page.prompt_choice, upload, page.keep], outputs=[note, upload, roll])
@@ -254,6 +258,7 @@ def wire_prompt(demo: gr.Blocks, page: Page, checkpoints: studio.Checkpoints,
     page.keep.release(preview, **preview_io, api_name=False)
     page.checkpoint.change(switch, page.checkpoint,
                            [page.model_info, page.history, page.controls["composer"], page.controls["guidance"],
+                            page.leans,
                             *page.windows(),
                             *(page.controls[k] for k in TUNED)], api_name=False)
     demo.load(preview, **preview_io, api_name=False)

@@ -17,6 +17,7 @@ from studio.catalog import (
     env_checkpoint_folders,
     env_settings,
     find_checkpoints,
+    hidden_settings,
     maestro_prompts,
     window_sliders,
 )
@@ -51,7 +52,8 @@ __all__ = [
     "NOTHING", "OUT_MAX_AGE", "OUT_ROOT", "PROMPTS_DIR", "PROMPT_MAX_SECONDS", "TEXT_TAIL", "TOKEN_CAP",
     "UPLOAD_MAX_BYTES", "AppLimits", "Checkpoints", "GalleryItem", "Registry", "Take", "app_request",
     "build_gallery", "clean_out_dir", "continue_prompt", "describe_checkpoint", "env_checkpoint_folders",
-    "env_settings", "find_checkpoints", "live_piece_roll", "live_roll", "live_view_from_env", "maestro_prompts",
+    "env_settings", "find_checkpoints",
+    "hidden_settings", "live_piece_roll", "live_roll", "live_view_from_env", "maestro_prompts",
     "out_max_age_from_env", "played_take",
     "render_take", "resolve_prompt", "start_cleaner", "stats_markdown", "stream", "token_text", "window_sliders",
 ]

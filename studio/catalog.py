@@ -16,6 +16,7 @@ from pathlib import Path
 from comagen.bundle.checkpoint import FILES, Bundle, load_bundle
 from comagen.bundle.pianoroll import FrameBundle, frame_bundle, is_pianoroll_bundle
 from comagen.errors import CheckpointError, ComagenError
+from comagen.generation.settings import TUNED
 from comagen.training.data import load_index
 from studio.assets import CHECKPOINTS_DIR, PROMPTS_DIR
 from studio.limits import MAX_SCALES, scales_of
@@ -98,6 +99,17 @@ class Checkpoints:
                 folder = self.folders[name]
                 self._loaded[name] = frame_bundle(folder) if is_pianoroll_bundle(folder) else load_bundle(folder)
             return self._loaded[name]
+
+
+FRAME_READS = ("temperature", "top_k", "top_p")  # the tuned settings a piano-roll model reads (`FrameSession`)
+
+
+def hidden_settings(bundle: Bundle) -> frozenset[str]:
+    """The tuned sampling settings whose controls mean nothing for `bundle` and are hidden for it: for
+    the piano-roll model min-p and the leans (keep to the prompt), which act on tokens."""
+    if isinstance(bundle, FrameBundle):
+        return frozenset(TUNED) - set(FRAME_READS)
+    return frozenset()
 
 
 def needs_tokens(bundle: Bundle, what: str) -> None:

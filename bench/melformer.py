@@ -1,9 +1,9 @@
-"""Melformer (#25): what the audio codec and its transformer cost and reach, on validation renders.
+"""Melformer (#25): what the audio codec and its transformer cost and reach, on validation (or test) renders.
 
     python bench/melformer.py --beats DIR [--checkpoint DIR] [--section input|recon|stream|all]
-        [--files 5] [--seconds 32] [--json]
+        [--files 5] [--seconds 32] [--split validation|test] [--json]
 
-DIR holds beat-aligned renders (training/render_audio.py); its validation/ files are read.
+DIR holds beat-aligned renders (training/render_audio.py); its validation/ (or test/, reported once) files are read.
 - input: why the codec reads the waveform. A spectrogram codec needs its phase back: Griffin-Lim
   (32 iterations) on the *true* magnitudes is its ceiling; its CPU time per beat against the beat's
   0.5 s, beside the waveform decoder's.
@@ -40,8 +40,8 @@ SPB = 4000  # the codec's rate: 8 kHz at 120 bpm
 GL_FFT = 512
 
 
-def clips(folder: Path, files: int, beats: int) -> list[torch.Tensor]:
-    return [torch.from_numpy(load_stream(f, SPB)[: beats * SPB]) for f in beat_files(folder, "validation", files)]
+def clips(folder: Path, files: int, beats: int, split: str = "validation") -> list[torch.Tensor]:
+    return [torch.from_numpy(load_stream(f, SPB)[: beats * SPB]) for f in beat_files(folder, split, files)]
 
 
 def griffin_lim(mag: torch.Tensor, length: int, iters: int = 32) -> torch.Tensor:
@@ -162,14 +162,16 @@ def main() -> None:
     parser.add_argument("--section", choices=("input", "recon", "stream", "all"), default="all")
     parser.add_argument("--files", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=32.0)
+    parser.add_argument("--split", choices=("validation", "test"), default="validation",
+                        help="test: render it with render_audio.py --split test; report it once")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    waves = clips(args.beats, args.files, int(args.seconds * 2))
+    waves = clips(args.beats, args.files, int(args.seconds * 2), args.split)
     models = load_audio_bundle(args.checkpoint).models if args.checkpoint else {}
     codec = models.get("codec")
-    meta = {"files": len(waves), "seconds_each": args.seconds, "split": "validation", "threads": 1}
+    meta = {"files": len(waves), "seconds_each": args.seconds, "split": args.split, "threads": 1}
     tables = {}
     if args.section in ("input", "all"):
         tables["input"] = ("Codec input: waveform or spectrogram", input_rows(waves, codec))

@@ -1,7 +1,7 @@
 """Melformer (#25): what the audio codec and its transformer cost and reach, on validation (or test) renders.
 
-    python bench/melformer.py --beats DIR [--checkpoint DIR] [--section input|recon|stream|all]
-        [--files 5] [--seconds 32] [--split validation|test] [--json]
+    python bench/melformer.py --beats DIR [--checkpoint DIR] [--section input|recon|stream|bits|all]
+        [--files 5] [--seconds 32] [--split validation|test] [--train-beats TRAIN_DIR] [--json]
 
 DIR holds beat-aligned renders (training/render_audio.py); its validation/ (or test/, reported once) files are read.
 - input: why the codec reads the waveform. A spectrogram codec needs its phase back: Griffin-Lim
@@ -12,6 +12,7 @@ DIR holds beat-aligned renders (training/render_audio.py); its validation/ (or t
 - stream: the continuation's speed on one thread: a beat sampled and decoded against the beat's length,
   and each clip's first 16 beats continued for 16: key consistency (correlation of mean chroma with the
   prompt's) and loudness difference, beside the real next beats (ceiling) and another piece (floor).
+- bits (with --train-beats): the melformer's bits per beat beside a unigram and a bigram over the same codes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from comagen.training.vqvae_run import reconstruct, snr_db
 
 SPB = 4000  # the codec's rate: 8 kHz at 120 bpm
 GL_FFT = 512
+EVAL_CODES = 2048  # codes scored per render, as training/configs/melformer.json's eval_max_tokens
 
 
 def clips(folder: Path, files: int, beats: int, split: str = "validation") -> list[torch.Tensor]:
@@ -155,11 +157,31 @@ def continuation_rows(waves: list[torch.Tensor], models: dict, beats: int = 16) 
              "loudness_diff_db": round(float(np.mean([d for _, d in v])), 2)} for name, v in found.items()]
 
 
+def bits_rows(folder: Path, split: str, files: int, train_folder: Path, models: dict) -> list[dict]:
+    """The melformer's bits per beat on `files` renders of `split` (picked and cut as the run scores validation)
+    beside an add-one unigram and bigram fitted on the codes of its train renders (`train_folder`)."""
+    from comagen.training.melformer_run import code_bits, encode_files, ngram_bits
+
+    codec, melformer, cpu = models["codec"], models["melformer"], torch.device("cpu")
+    found = beat_files(folder, split)
+    picks = np.linspace(0, len(found) - 1, min(files, len(found))).astype(int)
+    scored = [c[:EVAL_CODES] for c in encode_files(codec, [found[i] for i in picks], cpu)]
+    train = encode_files(codec, beat_files(train_folder, "train"), cpu)
+    per_beat, size = codec.codes_per_beat, codec.cfg.codebook_size
+    rows = [{"model": name, "bits_per_beat": round(ngram_bits(train, scored, size, order) * per_beat, 2)}
+            for name, order in (("unigram", 1), ("bigram", 2))]
+    with torch.no_grad():
+        bits = code_bits(melformer, scored, melformer.cfg.max_seq_len, cpu) * per_beat
+    return [*rows, {"model": "melformer", "bits_per_beat": round(bits, 2)}]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--beats", type=Path, required=True, help="beat-aligned renders (training/render_audio.py)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="an audio bundle (codec, or codec + melformer)")
-    parser.add_argument("--section", choices=("input", "recon", "stream", "all"), default="all")
+    parser.add_argument("--section", choices=("input", "recon", "stream", "bits", "all"), default="all")
+    parser.add_argument("--train-beats", type=Path, default=None,
+                        help="bits: the melformer's train renders, for the n-grams (DIR/train)")
     parser.add_argument("--files", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=32.0)
     parser.add_argument("--split", choices=("validation", "test"), default="validation",
@@ -181,6 +203,9 @@ def main() -> None:
         tables["stream"] = ("Audio continuation speed (one thread)", stream_rows(waves, models))
         tables["continuation"] = ("Continuation against the prompt (16 beats after 16)",
                                   continuation_rows(waves, models))
+    if "melformer" in models and args.train_beats and args.section in ("bits", "all"):
+        tables["bits"] = (f"Bits per beat on {args.split} (first {EVAL_CODES} codes of each render)",
+                          bits_rows(args.beats, args.split, args.files, args.train_beats, models))
     for title, rows in tables.values():
         emit(title, rows, {}, as_json=False)
     print(" ".join(f"{k}: {v}" for k, v in meta.items()))

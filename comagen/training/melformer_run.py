@@ -40,6 +40,19 @@ def ngram_bits(train: list[np.ndarray], test: list[np.ndarray], size: int, order
     return float(np.mean(np.concatenate([-np.log2(probs[s[:-1], s[1:]]) for s in test])))
 
 
+def code_bits(model: torch.nn.Module, streams: list[np.ndarray], seq_len: int, device: torch.device) -> float:
+    """The melformer's bits per code over each stream of codes, in windows of `seq_len` codes."""
+    total, count = 0.0, 0
+    for codes in streams:
+        seq = torch.from_numpy(codes.astype(np.int64)).to(device)
+        for start in range(0, len(seq) - 1, seq_len):
+            window = seq[start:start + seq_len + 1][None]
+            logits = model(window[:, :-1], torch.zeros(1, dtype=torch.long, device=device))
+            total += float(F.cross_entropy(logits[0], window[0, 1:], reduction="sum"))
+            count += window.shape[1] - 1
+    return total / count / math.log(2)
+
+
 class MelformerRun(AudioRun):
     measure = "bits_per_beat"
     trained = "melformer"
@@ -75,15 +88,8 @@ class MelformerRun(AudioRun):
 
     def _evaluate(self) -> dict[str, float]:
         """Bits per beat over each validation render in windows of seq_len codes."""
-        total, count, n = 0.0, 0, self.cfg.seq_len
-        for codes in self.validation:
-            seq = torch.from_numpy(codes.astype(np.int64)).to(self.device)
-            for start in range(0, len(seq) - 1, n):
-                window = seq[start:start + n + 1][None]
-                logits = self.model(window[:, :-1], torch.zeros(1, dtype=torch.long, device=self.device))
-                total += float(F.cross_entropy(logits[0], window[0, 1:], reduction="sum"))
-                count += window.shape[1] - 1
-        return {"bits_per_beat": total / count / math.log(2) * self.per_beat}
+        return {"bits_per_beat": code_bits(self.model, self.validation, self.cfg.seq_len, self.device)
+                * self.per_beat}
 
     def models(self) -> dict[str, torch.nn.Module]:
         return {"codec": self.codec, "melformer": self.model}

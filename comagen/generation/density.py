@@ -25,6 +25,7 @@ from comagen.music.grammar import AFTER_BAR, AFTER_DURATION, GrammarState, RemiG
 HALF_LIFE_NOTES = 128
 SMOOTHING = 0.2  # per bin: a pace never heard in the prompt stays possible
 MAX_GAP_BARS = 4  # gaps beyond this many bars count as the longest
+TIMING_STATES = (AFTER_DURATION, AFTER_BAR)  # the grammar states whose decision is when the next note comes
 
 
 def gap_edges(positions_per_bar: int) -> list[int]:
@@ -97,7 +98,7 @@ class DensityPrior:
     def apply(self, logits: np.ndarray, allowed: np.ndarray, states: list[GrammarState]) -> None:
         """Lean each row's timing decision [B, V] toward its gaps, in place."""
         for row, state in enumerate(states):
-            if state.state in (AFTER_DURATION, AFTER_BAR) and self.last[row] is not None:
+            if state.state in TIMING_STATES and self.last[row] is not None:
                 group, ok = logits[row, self.ids], allowed[row, self.ids]
                 if ok.any():  # else only the end may come: nothing to lean
                     lean = self._toward(row, state, group, ok)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from comagen.generation.density import DensityPrior
+from comagen.generation.density import TIMING_STATES, DensityPrior
 from comagen.generation.dynamics import DynamicsPrior
 from comagen.generation.keyprior import KeyPrior, lean_pitches, span_of
 from comagen.generation.register import RegisterPrior
@@ -60,12 +60,18 @@ class Leans:
     def apply(self, logits: torch.Tensor, allowed: torch.Tensor, states: list[GrammarState]) -> torch.Tensor:
         """The leaned logits [B, V] for rows at grammar `states` (the pitch leans only on steps where a
         pitch may come: most steps decide a velocity, a duration or a position, and cost nothing)."""
+        kinds = {s.state for s in states}
+        pitch = (self.key or self.register) and not kinds.isdisjoint(PITCH_STATES)
+        dynamics = self.dynamics and AFTER_PITCH in kinds
+        density = self.density and not kinds.isdisjoint(TIMING_STATES)
+        if not (pitch or dynamics or density):
+            return logits  # a duration, or a velocity with no dynamics lean: nothing to do, no copy
         out, ok = logits.float().numpy().copy(), allowed.numpy()
-        if (self.key or self.register) and any(s.state in PITCH_STATES for s in states):
+        if pitch:
             lean_pitches(out, ok, self.pitch_span, *self._pitch_lean())
-        if self.dynamics:
+        if dynamics:
             self.dynamics.apply(out, states)
-        if self.density:
+        if density:
             self.density.apply(out, ok, states)
         return torch.from_numpy(out)
 

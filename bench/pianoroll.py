@@ -8,13 +8,15 @@ streaming speed through the whole generation loop (sampling included) at batch 1
 - continuation: the continuation benchmark (`comagen.training.continuation`, as `bench/continuation.py`
   runs it for the token models: 4 bars in, 12 out, --pieces pieces of --split, --variations each)
   with the bundle's tuned sampling, beside the pianist's own next bars (ceiling) and another
-  piece's (floor), each statistic's closeness between them.
+  piece's (floor), each statistic's closeness between them. Each --row is one setting over the
+  tuned ones: sampling (temperature, top_k, top_p) and how frames become notes (velocity=draw|median,
+  timing=draw|grid: `FrameDecoding`), e.g. --row velocity=median,timing=grid --row top_k=8.
 - speed: frames per second and x real time at 1 thread over consecutive stretches of one 4,096-frame
   stream (past the 1,024-frame memory the state slides; the cost per frame should stay flat), wall
   and process-CPU time side by side (CPU time is what a busy shared machine does not inflate).
 
     python bench/pianoroll.py --checkpoint assets/checkpoints/pianoroll [--split test]
-        [--sections nll,continuation,speed] [--json]
+        [--sections nll,continuation,speed] [--row NAME=VALUE,...] [--json]
 """
 
 from __future__ import annotations
@@ -26,16 +28,18 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/ (
 
 import argparse
 import time
+from dataclasses import fields, replace
 
 import numpy as np
 import torch
 
 from bench.continuation import mean_of, scored
 from comagen.bundle.pianoroll import FrameBundle, frame_bundle
-from comagen.generation.frame_session import FrameSession
+from comagen.errors import ConfigError
+from comagen.generation.frame_session import FrameDecoding, FrameSession
 from comagen.generation.pianoroll import FrameSampling, generate_frames
 from comagen.generation.request import Request
-from comagen.generation.settings import bundle_settings
+from comagen.generation.settings import TUNED, bundle_settings
 from comagen.music.midi import SECONDS_PER_BAR
 from comagen.report import add_data_options, emit
 from comagen.training.continuation import CONTINUATION_BARS, Notes, compare, excerpt, pooled_overlap
@@ -64,7 +68,7 @@ def nll_rows(bundle: FrameBundle, data: Path, split: str, files: int, max_frames
 
 
 def continuation_rows(bundle: FrameBundle, data: Path, cache: Path, split: str, pieces: int, variations: int,
-                      seed: int) -> list[dict]:
+                      seed: int, rows_: list[str]) -> list[dict]:
     everything = sorted(select_split(load_index(data), split), key=lambda p: p.key)
     tokenized = load_tokenized(spread(everything, 2 * pieces), bundle.tokenizer, cache, progress=False)
     items = [e for e in (excerpt(t, bundle.tokenizer) for t in tokenized) if e][:pieces]
@@ -75,19 +79,34 @@ def continuation_rows(bundle: FrameBundle, data: Path, cache: Path, split: str, 
     rows = [scored("real next 12 bars (ceiling)", ceiling, ceiling, floor) | {
                 "pooled": pooled_overlap(reals[:half], reals[half:])["mean"]},
             scored("another piece (floor)", floor, ceiling, floor) | {"pooled": float("nan")}]
+    for row in rows_ or [""]:
+        stats, ours = _continued(bundle, items, prompts, row, variations, seed)
+        rows.append(scored(f"{bundle.name} ({row or 'its sampling.json'})", stats, ceiling, floor) | {
+            "pooled": pooled_overlap(ours, reals)["mean"]})
+    return rows
+
+
+def _continued(bundle: FrameBundle, items: list, prompts: list[Notes], row: str, variations: int,
+               seed: int) -> tuple[dict, list[Notes]]:
+    """Mean statistics against the prompts and all continuations of one --row setting."""
+    over = dict(part.split("=", 1) for part in row.split(",") if part)
+    decode = {f.name for f in fields(FrameDecoding)}
+    unknown = sorted(set(over) - decode - set(TUNED))
+    if unknown:
+        raise ConfigError(f"--row: {', '.join(unknown)} is neither a sampling setting nor velocity/timing")
+    settings = replace(bundle_settings(bundle), **{k: float(v) for k, v in over.items() if k not in decode})
+    decoding = FrameDecoding(**{k: v for k, v in over.items() if k in decode})
     seconds = CONTINUATION_BARS * SECONDS_PER_BAR
-    request = Request(max_tokens=150 * int(seconds), seconds=seconds, sampling=bundle_settings(bundle).sampling(),
-                      seed=seed, variations=variations)
+    request = Request(max_tokens=150 * int(seconds), seconds=seconds, sampling=settings.sampling(), seed=seed,
+                      variations=variations)
     ours = []
     for item in items:
-        session = FrameSession(bundle, item.prompt(bundle.tokenizer), request)
+        session = FrameSession(bundle, item.prompt(bundle.tokenizer), request, decoding)
         for _ in session:
             pass
         ours.append([Notes.from_score(session.score(r), session.prompt.seconds, seconds) for r in range(variations)])
     stats = mean_of([compare(p, n) for p, rows_ in zip(prompts, ours, strict=True) for n in rows_])
-    rows.append(scored(f"{bundle.name} (its sampling.json)", stats, ceiling, floor) | {
-        "pooled": pooled_overlap([n for rows_ in ours for n in rows_], reals)["mean"]})
-    return rows
+    return stats, [n for rows_ in ours for n in rows_]
 
 
 def speed_rows(bundle: FrameBundle, total: int, stretch: int, seed: int) -> list[dict]:
@@ -118,6 +137,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pieces", type=int, default=32, help="continuation: pieces of --split")
     parser.add_argument("--variations", type=int, default=2, help="continuation: continuations per prompt")
+    parser.add_argument("--row", action="append", default=[], help="continuation: one setting, e.g. top_k=8,"
+                        "velocity=median (sampling fields, velocity=draw|median, timing=draw|grid)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     bundle = frame_bundle(args.checkpoint)
@@ -129,7 +150,7 @@ def main() -> None:
     if "continuation" in sections:
         emit(f"continuation bench: {bundle.name}, {args.split}, 4 bars in, {CONTINUATION_BARS} bars out, "
              f"seed {args.seed}", continuation_rows(bundle, args.data, args.cache, args.split, args.pieces,
-                                                    args.variations, args.seed),
+                                                    args.variations, args.seed, args.row),
              {"split": args.split, "pieces": args.pieces, "seed": args.seed}, as_json=args.json)
     if "speed" in sections:
         emit("streaming speed, batch 1, 1 thread, whole generation loop",

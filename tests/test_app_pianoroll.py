@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import symusic
 import torch
@@ -13,6 +14,7 @@ import torch
 import studio
 from comagen.bundle.pianoroll import FrameBundle, save_pianoroll
 from comagen.errors import ComagenError
+from comagen.generation.frame_session import FrameSession
 from comagen.generation.settings import Settings
 from comagen.model import ModelConfig, build_model
 from comagen.music.frames import FrameSettings
@@ -93,3 +95,42 @@ def test_infill_and_duet_are_refused_in_one_line(bundle: FrameBundle, gallery: d
         infill_take(bundle, [take], 0, 0, 2, 1, Settings())
     with pytest.raises(ComagenError, match="duet needs a token model"):
         needs_tokens(bundle, "The duet")
+
+
+def test_controls_it_does_not_read_are_hidden_when_it_is_picked(folder: Path, bundle: FrameBundle,
+                                                                  gallery: dict) -> None:
+    import app  # gradio's page; no browser: the checkpoint menu's own handler is called
+
+    hidden = studio.hidden_settings(bundle)
+    assert {"min_p", "key_strength", "dynamics_strength", "density_strength", "pitch_temperature"} <= hidden
+    assert not hidden & {"temperature", "top_k", "top_p"}  # what FrameSession reads stays
+    shipped = studio.find_checkpoints()
+    token_name = next(n for n, f in shipped.items() if (f / "tokenizer.json").is_file())
+    checkpoints = studio.Checkpoints({"pianoroll": folder, token_name: shipped[token_name]})
+    assert studio.hidden_settings(checkpoints.get(token_name)) == frozenset()
+    demo = app.build_demo(checkpoints, token_name, gallery)
+    switch = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "switch")
+    for name, visible in (("pianoroll", False), (token_name, True)):
+        updates = switch(name)  # component -> its update (a component carrying the new visibility)
+        assert next(u for c, u in updates.items() if type(c).__name__ == "Accordion").visible is visible
+        leans = [u for c, u in updates.items()
+                 if "strength" in str(getattr(c, "label", "")) or "factor" in str(getattr(c, "label", ""))]
+        assert len(leans) == 8 and all(u.visible is visible for u in leans)
+        kept = [u for c, u in updates.items() if str(getattr(c, "label", "")).startswith(("temperature", "top-"))]
+        assert len(kept) == 3 and all(u.visible is True for u in kept)
+
+
+def test_new_notes_take_the_prompts_velocities_and_a_held_key_goes_on(bundle: FrameBundle, gallery: dict) -> None:
+    prompt, _ = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
+    session = FrameSession(bundle, prompt, studio.app_request(bundle, Settings(seconds=2), False))
+    session.prompt_frames[-1, 50] = 1  # the prompt holds key 50 across its last bar line
+    frame = np.zeros((1, 128), dtype=np.float32)
+    frame[0, [50, 60, 64, 67]] = 1
+    session.made = [frame] * 4 + [np.zeros((1, 128), dtype=np.float32)] * 4
+    first = session.score(0, with_prompt=False).tracks[0].notes.numpy()
+    prompt_velocities = set(bundle.tokenizer.decode_ids(prompt.ids).tracks[0].notes.numpy()["velocity"].tolist())
+    assert set(first["velocity"].tolist()) <= prompt_velocities  # drawn from the prompt's, not one value
+    assert sorted(first["pitch"].tolist()) == [60, 64, 67]  # key 50 goes on from the prompt: not struck again
+    session.made = session.made + [frame] * 2  # the take grows: the notes made so far keep their draws
+    again = session.score(0, with_prompt=False).tracks[0].notes.numpy()
+    assert again["velocity"][:len(first["velocity"])].tolist() == first["velocity"].tolist()

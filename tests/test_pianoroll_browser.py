@@ -1,5 +1,6 @@
 """The shipped piano-roll model in a real browser, on the app server the other browser tests share:
-picked from the model menu, its composer control hidden, it generates a piece that plays and downloads."""
+picked from the model menu, its composer, min-p and leans controls hidden, it generates a piece that
+plays and downloads."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ def test_the_pianoroll_bundle_generates_in_the_browser(shipped_app: str, tmp_pat
         page.get_by_text("composer, attention windows, form").click()
         page.get_by_label("musical form").wait_for(timeout=10_000)
         assert page.get_by_label("composer (a MAESTRO name, e.g. Chopin)").is_hidden()
+        assert page.get_by_label("min-p (0 = off)").is_hidden()  # it reads temperature, top-k and top-p only
+        assert page.get_by_text("keep to the prompt: dynamics").is_hidden()  # the leans' accordion
         pick_gallery_prompt(page)
         set_number(page, "length (seconds of new music)", 5)
         page.click("#generate")

@@ -11,8 +11,6 @@ Written into a temporary sibling that takes the old folder's place in one swap, 
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from comagen.bundle.checkpoint import _inside_bundle, _read_json, _replace_folder, staging_folder
+from comagen.bundle.checkpoint import _inside_bundle, _read_json, staged_bundle, write_bundle_files
 from comagen.errors import CheckpointError, ComagenError
 from comagen.model import ModelConfig, build_model
 
@@ -38,20 +36,11 @@ def save_audio_bundle(path: str | Path, models: dict[str, torch.nn.Module], *, s
                       train_config: dict[str, Any] | None = None) -> Path:
     """Write the bundle atomically; CheckpointError when it cannot."""
     path = Path(path)
-    tmp = staging_folder(path)
-    try:
-        config = {"models": {name: m.cfg.to_dict() for name, m in models.items()}, "train": train_config or {},
-                  "summary": summary}
-        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+    with staged_bundle(path) as tmp:
+        write_bundle_files(tmp, {"models": {name: m.cfg.to_dict() for name, m in models.items()},
+                                 "train": train_config or {}, "summary": summary}, card, trainer_state)
         for name, model in models.items():
             save_model(model, str(tmp / f"{name}.safetensors"))
-        (tmp / "MODEL_CARD.md").write_text(card)
-        if trainer_state is not None:
-            torch.save(trainer_state, tmp / "trainer.pt")
-        _replace_folder(tmp, path)
-    except (OSError, SafetensorError, RuntimeError) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"cannot write checkpoint {path}: {getattr(exc, 'strerror', None) or exc}") from None
     return path
 
 

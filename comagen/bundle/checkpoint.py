@@ -21,6 +21,8 @@ import json
 import math
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,16 +87,35 @@ def save_bundle(
     disk, an unwritable folder) raises `CheckpointError` and leaves the previous bundle as it was.
     """
     path = Path(path)
+    with staged_bundle(path) as tmp:
+        _write_files(tmp, model, tokenizer, composers, summary, card, trainer_state, train_config, dtype)
+    return path
+
+
+@contextmanager
+def staged_bundle(path: Path) -> Iterator[Path]:
+    """A staging folder for a bundle's files, which takes the bundle's place in one step when the block
+    ends; a write that fails (a full disk, an unwritable folder) removes it and raises one
+    CheckpointError line, the previous bundle left as it was. Every bundle writer goes through here."""
     tmp = staging_folder(path)
     try:
-        _write_files(tmp, model, tokenizer, composers, summary, card, trainer_state, train_config, dtype)
+        yield tmp
         _replace_folder(tmp, path)
     except (OSError, SafetensorError, RuntimeError) as exc:  # the last two: safetensors' and torch.save's I/O errors
         shutil.rmtree(tmp, ignore_errors=True)
         kept = " (the previous checkpoint is kept)" if path.is_dir() else ""
         reason = getattr(exc, "strerror", None) or _short(exc)
         raise CheckpointError(f"cannot write checkpoint {path}: {reason}{kept}") from None
-    return path
+
+
+def write_bundle_files(tmp: Path, config: dict[str, Any], card: str | None,
+                       trainer_state: dict[str, Any] | None) -> None:
+    """The files every bundle has beside its weights: config.json, the model card, the trainer state."""
+    (tmp / "config.json").write_text(json.dumps(config, indent=1))
+    if card is not None:
+        (tmp / "MODEL_CARD.md").write_text(card)
+    if trainer_state is not None:
+        torch.save(trainer_state, tmp / "trainer.pt")
 
 
 def _write_files(tmp: Path, model: Decoder, tokenizer: PianoTokenizer, composers: Composers,
@@ -106,17 +127,13 @@ def _write_files(tmp: Path, model: Decoder, tokenizer: PianoTokenizer, composers
         "train": train_config or {},
         "summary": summary or {},
     }
-    (tmp / "config.json").write_text(json.dumps(config, indent=1))
+    write_bundle_files(tmp, config, card, trainer_state)
     tokenizer.save(tmp / "tokenizer.json")
     composers.save(tmp / "composers.json")
     plain = _unwrap(model)
     if dtype != torch.float32:  # a copy, so training goes on in full precision
         plain = copy.deepcopy(plain).to(dtype)
     save_model(plain, str(tmp / "model.safetensors"))
-    if card is not None:
-        (tmp / "MODEL_CARD.md").write_text(card)
-    if trainer_state is not None:
-        torch.save(trainer_state, tmp / "trainer.pt")
 
 
 def _replace_folder(new: Path, path: Path) -> None:

@@ -16,7 +16,6 @@ bundle this process just wrote.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,9 @@ from comagen.bundle.checkpoint import (
     _check_shapes,
     _inside_bundle,
     _read_json,
-    _replace_folder,
     read_sampling,
-    staging_folder,
+    staged_bundle,
+    write_bundle_files,
 )
 from comagen.bundle.composers import Composers
 from comagen.errors import CheckpointError, ComagenError
@@ -87,22 +86,13 @@ def save_pianoroll(path: str | Path, model: PianoRoll, frames: FrameSettings, *,
                    train_config: dict[str, Any] | None = None) -> Path:
     """Write the bundle (TorchScript copy included) atomically; CheckpointError when it cannot."""
     path = Path(path)
-    tmp = staging_folder(path)
-    try:
-        config = {"model": model.cfg.to_dict(), "frames": asdict(frames), "train": train_config or {},
-                  "summary": summary}
-        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+    with staged_bundle(path) as tmp:
+        write_bundle_files(tmp, {"model": model.cfg.to_dict(), "frames": asdict(frames), "train": train_config or {},
+                                 "summary": summary}, card, trainer_state)
         save_model(model, str(tmp / "model.safetensors"))
         was_training = model.training
         torch.jit.save(trace(model), str(tmp / TORCHSCRIPT))
         model.train(was_training)
-        (tmp / "MODEL_CARD.md").write_text(card)
-        if trainer_state is not None:
-            torch.save(trainer_state, tmp / "trainer.pt")
-        _replace_folder(tmp, path)
-    except (OSError, SafetensorError, RuntimeError) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"cannot write checkpoint {path}: {getattr(exc, 'strerror', None) or exc}") from None
     return path
 
 

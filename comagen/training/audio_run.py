@@ -172,11 +172,8 @@ class AudioRun:
         self.t_start = time.perf_counter()
         self.model.train()
         while self.step < cfg.max_steps:
-            if bar.deadline and time.monotonic() > bar.deadline:
-                stopped = "max_minutes"
-                break
-            if cfg.stop_after and self.step - first_step >= cfg.stop_after:
-                stopped = "stop_after"
+            if limit := bar.limit_reached(self.step - first_step, cfg.stop_after):
+                stopped = limit
                 break
             loss = self._train_step()
             bar.step_done(self.step)

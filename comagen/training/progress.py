@@ -32,6 +32,15 @@ class TrainingBar(tqdm):
         self.started = time.monotonic()
         self.deadline = self.started + budget_minutes * 60 if budget_minutes else None  # the run's own clock
 
+    def limit_reached(self, steps_done: int, stop_after: int) -> str:
+        """Why the run ends before its next step ("" to go on): the time budget, or `stop_after` steps
+        done in this invocation."""
+        if self.deadline and time.monotonic() > self.deadline:
+            return "max_minutes"
+        if stop_after and steps_done >= stop_after:
+            return "stop_after"
+        return ""
+
     def step_done(self, step: int) -> None:
         """Count a finished step (the run is now at `step`) and re-aim the total at the budget's end."""
         if self.deadline is not None:

@@ -237,14 +237,6 @@ class Run:
         bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{rate:,.0f}")
 
     # ---- the loop
-    def _limit_reached(self, first_step: int, deadline: float | None) -> str:
-        """Why this invocation ends before the next step ("" to go on)."""
-        if deadline and time.monotonic() > deadline:
-            return "max_minutes"
-        if self.cfg.stop_after and self.step - first_step >= self.cfg.stop_after:
-            return "stop_after"
-        return ""
-
     def loop(self) -> TrainResult:
         """Steps until max_steps, the time limit, stop_after or early stopping; evaluates and saves."""
         cfg = self.cfg
@@ -254,7 +246,7 @@ class Run:
         batches = micro_batches(self.dataset, cfg, self.rank, self.world, self.step, self.device)
         self.model.train()
         while self.step < cfg.max_steps:
-            if limit := self._limit_reached(first_step, bar.deadline):
+            if limit := bar.limit_reached(self.step - first_step, cfg.stop_after):
                 stopped = limit
                 break
             loss_sum, grad_norm = self._train_step(batches, autocast)

@@ -22,7 +22,7 @@ from comagen.errors import ComagenError
 from studio.assets import APP_ROOT
 from studio.catalog import find_checkpoints
 
-LFS_PATTERNS = ("*.safetensors", "*.onnx", "*.png", "*.mid", "*.midi", "*.sf2")
+LFS_PATTERNS = ("*.safetensors", "*.onnx", "*.ts", "*.png", "*.mid", "*.midi", "*.sf2")
 LFS_ATTRIBUTES = "filter=lfs diff=lfs merge=lfs -text"
 HUB_MAX_PLAIN_BYTES = 10 * 2**20  # larger files must be LFS-stored whatever their content
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"

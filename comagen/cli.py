@@ -220,27 +220,37 @@ def is_pianoroll(checkpoint: Path) -> bool:
 
 
 def _generate_pianoroll(args: argparse.Namespace) -> dict:
-    """generate with a piano-roll bundle: frames sampled with the same --seconds, --temperature,
-    --top-k, --top-p, --seed, --form and --section-bars (see comagen.generation.pianoroll)."""
-    from comagen.bundle.checkpoint import read_sampling
-    from comagen.bundle.pianoroll import load_pianoroll
-    from comagen.generation.pianoroll import generate_take, prompt_frames
-    from comagen.generation.settings import settings_from_cli, tuned_settings
+    """generate with a piano-roll bundle through the app's own `FrameSession`: the same --seconds,
+    --temperature, --top-k, --top-p, --seed, --form, --section-bars and --variations, new notes voiced
+    from the prompt's velocities and onsets, spliced into the prompt file as the token models' are."""
+    from comagen.bundle.pianoroll import frame_bundle
+    from comagen.generation.frame_session import FrameSession
+    from comagen.generation.prompt import continuation_score, load_prompt
+    from comagen.generation.request import MAX_TOKENS_CAP
+    from comagen.generation.settings import bundle_settings, settings_from_cli
     from comagen.music.midi import midi_bytes
 
     if args.tokens is not None:
         raise ComagenError("--tokens is for token models; a piano-roll model takes --seconds")
-    bundle = load_pianoroll(args.checkpoint)
-    settings = settings_from_cli(args, tuned_settings(read_sampling(bundle.path), str(bundle.path / "sampling.json")))
-    prompt = prompt_frames(args.prompt, args.prompt_seconds, bundle.frames)
-    score, stats = generate_take(bundle, prompt, settings)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(midi_bytes(score))
-    result = {"out": [str(out)], "prompt_frames": len(prompt), **stats}
+    bundle = frame_bundle(args.checkpoint)
+    settings = settings_from_cli(args, bundle_settings(bundle))
+    prompt = load_prompt(bundle.tokenizer, args.prompt, args.prompt_seconds)
+    session = FrameSession(bundle, prompt, settings.request(bundle.composers, None, max_tokens=MAX_TOKENS_CAP))
+    for _ in session:
+        pass
+    progress, out, written = session.snapshot(), Path(args.out), []
+    for row, ids in enumerate(progress.rows):
+        path = out if len(progress.rows) == 1 else out.with_name(f"{out.stem}_{row + 1}{out.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(midi_bytes(continuation_score(bundle.tokenizer, prompt, list(ids))))
+        written.append(str(path))
+    frames_per_s = round(session.steps / session.elapsed, 1) if session.elapsed else 0.0
+    result = {"out": written, "prompt_seconds": prompt.seconds, "frames": session.steps,
+              "frames_per_s": frames_per_s, **progress.stats}
     if not args.json:
-        print(f"wrote {out}: {stats['frames']} frames, {stats['notes']} notes, {stats['music_seconds']} s of music "
-              f"at {stats['frames_per_s']} frames/s ({stats['realtime_factor']}x real time)")
+        print(f"wrote {', '.join(written)}: {result['frames']} frames, {result['notes']} notes, "
+              f"{result['music_seconds']} s of music at {frames_per_s} frames/s "
+              f"({result['realtime_factor']}x real time)")
     return result
 
 

@@ -130,9 +130,9 @@ def test_tiny_model_trains_saves_loads_and_generates(tmp_path: Path, maestro_dir
     out = tmp_path / "take.mid"
     done = subprocess.run([sys.executable, "-m", "comagen", "generate", "--checkpoint", str(tmp_path / "run" / "best"),
                            "--prompt", str(validation_files[0]), "--prompt-seconds", "4", "--seconds", "3",
-                           "--form", "AABA", "--top-k", "10", "--out", str(out), "--json"],
+                           "--form", "AABA", "--section-bars", "1", "--top-k", "10", "--out", str(out), "--json"],
                           cwd=ROOT, capture_output=True, text=True, check=True)
-    assert json.loads(done.stdout.strip().splitlines()[-1])["frames"] == 48
+    assert json.loads(done.stdout.strip().splitlines()[-1])["frames"] == 4 * 32  # AABA, one 32-frame bar each
     assert load_score(out).note_num() > 0  # the prompt's notes at least: the take decodes and plays
 
 

@@ -22,24 +22,18 @@ material without a jump. The running state reads every frame throughout, so what
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import symusic
 import torch
 
-from comagen.bundle.pianoroll import PianoRollBundle
 from comagen.errors import ConfigError
-from comagen.generation.forms import parse_form, section_bars_for
-from comagen.generation.settings import NO_FORM, Settings
+from comagen.generation.forms import parse_form
 from comagen.model.pianoroll import KEYS, PianoRoll
 from comagen.model.state import DecodeState
-from comagen.music.frames import FrameSettings, frames_to_score, note_spans, piano_key_mask, spans_to_frames
-from comagen.music.midi import load_score
+from comagen.music.frames import piano_key_mask
 
 
 @dataclass(frozen=True)
@@ -158,36 +152,3 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def prompt_frames(path: str | Path | None, seconds: float | None, settings: FrameSettings) -> np.ndarray:
-    """A prompt MIDI file (its first `seconds`, or all) as frames [L, 128]; none: no frames."""
-    if path is None:
-        return np.zeros((0, KEYS), dtype=np.float32)
-    spans = note_spans(load_score(path), settings)
-    total = int(spans[:, 2].max()) if len(spans) else 0
-    if seconds is not None:
-        total = min(total, round(seconds * settings.frames_per_second))
-    frames = spans_to_frames(spans, 0, total)
-    return frames.astype(np.float32)
-
-
-def generate_take(bundle: PianoRollBundle, prompt: np.ndarray, settings: Settings) -> tuple[symusic.Score, dict]:
-    """Prompt and continuation as one playable score, and what it took: `settings` gives the length,
-    temperature, top-k, top-p, seed, form and bars per section (the token models' own knobs)."""
-    fs = bundle.frames
-    frames = round(settings.seconds * fs.frames_per_second)
-    form = None if settings.form in ("", NO_FORM) else settings.form
-    bars = int(settings.section_bars) or section_bars_for(form, settings.seconds)
-    sampling = FrameSampling(settings.temperature, settings.top_k, settings.top_p)
-    began = time.perf_counter()
-    with one_thread():
-        new = list(generate_frames(bundle.model, prompt, frames, sampling, settings.seed, form,
-                                   section_frames=bars * 4 * fs.frames_per_beat))
-    seconds = time.perf_counter() - began
-    take = np.concatenate([prompt.reshape(-1, KEYS), np.stack(new)]) if new else prompt
-    score = frames_to_score(take, fs)
-    music = frames / fs.frames_per_second
-    return score, {"frames": frames, "notes": score.note_num(), "music_seconds": round(music, 2),
-                   "frames_per_s": round(frames / max(seconds, 1e-9), 1),
-                   "realtime_factor": round(music / max(seconds, 1e-9), 2)}

@@ -1,17 +1,21 @@
 """Melformer (#25): what the audio codec and its transformer cost and reach, on validation (or test) renders.
 
     python bench/melformer.py --beats DIR [--checkpoint DIR] [--section input|recon|stream|bits|all]
-        [--files 5] [--seconds 32] [--split validation|test] [--train-beats TRAIN_DIR] [--json]
+        [--files 5] [--seconds 32] [--split validation|test] [--train-beats TRAIN_DIR] [--data MAESTRO] [--json]
 
 DIR holds beat-aligned renders (training/render_audio.py); its validation/ (or test/, reported once) files are read.
 - input: why the codec reads the waveform. A spectrogram codec needs its phase back: Griffin-Lim
   (32 iterations) on the *true* magnitudes is its ceiling; its CPU time per beat against the beat's
   0.5 s, beside the waveform decoder's.
-- recon: the codec's reconstruction (SNR, multi-resolution STFT distance, chroma correlation) at its
-  bitrate, beside a plain mu-law baseline at the same bits per second.
+- recon: the codec's reconstruction (SNR, multi-resolution STFT distance, mel distance, chroma correlation)
+  at its bitrate, beside a plain mu-law baseline at the same bits per second; and note F1 against the MIDI
+  each clip was rendered from (from --data), transcribed by basic-pitch (comagen/audio/transcribe.py), beside
+  the original render transcribed the same way (the transcriber's ceiling).
 - stream: the continuation's speed on one thread: a beat sampled and decoded against the beat's length,
   and each clip's first 16 beats continued for 16: key consistency (correlation of mean chroma with the
-  prompt's) and loudness difference, beside the real next beats (ceiling) and another piece (floor).
+  prompt's) and loudness difference, beside the real next beats (ceiling) and another piece (floor); then
+  all four and the prompt transcribed, and the continuation benchmark's statistics (comagen/training/
+  continuation.py) taken on those notes, as closeness (1 = the real next beats, 0 = another piece).
 - bits (with --train-beats): the melformer's bits per beat beside a unigram and a bigram over the same codes.
 """
 
@@ -25,16 +29,20 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # repo root, not bench/ 
 import argparse
 import json
 import math
+import os
 import time
 
 import numpy as np
 import soxr
 import torch
 
+from comagen.audio.transcribe import midi_notes, note_scores, source_midi, transcribe
 from comagen.bundle.audio import load_audio_bundle
-from comagen.model.vqvae import stft_loss
+from comagen.errors import ComagenError
+from comagen.model.vqvae import mel_distance, stft_loss
 from comagen.report import emit
 from comagen.training.beat_data import beat_files, load_stream
+from comagen.training.continuation import CLOSENESS, Notes, closeness, compare
 from comagen.training.vqvae_run import reconstruct, snr_db
 
 SPB = 4000  # the codec's rate: 8 kHz at 120 bpm
@@ -42,8 +50,16 @@ GL_FFT = 512
 EVAL_CODES = 2048  # codes scored per render, as training/configs/melformer.json's eval_max_tokens
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def clips(folder: Path, files: int, beats: int, split: str = "validation") -> list[torch.Tensor]:
     return [torch.from_numpy(load_stream(f, SPB)[: beats * SPB]) for f in beat_files(folder, split, files)]
+
+
+def references(folder: Path, files: int, seconds: float, split: str, data: Path) -> list[Notes]:
+    """The notes each clip was rendered from: its MIDI file's first `seconds` (renders keep the file's stem)."""
+    return [midi_notes(source_midi(data, f.stem), seconds) for f in beat_files(folder, split, files)]
 
 
 def griffin_lim(mag: torch.Tensor, length: int, iters: int = 32) -> torch.Tensor:
@@ -107,22 +123,40 @@ def input_rows(waves: list[torch.Tensor], codec: torch.nn.Module | None) -> list
     return rows
 
 
-def _row(name: str, waves: list[torch.Tensor], recons: list[torch.Tensor], cpu_per_beat: float | None) -> dict:
+def _row(name: str, waves: list[torch.Tensor], recons: list[torch.Tensor], cpu_per_beat: float | None,
+         refs: list[Notes] | None = None) -> dict:
+    pairs = list(zip(recons, waves, strict=True))
     row = {"method": name,
-           "snr_db": round(float(np.mean([snr_db(r, w) for r, w in zip(recons, waves, strict=True)])), 2),
-           "stft_distance": round(float(np.mean([float(stft_loss(r[None], w[None]))
-                                                 for r, w in zip(recons, waves, strict=True)])), 3),
-           "chroma_corr": round(float(np.mean([chroma_corr(r, w) for r, w in zip(recons, waves, strict=True)])), 3)}
+           "snr_db": round(float(np.mean([snr_db(r, w) for r, w in pairs])), 2),
+           "stft_distance": round(float(np.mean([float(stft_loss(r[None], w[None])) for r, w in pairs])), 3),
+           "mel_distance": round(float(np.mean([mel_distance(r, w, SPB * 2) for r, w in pairs])), 3),
+           "chroma_corr": round(float(np.mean([chroma_corr(r, w) for r, w in pairs])), 3)}
+    if refs is not None:
+        row.update(note_rows(recons, refs))
     if cpu_per_beat is not None:
         row["cpu_ms_per_beat"] = round(1000 * cpu_per_beat, 1)
     return row
 
 
-def recon_rows(waves: list[torch.Tensor], codec: torch.nn.Module) -> list[dict]:
+def note_rows(recons: list[torch.Tensor], refs: list[Notes]) -> dict:
+    """Note precision, recall and F1 (onsets within 50 ms) of each clip's transcription against its MIDI,
+    pooled over clips as the mean of per-clip scores."""
+    scores = [note_scores(ref, transcribe(r.numpy(), SPB * 2)) for r, ref in zip(recons, refs, strict=True)]
+    return {f"note_{k}": round(float(np.mean([s[k] for s in scores])), 3) for k in ("precision", "recall", "f1")}
+
+
+def recon_rows(waves: list[torch.Tensor], codec: torch.nn.Module, refs: list[Notes] | None = None) -> list[dict]:
+    """The codec and the mu-law baselines; with `refs` (each clip's MIDI notes) also note F1, and last the
+    original render transcribed the same way (the transcriber's ceiling at the codec's 8 kHz)."""
     bps = codec.codes_per_beat * math.log2(codec.cfg.codebook_size) * 2  # 120 bpm: 2 beats a second
-    rows = [_row(f"VQ-VAE ({bps:.0f} bit/s)", waves, [reconstruct(codec, w) for w in waves], None),
-            _row(f"mu-law 8 bit at {bps / 8:.0f} Hz ({bps:.0f} bit/s)", waves, [mu_law(w, bps) for w in waves], None),
-            _row("mu-law 8 bit at 8 kHz (64,000 bit/s)", waves, [mu_law(w, 64000) for w in waves], None)]
+    with torch.no_grad():
+        coded = [reconstruct(codec, w) for w in waves]
+    rows = [_row(f"VQ-VAE ({bps:.0f} bit/s)", waves, coded, None, refs)]
+    for rate, note in ((bps / 8, f"{bps:.0f} bit/s"), (500, "4,000 bit/s"), (8000, "64,000 bit/s, for scale")):
+        rows.append(_row(f"mu-law 8 bit at {rate:,.0f} Hz ({note})", waves, [mu_law(w, rate * 8) for w in waves],
+                         None, refs))
+    if refs is not None:
+        rows.append({"method": "original render, 8 kHz mono (ceiling)", **note_rows(waves, refs)})
     return rows
 
 
@@ -137,24 +171,41 @@ def stream_rows(waves: list[torch.Tensor], bundle_models: dict, beats: int = 8) 
              "x_realtime": round(0.5 / wall, 2)}]
 
 
-def continuation_rows(waves: list[torch.Tensor], models: dict, beats: int = 16) -> list[dict]:
+def continuation_rows(waves: list[torch.Tensor], models: dict, beats: int = 16) -> tuple[list[dict], list[dict]]:
     """Each clip's first `beats` beats continued for `beats` more, beside the real next beats (ceiling) and
-    another clip's (floor)."""
+    another clip's (floor): key consistency and loudness on the audio, then the symbolic continuation
+    benchmark's statistics on the transcribed notes of prompt and continuation."""
     from comagen.audio.continuation import continue_audio
 
     found: dict[str, list[tuple[float, float]]] = {"melformer continuation": [], "real next beats (ceiling)": [],
                                                     "real next beats through the codec": [],
                                                     "another piece (floor)": []}
+    stats: dict[str, list[dict[str, float]]] = {name: [] for name in found}
     for i, wave in enumerate(waves):
         prompt, n = wave[: beats * SPB], beats * SPB
-        made = np.concatenate(list(continue_audio(models["codec"], models["melformer"], prompt.numpy()[:, None],
-                                                  SPB * 2, 120.0, beats, seed=i)))[:, 0]
+        with torch.no_grad():
+            made = np.concatenate(list(continue_audio(models["codec"], models["melformer"], prompt.numpy()[:, None],
+                                                      SPB * 2, 120.0, beats, seed=i)))[:, 0]
+            coded = reconstruct(models["codec"], wave[n:2 * n])
         other = waves[(i + 1) % len(waves)]
-        coded = reconstruct(models["codec"], wave[n:2 * n])
-        for name, after in zip(found, (torch.from_numpy(made), wave[n:2 * n], coded, other[n:2 * n]), strict=True):
+        heard = transcribe(prompt.numpy(), SPB * 2)
+        for name, after in zip(found, (torch.from_numpy(made[:n]), wave[n:2 * n], coded, other[n:2 * n]),
+                               strict=True):
             found[name].append(key_closeness(prompt, after))
-    return [{"continuation": name, "key_consistency": round(float(np.mean([k for k, _ in v])), 3),
-             "loudness_diff_db": round(float(np.mean([d for _, d in v])), 2)} for name, v in found.items()]
+            stats[name].append(compare(heard, transcribe(after.numpy(), SPB * 2)))
+    audio = [{"continuation": name, "key_consistency": round(float(np.mean([k for k, _ in v])), 3),
+              "loudness_diff_db": round(float(np.mean([d for _, d in v])), 2)} for name, v in found.items()]
+    means = {name: {k: float(np.mean([s[k] for s in v])) for k in CLOSENESS} for name, v in stats.items()}
+    real, floor = means["real next beats (ceiling)"], means["another piece (floor)"]
+    notes = []
+    for name, m in means.items():
+        row = {"continuation": name, **{k: round(v, 3) for k, v in m.items()}}
+        if name not in ("real next beats (ceiling)", "another piece (floor)"):
+            close = {k: closeness(m[k], real[k], floor[k]) for k in CLOSENESS}
+            row.update({f"{k}_closeness": round(v, 2) for k, v in close.items()})
+            row["mean_closeness"] = round(float(np.nanmean(list(close.values()))), 2)
+        notes.append(row)
+    return audio, notes
 
 
 def bits_rows(folder: Path, split: str, files: int, train_folder: Path, models: dict) -> list[dict]:
@@ -186,6 +237,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=32.0)
     parser.add_argument("--split", choices=("validation", "test"), default="validation",
                         help="test: render it with render_audio.py --split test; report it once")
+    maestro = os.environ.get("COMAGEN_MAESTRO_DIR", ROOT.parent / "shared" / "data" / "maestro")
+    parser.add_argument("--data", type=Path, default=Path(maestro),
+                        help="MAESTRO (the MIDI each render came from, for note F1); a missing folder skips note F1")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -198,11 +252,15 @@ def main() -> None:
     if args.section in ("input", "all"):
         tables["input"] = ("Codec input: waveform or spectrogram", input_rows(waves, codec))
     if codec is not None and args.section in ("recon", "all"):
-        tables["recon"] = ("Codec reconstruction at its bitrate", recon_rows(waves, codec))
+        refs = (references(args.beats, args.files, args.seconds, args.split, args.data)
+                if (args.data / "maestro-v3.0.0.csv").is_file() else None)
+        title = "Codec reconstruction at its bitrate" + ("" if refs else " (no MAESTRO at --data: no note F1)")
+        tables["recon"] = (title, recon_rows(waves, codec, refs))
     if "melformer" in models and args.section in ("stream", "all"):
         tables["stream"] = ("Audio continuation speed (one thread)", stream_rows(waves, models))
-        tables["continuation"] = ("Continuation against the prompt (16 beats after 16)",
-                                  continuation_rows(waves, models))
+        audio, notes = continuation_rows(waves, models)
+        tables["continuation"] = ("Continuation against the prompt (16 beats after 16)", audio)
+        tables["continuation_notes"] = ("The same, transcribed: continuation statistics and closeness", notes)
     if "melformer" in models and args.train_beats and args.section in ("bits", "all"):
         tables["bits"] = (f"Bits per beat on {args.split} (first {EVAL_CODES} codes of each render)",
                           bits_rows(args.beats, args.split, args.files, args.train_beats, models))
@@ -213,4 +271,7 @@ def main() -> None:
         print(json.dumps({"title": "Melformer", **meta, **{k: rows for k, (_, rows) in tables.items()}}))
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ComagenError as exc:  # a missing render, MIDI file or transcriber: one line
+        sys.exit(f"error: {exc}")

@@ -121,3 +121,24 @@ def stft_loss(recon: Tensor, target: Tensor, ffts: tuple[int, ...] = (256, 512, 
         convergence = torch.linalg.norm(mags[1] - mags[0]) / torch.linalg.norm(mags[1]).clamp(min=1e-5)
         total = total + convergence + F.l1_loss(mags[0].log(), mags[1].log())
     return total / len(ffts)
+
+
+def mel_filters(rate: int, n_fft: int, bands: int) -> Tensor:
+    """Triangular mel filters (HTK scale) from 0 Hz to Nyquist, [bands, n_fft // 2 + 1]: built here, as no
+    audio library is a runtime dependency."""
+    edges = torch.linspace(0.0, 2595.0 * math.log10(1.0 + rate / 2 / 700.0), bands + 2)
+    hz = 700.0 * (10 ** (edges / 2595.0) - 1.0)
+    freqs = torch.linspace(0.0, rate / 2, n_fft // 2 + 1)
+    lower, centre, upper = hz[:-2, None], hz[1:-1, None], hz[2:, None]
+    rise = (freqs - lower) / (centre - lower)
+    fall = (upper - freqs) / (upper - centre)
+    return torch.clamp(torch.minimum(rise, fall), min=0.0)
+
+
+def mel_distance(recon: Tensor, target: Tensor, rate: int, n_fft: int = 1024, bands: int = 80) -> float:
+    """Mean |log10 mel magnitude| difference (80 bands to Nyquist, 1,024-point FFT, hop 256): the spectral
+    envelope a listener hears, without the STFT distance's fine frequency detail; 0 is the same."""
+    window, filters = torch.hann_window(n_fft), mel_filters(rate, n_fft, bands)
+    mels = [(filters @ torch.stft(x, n_fft, n_fft // 4, window=window, return_complex=True).abs()).clamp(min=1e-5)
+            for x in (recon, target)]
+    return float((mels[0].log10() - mels[1].log10()).abs().mean())

@@ -9,7 +9,7 @@ DIR holds beat-aligned renders (training/render_audio.py); its validation/ (or t
   0.5 s, beside the waveform decoder's.
 - recon: the codec's reconstruction (SNR, multi-resolution STFT distance, mel distance, chroma correlation)
   at its bitrate, beside a plain mu-law baseline at the same bits per second; and note F1 against the MIDI
-  each clip was rendered from (from --data), transcribed by basic-pitch (comagen/audio/transcribe.py), beside
+  each clip was rendered from (from --data), transcribed by basic-pitch (comagen/training/transcribe.py), beside
   the original render transcribed the same way (the transcriber's ceiling).
 - stream: the continuation's speed on one thread: a beat sampled and decoded against the beat's length,
   and each clip's first 16 beats continued for 16: key consistency (correlation of mean chroma with the
@@ -36,13 +36,13 @@ import numpy as np
 import soxr
 import torch
 
-from comagen.audio.transcribe import midi_notes, note_scores, source_midi, transcribe
 from comagen.bundle.audio import load_audio_bundle
 from comagen.errors import ComagenError
 from comagen.model.vqvae import mel_distance, stft_loss
 from comagen.report import emit
 from comagen.training.beat_data import beat_files, load_stream
 from comagen.training.continuation import CLOSENESS, Notes, closeness, compare
+from comagen.training.transcribe import midi_notes, note_scores, source_midi, transcribe
 from comagen.training.vqvae_run import reconstruct, snr_db
 
 SPB = 4000  # the codec's rate: 8 kHz at 120 bpm

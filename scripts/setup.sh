@@ -28,7 +28,7 @@ req=requirements.txt
 [ $dev = 1 ] && req=requirements-dev.txt
 python3 -m pip install -q -r "$req"
 if [ $dev = 1 ]; then
-  # The transcriber behind the audio codec's note F1 (comagen/audio/transcribe.py); its ONNX model is in the
+  # The transcriber behind the audio codec's note F1 (comagen/training/transcribe.py); its ONNX model is in the
   # wheel. --no-deps: it declares TensorFlow, which its ONNX path never imports (its real needs are pinned
   # in requirements-dev.txt).
   python3 -m pip install -q --no-deps basic-pitch==0.4.0

@@ -16,12 +16,12 @@ import torch
 
 from comagen.audio.beatfile import write_beats
 from comagen.audio.convert import beat_grid, to_beats
-from comagen.audio.transcribe import midi_notes, note_scores, source_midi, transcribe
 from comagen.errors import AudioError
 from comagen.model.vqvae import mel_distance
 from comagen.music.midi import GRID_BPM, load_score, to_grid
 from comagen.render.audio import render_audio
 from comagen.training.continuation import Notes
+from comagen.training.transcribe import midi_notes, note_scores, source_midi, transcribe
 
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = 6.0

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import symusic
 import torch
 
@@ -25,7 +26,7 @@ from comagen.generation.leans import Leans
 from comagen.generation.prompt import Prompt
 from comagen.generation.request import Request
 from comagen.generation.sampling import sample_next
-from comagen.music.grammar import AFTER_DURATION, ENDED, GrammarState, RemiGrammar, track
+from comagen.music.grammar import AFTER_DURATION, AFTER_PITCH, ENDED, GrammarState, RemiGrammar, track
 from comagen.music.midi import SECONDS_PER_BAR
 from comagen.runtime import choose_runtime
 
@@ -161,13 +162,13 @@ class Session:
         """What each row may sample: the grammar's next tokens, a replay's velocities, no early EOS."""
         if not self.grammar:
             return torch.ones_like(logits, dtype=torch.bool)
-        allowed = torch.stack([r.grammar.allowed(self.grammar) for r in self.rows])
+        allowed = np.stack([r.grammar.allowed_row(self.grammar) for r in self.rows])
         for i, r in enumerate(self.rows):
             if r.plan.replaying_velocity():
-                allowed[i] = self.grammar.velocity_mask  # the variation: re-sample dynamics
+                allowed[i] = self.grammar.mask_rows[AFTER_PITCH]  # the variation: re-sample dynamics
             if (self.sections or self.request.seconds is not None) and not r.plan.forced:
                 allowed[i, self.grammar.eos_id] = False  # play the whole form / the requested length
-        return allowed
+        return torch.from_numpy(allowed)
 
     def _choose(self, logits: torch.Tensor, generator: torch.Generator) -> list[int | None]:
         """Pick each row's token: forced by a form replay, or sampled under the grammar."""

@@ -11,8 +11,13 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from comagen.errors import ComagenError
+
+if TYPE_CHECKING:
+    from comagen.generation.prompt import Prompt
+    from comagen.music.tokenizer import PianoTokenizer
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict | None]] = {}
 
@@ -176,11 +181,10 @@ EXTRA_PARSERS.append(_evaluate_parser)
 @command("generate")
 def generate_cmd(args: argparse.Namespace) -> dict:
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.prompt import continuation_score, load_prompt
+    from comagen.generation.prompt import load_prompt
     from comagen.generation.request import MAX_TOKENS_CAP, tokens_for_seconds
     from comagen.generation.session import generate
     from comagen.generation.settings import NO_FORM, bundle_settings, settings_from_cli
-    from comagen.music.midi import midi_bytes
 
     if is_pianoroll(args.checkpoint):
         return _generate_pianoroll(args)
@@ -193,13 +197,8 @@ def generate_cmd(args: argparse.Namespace) -> dict:
     session = generate(bundle, prompt, request)
     if session.runtime.note:
         print(f"note: {session.runtime.note}", file=sys.stderr)
-    out = Path(args.out)
-    written = []
-    for row in range(request.variations):
-        path = out if request.variations == 1 else out.with_name(f"{out.stem}_{row + 1}{out.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(midi_bytes(continuation_score(bundle.tokenizer, prompt, session.generated(row))))
-        written.append(str(path))
+    rows = [session.generated(r) for r in range(request.variations)]
+    written = write_takes(Path(args.out), bundle.tokenizer, prompt, rows)
     score = session.score(0)
     result = {"out": written, "prompt_tokens": len(prompt.ids), "prompt_seconds": prompt.seconds,
               "continuation_seconds": round(max(score.to("second").end() - prompt.seconds, 0.0), 2),
@@ -211,6 +210,20 @@ def generate_cmd(args: argparse.Namespace) -> dict:
               f"{result['music_seconds']} s of music at {result['tokens_per_s']} tokens/s "
               f"({result['realtime_factor']}x real time)")
     return result
+
+
+def write_takes(out: Path, tokenizer: PianoTokenizer, prompt: Prompt, rows: list[list[int]]) -> list[str]:
+    """Each variation's continuation spliced into its prompt as MIDI: `out`, or OUT_1, OUT_2, ... for several."""
+    from comagen.generation.prompt import continuation_score
+    from comagen.music.midi import midi_bytes
+
+    written = []
+    for row, ids in enumerate(rows):
+        path = out if len(rows) == 1 else out.with_name(f"{out.stem}_{row + 1}{out.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(midi_bytes(continuation_score(tokenizer, prompt, ids)))
+        written.append(str(path))
+    return written
 
 
 def is_pianoroll(checkpoint: Path) -> bool:
@@ -225,10 +238,9 @@ def _generate_pianoroll(args: argparse.Namespace) -> dict:
     from the prompt's velocities and onsets, spliced into the prompt file as the token models' are."""
     from comagen.bundle.pianoroll import frame_bundle
     from comagen.generation.frame_session import FrameSession
-    from comagen.generation.prompt import continuation_score, load_prompt
+    from comagen.generation.prompt import load_prompt
     from comagen.generation.request import MAX_TOKENS_CAP
     from comagen.generation.settings import bundle_settings, settings_from_cli
-    from comagen.music.midi import midi_bytes
 
     if args.tokens is not None:
         raise ComagenError("--tokens is for token models; a piano-roll model takes --seconds")
@@ -238,12 +250,8 @@ def _generate_pianoroll(args: argparse.Namespace) -> dict:
     session = FrameSession(bundle, prompt, settings.request(bundle.composers, None, max_tokens=MAX_TOKENS_CAP))
     for _ in session:
         pass
-    progress, out, written = session.snapshot(), Path(args.out), []
-    for row, ids in enumerate(progress.rows):
-        path = out if len(progress.rows) == 1 else out.with_name(f"{out.stem}_{row + 1}{out.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(midi_bytes(continuation_score(bundle.tokenizer, prompt, list(ids))))
-        written.append(str(path))
+    progress = session.snapshot()
+    written = write_takes(Path(args.out), bundle.tokenizer, prompt, [list(ids) for ids in progress.rows])
     frames_per_s = round(session.steps / session.elapsed, 1) if session.elapsed else 0.0
     result = {"out": written, "prompt_seconds": prompt.seconds, "frames": session.steps,
               "frames_per_s": frames_per_s, **progress.stats}

@@ -29,7 +29,6 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # repo root, not bench/ 
 import argparse
 import json
 import math
-import os
 import time
 
 import numpy as np
@@ -39,7 +38,7 @@ import torch
 from comagen.bundle.audio import load_audio_bundle
 from comagen.errors import ComagenError
 from comagen.model.vqvae import mel_distance, stft_loss
-from comagen.report import emit
+from comagen.report import add_data_options, emit
 from comagen.training.beat_data import beat_files, load_stream
 from comagen.training.continuation import CLOSENESS, Notes, closeness, compare
 from comagen.training.transcribe import midi_notes, note_scores, source_midi, transcribe
@@ -237,9 +236,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=32.0)
     parser.add_argument("--split", choices=("validation", "test"), default="validation",
                         help="test: render it with render_audio.py --split test; report it once")
-    maestro = os.environ.get("COMAGEN_MAESTRO_DIR", ROOT.parent / "shared" / "data" / "maestro")
-    parser.add_argument("--data", type=Path, default=Path(maestro),
-                        help="MAESTRO (the MIDI each render came from, for note F1); a missing folder skips note F1")
+    add_data_options(parser, ROOT)  # --data: the MIDI each render came from, for note F1 (missing: no note F1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -26,7 +26,7 @@ from comagen.generation.leans import Leans
 from comagen.generation.prompt import Prompt
 from comagen.generation.request import Request
 from comagen.generation.sampling import sample_next
-from comagen.music.grammar import AFTER_DURATION, AFTER_PITCH, ENDED, GrammarState, RemiGrammar, track
+from comagen.music.grammar import AFTER_DURATION, ENDED, GrammarState, RemiGrammar, track
 from comagen.music.midi import SECONDS_PER_BAR
 from comagen.runtime import choose_runtime
 
@@ -165,7 +165,7 @@ class Session:
         allowed = np.stack([r.grammar.allowed_row(self.grammar) for r in self.rows])
         for i, r in enumerate(self.rows):
             if r.plan.replaying_velocity():
-                allowed[i] = self.grammar.mask_rows[AFTER_PITCH]  # the variation: re-sample dynamics
+                allowed[i] = self.grammar.velocity_mask.numpy()  # the variation: re-sample dynamics
             if (self.sections or self.request.seconds is not None) and not r.plan.forced:
                 allowed[i, self.grammar.eos_id] = False  # play the whole form / the requested length
         return torch.from_numpy(allowed)

@@ -86,6 +86,19 @@ def scored(label: str, stats: dict[str, float], ceiling: dict, floor: dict) -> d
             "c_mean": float(np.nanmean(list(near.values()))), **{k: stats[k] for k in OLD}}
 
 
+def reference_rows(items: list) -> tuple[list, list, dict, dict, list[dict]]:
+    """The excerpts' prompts and real continuations, the statistics of the ceiling (the real next 12
+    bars) and the floor (another piece's), and their two table rows: every model is scored between them."""
+    prompts, reals = [i.prompt_notes() for i in items], [i.real_notes() for i in items]
+    ceiling = mean_of([compare(p, r) for p, r in zip(prompts, reals, strict=True)])
+    floor = mean_of([compare(p, reals[(i + 1) % len(reals)]) for i, p in enumerate(prompts)])
+    half = len(reals) // 2
+    rows = [scored("real next 12 bars (ceiling)", ceiling, ceiling, floor) | {
+                "pooled": pooled_overlap(reals[:half], reals[half:])["mean"]},
+            scored("another piece (floor)", floor, ceiling, floor) | {"pooled": float("nan")}]
+    return prompts, reals, ceiling, floor, rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "assets" / "checkpoints" / "flagship")
@@ -107,13 +120,7 @@ def main() -> None:
     spread = [pieces[i] for i in np.linspace(0, len(pieces) - 1, min(len(pieces), 2 * args.pieces)).astype(int)]
     items = [e for e in (excerpt(t, bundle.tokenizer) for t in load_tokenized(spread, bundle.tokenizer, args.cache,
                                                                                progress=False)) if e][:args.pieces]
-    prompts, reals = [i.prompt_notes() for i in items], [i.real_notes() for i in items]
-    ceiling = mean_of([compare(p, r) for p, r in zip(prompts, reals, strict=True)])
-    floor = mean_of([compare(p, reals[(i + 1) % len(reals)]) for i, p in enumerate(prompts)])
-    half = len(reals) // 2
-    rows = [scored("real next 12 bars (ceiling)", ceiling, ceiling, floor) | {
-                "pooled": pooled_overlap(reals[:half], reals[half:])["mean"]},
-            scored("another piece (floor)", floor, ceiling, floor) | {"pooled": float("nan")}]
+    prompts, reals, ceiling, floor, rows = reference_rows(items)
     seconds = CONTINUATION_BARS * SECONDS_PER_BAR
     plain = Settings()
     for s in settings:

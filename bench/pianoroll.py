@@ -33,7 +33,7 @@ from dataclasses import fields, replace
 import numpy as np
 import torch
 
-from bench.continuation import mean_of, scored
+from bench.continuation import mean_of, reference_rows, scored
 from comagen.bundle.pianoroll import FrameBundle, frame_bundle
 from comagen.errors import ConfigError
 from comagen.generation.frame_session import FrameDecoding, FrameSession
@@ -72,13 +72,7 @@ def continuation_rows(bundle: FrameBundle, data: Path, cache: Path, split: str, 
     everything = sorted(select_split(load_index(data), split), key=lambda p: p.key)
     tokenized = load_tokenized(spread(everything, 2 * pieces), bundle.tokenizer, cache, progress=False)
     items = [e for e in (excerpt(t, bundle.tokenizer) for t in tokenized) if e][:pieces]
-    prompts, reals = [i.prompt_notes() for i in items], [i.real_notes() for i in items]
-    ceiling = mean_of([compare(p, r) for p, r in zip(prompts, reals, strict=True)])
-    floor = mean_of([compare(p, reals[(i + 1) % len(reals)]) for i, p in enumerate(prompts)])
-    half = len(reals) // 2
-    rows = [scored("real next 12 bars (ceiling)", ceiling, ceiling, floor) | {
-                "pooled": pooled_overlap(reals[:half], reals[half:])["mean"]},
-            scored("another piece (floor)", floor, ceiling, floor) | {"pooled": float("nan")}]
+    prompts, reals, ceiling, floor, rows = reference_rows(items)
     for row in rows_ or [""]:
         stats, ours = _continued(bundle, items, prompts, row, variations, seed)
         rows.append(scored(f"{bundle.name} ({row or 'its sampling.json'})", stats, ceiling, floor) | {

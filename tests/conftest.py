@@ -75,6 +75,14 @@ def small_conformer_bundle(composers: list[str], widen: bool = False) -> Bundle:
 
 
 @pytest.fixture(scope="session")
+def gallery() -> dict:
+    """The app's prompt gallery (the shipped prompts, read once for every test that picks one)."""
+    import studio
+
+    return studio.build_gallery()
+
+
+@pytest.fixture(scope="session")
 def shipped_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of one app server on the shipped checkpoint, shared by the endpoint and browser tests
     (each browser page is a session of its own); it starts once, not once per test file."""

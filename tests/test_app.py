@@ -34,11 +34,6 @@ def bundle(checkpoint: Path) -> Bundle:
     return studio.Checkpoints({"test": checkpoint}).get("test")
 
 
-@pytest.fixture(scope="module")
-def gallery() -> dict[str, studio.GalleryItem]:
-    return studio.build_gallery()
-
-
 def _drums(path: Path) -> Path:
     score = symusic.Score(480)
     track = symusic.Track("drums", 0, True)

@@ -43,11 +43,6 @@ def bundle(folder: Path) -> FrameBundle:
     return studio.Checkpoints({"pianoroll": folder}).get("pianoroll")
 
 
-@pytest.fixture(scope="module")
-def gallery() -> dict[str, studio.GalleryItem]:
-    return studio.build_gallery()
-
-
 def test_the_menu_lists_it_with_no_composer_and_no_windows(folder: Path, bundle: FrameBundle) -> None:
     assert studio.find_checkpoints(folder.parent) == {"pianoroll": folder}
     assert isinstance(bundle, FrameBundle) and len(bundle.composers) == 1  # the app hides composer and guidance

@@ -254,6 +254,11 @@ class MultiScaleLocalAttention(nn.Module):
     def scale_weights(self) -> Tensor:
         return self.scale_logits.softmax(dim=0)
 
+    def qk_scales(self) -> Tensor:
+        """The query and key scales [2, 1, S*h, 1, d], stacked so that queries and keys are normalised
+        in one pass (half the nodes of an exported step's norm)."""
+        return torch.stack((self.q_scale * self.head_dim ** -0.5, self.k_scale))[:, None]
+
     def new_cache(self, batch: int, windows: list[int], device: torch.device,
                   dtype: torch.dtype) -> list[WindowCache]:
         keep = max(windows) - 1
@@ -262,13 +267,11 @@ class MultiScaleLocalAttention(nn.Module):
 
     def forward(self, x: Tensor, ctx: list[WindowContext] | StepContext, cache: list[WindowCache] | None = None,
                 need_probs: bool = False) -> tuple[Tensor, list[Tensor] | None]:
-        qkv = self.to_qkv(self.norm(x))
-        q, k, v = rearrange(qkv, "b n (t sh d) -> t b sh n d", t=3, d=self.head_dim)
-        dims = (self.head_dim,)
-        q = F.rms_norm(q, dims, eps=1e-6) * (self.q_scale * self.head_dim ** -0.5)
-        k = F.rms_norm(k, dims, eps=1e-6) * self.k_scale
+        qkv = rearrange(self.to_qkv(self.norm(x)), "b n (t sh d) -> t b sh n d", t=3, d=self.head_dim)
+        qk, v = F.rms_norm(qkv[:2], (self.head_dim,), eps=1e-6) * self.qk_scales(), qkv[2]
         if hasattr(cache, "attend"):  # an exported step's per-scale rings (comagen/runtime/ring.py)
-            return self.to_out(rearrange(cache.attend(q, k, v, self.scale_weights()), "b h n d -> b n (h d)")), None
+            return self.to_out(rearrange(cache.attend(qk, v, self.scale_weights()), "b h n d -> b n (h d)")), None
+        q, k = qk.unbind(0)
         if cache is not None:
             k, v = cache[0].extend(k), cache[1].extend(v)  # [b, S*h, max(W)-1+C, d]
         if isinstance(ctx, StepContext):

@@ -33,8 +33,8 @@ class RingContext:
 
     windows: list[int]
     heads: int
-    q_rot: Tensor | None  # [2, d]: the query's xpos rotation at `offset` as `turn` takes it (None: dpb)
-    k_rot: Tensor | None  # [2, d]: the new key's rotation, as stored
+    rotation: Tensor | None  # [2, 2, 1, 1, 1, d]: as `turn` takes it, the query's xpos rotation at `offset`
+    # and the new key's (as stored), stacked so that one pass turns both (None: dpb)
     ring_bias: list[Tensor]  # per scale: [h or 1, 1, W-1]: -inf for unwritten slots, + dpb by distance
     new_bias: list[Tensor]  # per scale: [h or 1, 1, 1]: the bias at distance 0
 
@@ -44,7 +44,7 @@ def ring_slots(window: int) -> int:
 
 
 def ring_context(windows: list[int], heads: int, head_dim: int, dpb: nn.ModuleList | None, seen: Tensor,
-                 offset: Tensor, tables: tuple[Tensor, Tensor] | None) -> RingContext:
+                 offset: Tensor, tables: Tensor | None) -> RingContext:
     """Masks and biases of every scale's ring for the token at position `seen` (int64 scalars)."""
     ring_bias, new_bias = [], []
     for s, w in enumerate(windows):
@@ -60,16 +60,17 @@ def ring_context(windows: list[int], heads: int, head_dim: int, dpb: nn.ModuleLi
         ring_bias.append((table[:, distance] + unwritten)[:, None])
         new_bias.append(table[:, :1, None])
     if tables is None:
-        return RingContext(list(windows), heads, None, None, ring_bias, new_bias)
-    q_rot, k_rot = (t.index_select(0, offset[None])[0] for t in tables)
-    return RingContext(list(windows), heads, q_rot, k_rot, ring_bias, new_bias)
+        return RingContext(list(windows), heads, None, ring_bias, new_bias)
+    rotation = tables.index_select(0, offset[None])[0]  # [2, 2, d]: (re, im) parts x (query, key)
+    return RingContext(list(windows), heads, rotation[:, :, None, None, None], ring_bias, new_bias)
 
 
-def offset_tables(wmax: int, head_dim: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """xpos (q, k) rotations at offsets 0 .. 2 wmax from the origin (the range `offset` stays in), as
-    real [P, 2, d] tensors for `turn` (an exporter indexes real tensors, not complex ones)."""
-    return tuple(turn_table(t) for t in rotary_tables(torch.arange(2 * wmax + 1, device=device), head_dim,
-                                                      xpos=True))
+def offset_tables(wmax: int, head_dim: int, device: torch.device) -> Tensor:
+    """xpos query and key rotations at offsets 0 .. 2 wmax from the origin (the range `offset` stays
+    in), as one real [P, 2, 2, d] tensor for `turn` (an exporter indexes real tensors, not complex
+    ones): dim 1 the (re, im) parts, dim 2 query then key."""
+    tables = rotary_tables(torch.arange(2 * wmax + 1, device=device), head_dim, xpos=True)
+    return torch.stack([turn_table(t) for t in tables], 2)
 
 
 def turn_table(table: Tensor) -> Tensor:
@@ -99,11 +100,11 @@ class RingLayer:
         self.new_k: Tensor | None = None
         self.new_v: Tensor | None = None
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, weights: Tensor) -> Tensor:
-        """q, k, v [b, S*h, 1, d] of the new token -> the scale-mixed output [b, h, 1, d]."""
+    def attend(self, qk: Tensor, v: Tensor, weights: Tensor) -> Tensor:
+        """qk [2, b, S*h, 1, d] (query, key) and v [b, S*h, 1, d] of the new token -> the scale-mixed
+        output [b, h, 1, d]."""
         ctx, h = self.ctx, self.ctx.heads
-        if ctx.q_rot is not None:
-            q, k = turn(q, ctx.q_rot), turn(k, ctx.k_rot)
+        q, k = (qk if ctx.rotation is None else turn(qk, ctx.rotation)).unbind(0)
         self.new_k, self.new_v = k, v
         outs = []
         nows = (q * k).sum(-1, keepdim=True).split(h, dim=1)  # every scale's score of the new token at once

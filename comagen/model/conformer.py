@@ -34,8 +34,7 @@ class HalfFeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = F.dropout(F.silu(self.up(self.norm(x))), self.p, self.training)
-        # the half folded into the weights (exact: a power of two), so an exported step has no Mul for it
-        return F.dropout(F.linear(h, 0.5 * self.down.weight, 0.5 * self.down.bias), self.p, self.training)
+        return 0.5 * F.dropout(self.down(h), self.p, self.training)
 
 
 class ConformerBlock(nn.Module):

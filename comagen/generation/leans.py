@@ -58,22 +58,28 @@ class Leans:
         return leans if active else None
 
     def apply(self, logits: torch.Tensor, allowed: torch.Tensor, states: list[GrammarState]) -> torch.Tensor:
-        """The leaned logits [B, V] for rows at grammar `states` (the pitch leans only on steps where a
-        pitch may come: most steps decide a velocity, a duration or a position, and cost nothing)."""
+        """The leaned logits [B, V] for rows at grammar `states` (`leaned` on torch tensors)."""
+        out = self.leaned(logits.float().numpy(), allowed.numpy(), states)
+        return logits if out is None else torch.from_numpy(out)
+
+    def leaned(self, logits: np.ndarray, allowed: np.ndarray, states: list[GrammarState]) -> np.ndarray | None:
+        """A leaned copy of logits [B, V] for rows at grammar `states`, or None where nothing leans: the
+        pitch leans act only on steps where a pitch may come, and most steps decide a velocity, a
+        duration or a position, and cost nothing."""
         kinds = {s.state for s in states}
         pitch = (self.key or self.register) and not kinds.isdisjoint(PITCH_STATES)
         dynamics = self.dynamics and AFTER_PITCH in kinds
         density = self.density and not kinds.isdisjoint(TIMING_STATES)
         if not (pitch or dynamics or density):
-            return logits  # a duration, or a velocity with no dynamics lean: nothing to do, no copy
-        out, ok = logits.float().numpy().copy(), allowed.numpy()
+            return None
+        out = logits.copy()
         if pitch:
-            lean_pitches(out, ok, self.pitch_span, *self._pitch_lean())
+            lean_pitches(out, allowed, self.pitch_span, *self._pitch_lean())
         if dynamics:
             self.dynamics.apply(out, states)
         if density:
-            self.density.apply(out, ok, states)
-        return torch.from_numpy(out)
+            self.density.apply(out, allowed, states)
+        return out
 
     def _pitch_lean(self) -> tuple[np.ndarray, np.ndarray]:
         """Key and register as one lean on the pitch tokens, and its exp; kept until a pitch is played
@@ -84,11 +90,11 @@ class Leans:
             self._pitch_parts, self._pitch = parts, (lean, np.exp(lean))
         return self._pitch
 
-    def temperature_factors(self, states: list[GrammarState]) -> torch.Tensor | None:
+    def temperature_factors(self, states: list[GrammarState]) -> np.ndarray | None:
         """Per row, the factor on the temperature for the decision its state makes (None: all 1)."""
         if self.factors is None:
             return None
-        return torch.tensor([self.factors[DECISION_OF_STATE.get(s.state, "timing")] for s in states])
+        return np.array([self.factors[DECISION_OF_STATE.get(s.state, "timing")] for s in states])
 
     def played(self, row: int, token: int, before: GrammarState) -> None:
         """Tell every lean what a row played (`before`: its grammar state before `token`)."""

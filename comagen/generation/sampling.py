@@ -60,22 +60,30 @@ class Sampling:
 
 
 def sample_next(logits: torch.Tensor, allowed: torch.Tensor, sampling: Sampling,
-                generator: torch.Generator, factors: torch.Tensor | None = None) -> torch.Tensor:
+                generator: torch.Generator, factors: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     """One token per row from logits [B, V], restricted to `allowed` [B, V]; `factors` [B] scale each
-    row's temperature (the decision it makes), None for the same temperature everywhere.
+    row's temperature (the decision it makes), None for the same temperature everywhere."""
+    return torch.from_numpy(sample_rows(logits.float().numpy(), allowed.numpy(), sampling, generator,
+                                        None if factors is None else np.asarray(factors)))
+
+
+def sample_rows(logits: np.ndarray, allowed: np.ndarray, sampling: Sampling, generator: torch.Generator,
+                factors: np.ndarray | None = None) -> np.ndarray:
+    """`sample_next` on numpy rows, as the engine calls it between two steps.
 
     The filters run in numpy and the draw is an inverse CDF of one uniform per row from `generator`:
     on a batch-1 row of a few hundred tokens torch's per-call cost (about 50 us for its multinomial
     alone) outweighed the arithmetic, and this runs once per token of every stream."""
-    x = np.where(allowed.numpy(), logits.float().numpy(), -np.inf)
+    x = np.where(allowed, logits, -np.inf)
     if sampling.temperature == 0:
-        return torch.from_numpy(x.argmax(-1))
+        return x.argmax(-1)
     if factors is not None or sampling.temperature != 1:  # x / 1 is x: no pass over the logits for it
-        x = x / (sampling.temperature if factors is None else sampling.temperature * factors.numpy()[:, None])
+        x = x / (sampling.temperature if factors is None else sampling.temperature * factors[:, None])
     if sampling.top_k and sampling.top_k < x.shape[-1]:
         kth = np.partition(x, -sampling.top_k, axis=-1)[:, -sampling.top_k, None]
         x = np.where(x < kth, -np.inf, x)
-    probs = np.exp(x - x.max(-1, keepdims=True))
+    x -= x.max(-1, keepdims=True)
+    probs = np.exp(x, out=x)
     if sampling.min_p:
         probs[probs < sampling.min_p * probs.max(-1, keepdims=True)] = 0.0
     if sampling.top_p < 1:
@@ -84,11 +92,11 @@ def sample_next(logits: torch.Tensor, allowed: torch.Tensor, sampling: Sampling,
         cum = sorted_p.cumsum(-1)
         drop = cum - sorted_p > sampling.top_p * cum[:, -1:]
         np.put_along_axis(probs, order, np.where(drop, 0.0, sorted_p), -1)
-    return torch.from_numpy(draw(probs, torch.rand(len(probs), generator=generator, dtype=torch.float64).numpy()))
+    return draw(probs, torch.rand(len(probs), generator=generator, dtype=torch.float64).numpy())
 
 
 def draw(weights: np.ndarray, uniform: np.ndarray) -> np.ndarray:
     """Per row, the index whose share of the row's cumulative weight holds `uniform` (inverse CDF):
     never an index of weight 0, since the cumulative sum does not rise there."""
-    cdf = weights.astype(np.float64).cumsum(-1)
+    cdf = weights.cumsum(-1, dtype=np.float64)
     return np.minimum((cdf <= uniform[:, None] * cdf[:, -1:]).sum(-1), weights.shape[-1] - 1)

@@ -25,7 +25,7 @@ from comagen.generation.guidance import mix, row_composers
 from comagen.generation.leans import Leans
 from comagen.generation.prompt import Prompt
 from comagen.generation.request import Request
-from comagen.generation.sampling import sample_next
+from comagen.generation.sampling import sample_rows
 from comagen.music.grammar import AFTER_DURATION, ENDED, GrammarState, RemiGrammar, track
 from comagen.music.midi import SECONDS_PER_BAR
 from comagen.runtime import choose_runtime
@@ -145,7 +145,7 @@ class Session:
                 if twins == 2:
                     logits = mix(logits, rows, req.guidance)
                 with self._lock:
-                    chosen = self._choose(logits[:rows].cpu(), generator)
+                    chosen = self._choose(logits[:rows].float().cpu().numpy(), generator)
                     self.elapsed = time.perf_counter() - t0
                     self.steps += 1
                 yield index
@@ -158,26 +158,28 @@ class Session:
         with self._lock:
             self.elapsed = time.perf_counter() - t0
 
-    def _allowed(self, logits: torch.Tensor) -> torch.Tensor:
+    def _allowed(self, logits: np.ndarray) -> np.ndarray:
         """What each row may sample: the grammar's next tokens, a replay's velocities, no early EOS."""
         if not self.grammar:
-            return torch.ones_like(logits, dtype=torch.bool)
-        allowed = np.stack([r.grammar.allowed_row(self.grammar) for r in self.rows])
+            return np.ones(logits.shape, dtype=bool)
+        rows = [r.grammar.allowed_row(self.grammar) for r in self.rows]
+        keep_going = self.sections or self.request.seconds is not None  # play the whole form / length
         for i, r in enumerate(self.rows):
-            if r.plan.replaying_velocity():
-                allowed[i] = self.grammar.velocity_mask.numpy()  # the variation: re-sample dynamics
-            if (self.sections or self.request.seconds is not None) and not r.plan.forced:
-                allowed[i, self.grammar.eos_id] = False  # play the whole form / the requested length
-        return torch.from_numpy(allowed)
+            if r.plan.forced and r.plan.replaying_velocity():
+                rows[i] = self.grammar.velocity_mask.numpy().copy()  # the variation: re-sample dynamics
+            if keep_going and not r.plan.forced:
+                rows[i][self.grammar.eos_id] = False
+        return rows[0][None] if len(rows) == 1 else np.stack(rows)
 
-    def _choose(self, logits: torch.Tensor, generator: torch.Generator) -> list[int | None]:
+    def _choose(self, logits: np.ndarray, generator: torch.Generator) -> list[int | None]:
         """Pick each row's token: forced by a form replay, or sampled under the grammar."""
         allowed = self._allowed(logits)
         factors = None
         if self.leans:
             states = [r.grammar for r in self.rows]
-            logits, factors = self.leans.apply(logits, allowed, states), self.leans.temperature_factors(states)
-        sampled = sample_next(logits, allowed, self.request.sampling, generator, factors).tolist()
+            leaned, factors = self.leans.leaned(logits, allowed, states), self.leans.temperature_factors(states)
+            logits = logits if leaned is None else leaned
+        sampled = sample_rows(logits, allowed, self.request.sampling, generator, factors).tolist()
         return [None if r.finished else self._take(i, r, sampled[i]) for i, r in enumerate(self.rows)]
 
     def _take(self, i: int, r: _Row, token: int) -> int | None:

@@ -14,7 +14,7 @@ from comagen.generation.dynamics import DynamicsPrior
 from comagen.generation.leans import Leans
 from comagen.generation.prompt import Prompt
 from comagen.generation.request import Request
-from comagen.generation.sampling import Sampling, sample_next
+from comagen.generation.sampling import Sampling, Uniforms, sample_next
 from comagen.generation.session import generate
 from comagen.music.grammar import AFTER_DURATION, AFTER_PITCH, AFTER_POSITION, AFTER_VELOCITY, RemiGrammar, track
 from comagen.runtime import choose_runtime
@@ -121,7 +121,7 @@ def test_the_density_lean_moves_the_gap_to_the_next_note_toward_the_prompts(defa
         gaps.append(np.abs(class_mass(full, p, grammar, since) - target).sum())
     assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-5, gaps
     # the target is the prompt's own gap histogram over the classes this decision can reach
-    per_gap, tail = (np.exp(a[0]) for a in full.class_log_p())
+    per_gap, tail = (a[0] for a in full.class_p())
     reach = [float(per_gap[0])] + [0.0] * full.tail_class
     for position in full.positions.tolist():
         if allowed[0, grammar.position_id[position]]:
@@ -153,6 +153,14 @@ def test_equal_factors_sample_exactly_as_one_temperature() -> None:
 
 def velocities_of(grammar: RemiGrammar, ids: list[int]) -> np.ndarray:
     return np.array([grammar.value[t] for t in ids if grammar.kind[t] == "Velocity"], dtype=float)
+
+
+def test_block_drawn_uniforms_are_the_one_at_a_time_draws() -> None:
+    """The engine draws its uniforms a block at a time; the music must be what one draw per token made."""
+    one = torch.Generator().manual_seed(7)
+    singles = [torch.rand(n, generator=one, dtype=torch.float64).numpy() for n in [1, 2] * 700 + [1500]]
+    blocks = Uniforms(torch.Generator().manual_seed(7))
+    assert all(np.array_equal(blocks.take(len(a)), a) for a in singles)  # crosses the block edge, and a take > BLOCK
 
 
 def test_off_is_exactly_the_plain_engine_and_on_moves_the_music(default_bundle, grammar,  # noqa: ANN001

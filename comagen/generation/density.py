@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from comagen.generation.histogram import DecayedHistogram
-from comagen.generation.keyprior import kept_mass
 from comagen.music.grammar import AFTER_BAR, AFTER_DURATION, GrammarState, RemiGrammar
 
 HALF_LIFE_NOTES = 128
@@ -56,7 +55,7 @@ class DensityPrior:
         self.pitch_ids = grammar.pitch_ids.numpy()
         self.ids = np.concatenate([self.position_ids, [grammar.bar_id], self.pitch_ids])  # timing tokens
         self._bar_and_pitch_classes = np.concatenate([[self.tail_class], np.zeros(len(self.pitch_ids), dtype=int)])
-        self._log_p: tuple[np.ndarray | None, np.ndarray, np.ndarray] = (None, np.zeros(0), np.zeros(0))
+        self._p: tuple[np.ndarray | None, np.ndarray, np.ndarray] = (None, np.zeros(0), np.zeros(0))
         gaps, last, state = [], None, GrammarState()
         for token in prompt_ids:
             onset = self._onset(state, int(token))
@@ -85,39 +84,42 @@ class DensityPrior:
             self.histogram.add(row, self._bin(onset - self.last[row]))
         self.last[row] = onset
 
-    def class_log_p(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per row, log p(gap) [B, longest + 1] (a bin's mass spread evenly over its gaps) and
-        log p(gap >= g); kept until a row plays a note."""
+    def class_p(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, p(gap) [B, longest + 1] (a bin's mass spread evenly over its gaps) and
+        p(gap >= g); kept until a row plays a note."""
         log_p = self.histogram.log_p()
-        if self._log_p[0] is not log_p:
-            per_gap = log_p[:, self.bin_of] - self.log_width
-            tail = np.log(np.cumsum(np.exp(per_gap)[:, ::-1], -1)[:, ::-1])
-            self._log_p = (log_p, per_gap, tail)
-        return self._log_p[1], self._log_p[2]
+        if self._p[0] is not log_p:
+            per_gap = np.exp(log_p[:, self.bin_of] - self.log_width)
+            self._p = (log_p, per_gap, np.cumsum(per_gap[:, ::-1], -1)[:, ::-1])
+        return self._p[1], self._p[2]
 
     def apply(self, logits: np.ndarray, allowed: np.ndarray, states: list[GrammarState]) -> None:
         """Lean each row's timing decision [B, V] toward its gaps, in place."""
         for row, state in enumerate(states):
             if state.state in TIMING_STATES and self.last[row] is not None:
-                group, ok = logits[row, self.ids], allowed[row, self.ids]
+                ok = allowed[row, self.ids]
                 if ok.any():  # else only the end may come: nothing to lean
-                    lean = self._toward(row, state, group, ok)
-                    logits[row, self.ids] = kept_mass(group[None], ok[None], self.strength * lean[None])[0]
+                    logits[row, self.ids] = self._toward(row, state, logits[row, self.ids], ok)
 
     def _toward(self, row: int, state: GrammarState, logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-        """Per timing token, log(q/m) of its gap class: q the prior's share of the allowed gaps in each
-        class, m the model's; adding it moves the model's mass per class all the way to the prior's,
-        keeping the model's own preferences inside a class. A position leads to one gap, a bar line to
-        every gap past this bar (the tail), any pitch to gap 0 (a chord)."""
-        per_gap, tail = (a[row] for a in self.class_log_p())
+        """The timing tokens' logits leaned by `strength` x log(q/m) of their gap class, q the prior's
+        share of the allowed gaps in each class, m the model's (strength 1 moves the model's mass per
+        class all the way to the prior's, keeping its own preferences inside a class), shifted so the
+        allowed ones keep their total probability. A position leads to one gap, a bar line to every
+        gap past this bar (the tail), any pitch to gap 0 (a chord). Per class, not per token: the
+        leaned mass is the model's class mass times the class's factor."""
+        per_gap, tail = (a[row] for a in self.class_p())
         since = (state.bars - 1) * self.per_bar - self.last[row]  # bar start - last onset
         gaps = np.minimum(np.maximum(since + self.positions, 0), self.longest)
         classes = np.concatenate([self.bin_of[gaps], self._bar_and_pitch_classes])
         n_positions, width = len(self.positions), self.tail_class + 1
-        q = np.bincount(classes[:n_positions], np.exp(per_gap[gaps]) * allowed[:n_positions], width)
-        q[self.tail_class] += np.exp(tail[min(max(since + self.per_bar, 0), self.longest)]) * allowed[n_positions]
-        q[0] += np.exp(per_gap[0]) * allowed[n_positions + 1:].any()
+        q = np.bincount(classes[:n_positions], per_gap[gaps] * allowed[:n_positions], width)
+        q[self.tail_class] += tail[min(max(since + self.per_bar, 0), self.longest)] * allowed[n_positions]
+        q[0] += per_gap[0] * allowed[n_positions + 1:].any()
         masked = np.where(allowed, logits, -np.inf)
-        m = np.bincount(classes, np.exp(masked - masked.max()), width)
-        ratio = np.log(np.maximum(q / max(q.sum(), 1e-30), 1e-30)) - np.log(np.maximum(m / m.sum(), 1e-30))
-        return ratio[classes]
+        top = masked.max()
+        m = np.bincount(classes, np.exp(masked - top), width)  # the model's mass per class (x e^-top)
+        lean = self.strength * (np.log(np.maximum(q / max(q.sum(), 1e-30), 1e-30))
+                                - np.log(np.maximum(m / m.sum(), 1e-30)))
+        shift = np.log(m.sum() / (m * np.exp(lean)).sum())
+        return masked + (lean + shift)[classes]

@@ -58,21 +58,39 @@ class Sampling:
         return None if all(f == 1.0 for f in factors.values()) else factors
 
 
+class Uniforms:
+    """A generator's float64 uniforms, drawn a block at a time: on the CPU, torch draws the same numbers
+    in one call of n as in n calls of one, and a call costs microseconds the engine spends per token."""
+
+    BLOCK = 1024
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator, self.block, self.used = generator, np.zeros(0), 0
+
+    def take(self, n: int) -> np.ndarray:
+        if self.used + n > len(self.block):
+            fresh = torch.rand(max(self.BLOCK, n), generator=self.generator, dtype=torch.float64).numpy()
+            self.block, self.used = np.concatenate([self.block[self.used:], fresh]), 0
+        self.used += n
+        return self.block[self.used - n:self.used]
+
 
 def sample_next(logits: torch.Tensor, allowed: torch.Tensor, sampling: Sampling,
                 generator: torch.Generator, factors: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     """One token per row from logits [B, V], restricted to `allowed` [B, V]; `factors` [B] scale each
     row's temperature (the decision it makes), None for the same temperature everywhere."""
-    return torch.from_numpy(sample_rows(logits.float().numpy(), allowed.numpy(), sampling, generator,
+    uniform = np.zeros(0) if sampling.temperature == 0 else \
+        torch.rand(len(logits), generator=generator, dtype=torch.float64).numpy()
+    return torch.from_numpy(sample_rows(logits.float().numpy(), allowed.numpy(), sampling, uniform,
                                         None if factors is None else np.asarray(factors)))
 
 
-def sample_rows(logits: np.ndarray, allowed: np.ndarray, sampling: Sampling, generator: torch.Generator,
+def sample_rows(logits: np.ndarray, allowed: np.ndarray, sampling: Sampling, uniform: np.ndarray,
                 factors: np.ndarray | None = None) -> np.ndarray:
-    """`sample_next` on numpy rows, as the engine calls it between two steps.
+    """`sample_next` on numpy rows with one uniform per row [B] (unused when greedy), as the engine
+    calls it between two steps.
 
-    The filters run in numpy and the draw is an inverse CDF of one uniform per row from `generator`:
-    on a batch-1 row of a few hundred tokens torch's per-call cost (about 50 us for its multinomial
+    The filters run in numpy and the draw is an inverse CDF of the row's uniform: on a batch-1 row of a few hundred tokens torch's per-call cost (about 50 us for its multinomial
     alone) outweighed the arithmetic, and this runs once per token of every stream."""
     x = np.where(allowed, logits, -np.inf)
     if sampling.temperature == 0:
@@ -92,7 +110,7 @@ def sample_rows(logits: np.ndarray, allowed: np.ndarray, sampling: Sampling, gen
         cum = sorted_p.cumsum(-1)
         drop = cum - sorted_p > sampling.top_p * cum[:, -1:]
         np.put_along_axis(probs, order, np.where(drop, 0.0, sorted_p), -1)
-    return draw(probs, torch.rand(len(probs), generator=generator, dtype=torch.float64).numpy())
+    return draw(probs, uniform)
 
 
 def draw(weights: np.ndarray, uniform: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from comagen.generation.guidance import mix, row_composers
 from comagen.generation.leans import Leans
 from comagen.generation.prompt import Prompt
 from comagen.generation.request import Request
-from comagen.generation.sampling import sample_rows
+from comagen.generation.sampling import Uniforms, sample_rows
 from comagen.music.grammar import AFTER_DURATION, ENDED, GrammarState, RemiGrammar, track
 from comagen.music.midi import SECONDS_PER_BAR
 from comagen.runtime import choose_runtime
@@ -132,7 +132,7 @@ class Session:
         composers = torch.tensor(row_composers(req, rows), device=device)
         batch = len(composers)
         twins = batch // rows  # 2 with guidance: the conditioned rows, then their unconditional twins
-        generator = torch.Generator().manual_seed(req.seed)
+        uniforms = Uniforms(torch.Generator().manual_seed(req.seed))
         t0 = time.perf_counter()
         with torch.inference_mode():
             stream = self.runtime.open(composers)
@@ -145,7 +145,7 @@ class Session:
                 if twins == 2:
                     logits = mix(logits, rows, req.guidance)
                 with self._lock:
-                    chosen = self._choose(logits[:rows].float().cpu().numpy(), generator)
+                    chosen = self._choose(logits[:rows].float().cpu().numpy(), uniforms)
                     self.elapsed = time.perf_counter() - t0
                     self.steps += 1
                 yield index
@@ -171,7 +171,7 @@ class Session:
                 rows[i][self.grammar.eos_id] = False
         return rows[0][None] if len(rows) == 1 else np.stack(rows)
 
-    def _choose(self, logits: np.ndarray, generator: torch.Generator) -> list[int | None]:
+    def _choose(self, logits: np.ndarray, uniforms: Uniforms) -> list[int | None]:
         """Pick each row's token: forced by a form replay, or sampled under the grammar."""
         allowed = self._allowed(logits)
         factors = None
@@ -179,7 +179,7 @@ class Session:
             states = [r.grammar for r in self.rows]
             leaned, factors = self.leans.leaned(logits, allowed, states), self.leans.temperature_factors(states)
             logits = logits if leaned is None else leaned
-        sampled = sample_rows(logits, allowed, self.request.sampling, generator, factors).tolist()
+        sampled = sample_rows(logits, allowed, self.request.sampling, uniforms.take(len(logits)), factors).tolist()
         return [None if r.finished else self._take(i, r, sampled[i]) for i, r in enumerate(self.rows)]
 
     def _take(self, i: int, r: _Row, token: int) -> int | None:

@@ -90,8 +90,9 @@ def sample_rows(logits: np.ndarray, allowed: np.ndarray, sampling: Sampling, uni
     """`sample_next` on numpy rows with one uniform per row [B] (unused when greedy), as the engine
     calls it between two steps.
 
-    The filters run in numpy and the draw is an inverse CDF of the row's uniform: on a batch-1 row of a few hundred tokens torch's per-call cost (about 50 us for its multinomial
-    alone) outweighed the arithmetic, and this runs once per token of every stream."""
+    The filters run in numpy and the draw is an inverse CDF of the row's uniform: on a batch-1 row
+    of a few hundred tokens torch's per-call cost (about 50 us for its multinomial alone) outweighed
+    the arithmetic, and this runs once per token of every stream."""
     x = np.where(allowed, logits, -np.inf)
     if sampling.temperature == 0:
         return x.argmax(-1)

@@ -153,7 +153,7 @@ class Session:
                 if all(r.finished for r in self.rows):
                     break
                 feed = [t if t is not None else self.tokenizer.pad_id for t in chosen]
-                feed = torch.tensor(feed * twins, device=device)
+                feed = torch.from_numpy(np.array(feed * twins, dtype=np.int64)).to(device)  # torch.tensor: ~10 us
                 logits = stream.step(feed)
         with self._lock:
             self.elapsed = time.perf_counter() - t0

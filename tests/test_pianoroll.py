@@ -136,6 +136,22 @@ def test_tiny_model_trains_saves_loads_and_generates(tmp_path: Path, maestro_dir
     assert load_score(out).note_num() > 0  # the prompt's notes at least: the take decodes and plays
 
 
+def test_a_stopped_run_resumes_where_it_stopped(tmp_path: Path, maestro_dir: Path) -> None:
+    """The loop it shares with the audio runs (training/loop.py): stopped after 2 of 4 steps and resumed
+    from `last`, the run ends where an uninterrupted one does, with the same losses."""
+    def cfg(out: str, stop_after: int = 0) -> TrainConfig:
+        return TrainConfig(data=str(maestro_dir), out=str(tmp_path / out), train_files=2, seq_len=32, batch_size=2,
+                           max_steps=4, eval_every=2, eval_files=1, eval_max_tokens=64, save_every=1,
+                           stop_after=stop_after, progress=False, threads=1)
+
+    whole = train(tiny(32), cfg("whole"))
+    first = train(tiny(32), cfg("parts", stop_after=2))
+    rest = train(tiny(32), cfg("parts"), resume=True)
+    assert (first.step, rest.step, whole.step) == (2, 4, 4) and first.stopped != "max_steps"
+    assert np.allclose([loss for _, loss in rest.losses], [loss for _, loss in whole.losses], atol=1e-5)
+    assert rest.best_nats_per_frame == pytest.approx(whole.best_nats_per_frame, abs=1e-5)
+
+
 def test_a_token_bundle_flag_is_refused_for_the_pianoroll(tmp_path: Path) -> None:
     save_pianoroll(tmp_path / "b", build_model(tiny(16)), SETTINGS, summary={}, card="tiny")
     done = subprocess.run([sys.executable, "-m", "comagen", "generate", "--checkpoint", str(tmp_path / "b"),

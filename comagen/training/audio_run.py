@@ -8,7 +8,6 @@ and TensorBoard. The subclasses say what a step, an evaluation and a bundle are.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from comagen.bundle.checkpoint import load_trainer_state, restore_interrupted
 from comagen.errors import ConfigError
 from comagen.model import ModelConfig
 from comagen.training.config import TrainConfig
+from comagen.training.loop import LoopedRun
 from comagen.training.optim import lr_at
 from comagen.training.progress import TrainingBar
 from comagen.training.run import TrainResult, run_device
@@ -27,8 +27,9 @@ from comagen.training.run import TrainResult, run_device
 log = logging.getLogger("comagen.training")
 
 
-class AudioRun:
-    """Set-up, resume, the loop and its saves; `_load`, `_loss`, `_evaluate`, `models` and `card` per run."""
+class AudioRun(LoopedRun):
+    """Set-up, resume and saves around the shared loop; `_load`, `_loss`, `_evaluate`, `models` and
+    `card` per run."""
 
     measure = "val"  # the validation figure's name in logs and summaries (lower is better)
 
@@ -37,12 +38,11 @@ class AudioRun:
             raise ConfigError("init_from is for the token models; the audio runs train from scratch")
         if not cfg.data:
             raise ConfigError("no data folder: pass --data DIR (beat-aligned renders from training/render_audio.py)")
+        super().__init__()
         self.model_cfg, self.cfg, self.out = model_cfg, cfg, Path(cfg.out)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = run_device(cfg, 0)
-        self.step, self.elapsed, self.best, self.bad_evals = 0, 0.0, None, 0
-        self.history: list[tuple[int, float]] = []
         self.baselines: dict[str, float] = {}  # figures fixed at set-up (the melformer's n-gram yardsticks)
         self.figures: dict[str, float] = {}  # the best evaluation's figures
 
@@ -96,21 +96,10 @@ class AudioRun:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        self.best = float(state["best"]) if state["best"] >= 0 else None
-        self.bad_evals = int(state["bad_evals"])
-        self.history = [(int(s), float(v)) for s, v in state["history"].tolist()]
+        self._restore_counters(state)
         self._say(f"resumed from {self.out / 'last'} at step {self.step}")
 
-    def _say(self, message: str, bar: TrainingBar | None = None) -> None:
-        log.info(message)
-        if self.cfg.progress:
-            print(message) if bar is None else bar.write(message)
-
     # ---- saving
-    def _seconds(self) -> float:
-        return self.elapsed + time.perf_counter() - self.t_start
-
     def summary(self) -> dict[str, Any]:
         return {"arch": self.model_cfg.arch, "parameters": sum(p.numel() for p in self.model.parameters()),
                 "step": self.step, "train_seconds": round(self._seconds(), 1), f"best_{self.measure}": self.best,
@@ -118,9 +107,7 @@ class AudioRun:
 
     def save(self, name: str) -> None:
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "torch_rng": torch.get_rng_state(), "step": self.step, "elapsed": self._seconds(),
-                 "bad_evals": self.bad_evals, "best": -1.0 if self.best is None else self.best,
-                 "history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 2)}
+                 "torch_rng": torch.get_rng_state(), **self._counters()}
         save_audio_bundle(self.out / name, self.models(), summary=self.summary(), card=self.card(),
                           trainer_state=state, train_config=asdict(self.cfg))
 
@@ -155,36 +142,15 @@ class AudioRun:
             self.writer.add_scalar(f"val/{key}", value, self.step)
         value = figures[self.measure]
         if self.best is None or value < self.best:
-            self.best, self.bad_evals = value, 0
             self.figures = {f"val_{k}": round(v, 4) for k, v in figures.items()}
-            self.save("best")
-        else:
-            self.bad_evals += 1
         shown = ", ".join(f"{k} {v:.4f}" for k, v in figures.items())
-        self._say(f"step {self.step}: {shown} (best {self.measure} {self.best:.4f})", bar)
-        return bool(self.cfg.patience) and self.bad_evals >= self.cfg.patience
+        return self._keep_best(value, shown, bar)
 
-    # ---- the loop
-    def loop(self) -> TrainResult:
-        cfg = self.cfg
-        bar = TrainingBar(self.step, cfg.max_steps, cfg.max_minutes, disable=not cfg.progress)
-        stopped, first_step = "max_steps", self.step
-        self.t_start = time.perf_counter()
-        self.model.train()
-        while self.step < cfg.max_steps:
-            if limit := bar.limit_reached(self.step - first_step, cfg.stop_after):
-                stopped = limit
-                break
-            loss = self._train_step()
-            bar.step_done(self.step)
-            bar.set_postfix(loss=f"{loss:.3f}")
-            if (cfg.eval_every and self.step % cfg.eval_every == 0 or self.step == cfg.max_steps) \
-                    and self._evaluate_and_save(bar):
-                stopped = "early_stopping"
-                break
-            if cfg.save_every and self.step % cfg.save_every == 0:
-                self.save("last")
-        bar.end(stopped)
+    # ---- the loop's ends
+    def _after_step(self, loss: float, bar: TrainingBar) -> None:
+        bar.set_postfix(loss=f"{loss:.3f}")
+
+    def _finish(self, stopped: str, bar: TrainingBar) -> TrainResult:
         if stopped != "max_steps" and self.best is None:  # stopped before any evaluation: evaluate once
             self._evaluate_and_save(bar)
         self.save("last")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from comagen.training.config import TrainConfig
 from comagen.training.data import load_index, select_split
 from comagen.training.frame_data import FrameCrops, key_frequency, load_frame_pieces
 from comagen.training.frame_nll import model_nll
+from comagen.training.loop import LoopedRun
 from comagen.training.optim import lr_at, param_groups
 from comagen.training.progress import TrainingBar
 from comagen.training.run import TrainResult, run_device
@@ -38,12 +38,13 @@ log = logging.getLogger("comagen.training")
 TORCHSCRIPT_TOLERANCE = 1e-4
 
 
-class PianoRollRun:
-    """Set-up, one optimizer step, evaluate-and-save, the loop."""
+class PianoRollRun(LoopedRun):
+    """Set-up, one optimizer step, evaluate-and-save, and the end of the shared loop."""
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig) -> None:
         if cfg.init_from:
             raise ConfigError("init_from is for the token models; the pianoroll trains from scratch")
+        super().__init__()
         self.cfg, self.out = cfg, Path(cfg.out)
         self.model_cfg = ModelConfig.from_dict({**model_cfg.to_dict(), "max_seq_len": max(model_cfg.max_seq_len,
                                                                                           cfg.seq_len)})
@@ -51,8 +52,7 @@ class PianoRollRun:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = run_device(cfg, 0)
-        self.step, self.frames_seen, self.elapsed, self.best, self.bad_evals = 0, 0, 0.0, None, 0
-        self.history: list[tuple[int, float]] = []
+        self.frames_seen = 0
 
     def set_up(self, resume: bool) -> PianoRollRun:
         cfg = self.cfg
@@ -88,22 +88,11 @@ class PianoRollRun:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
-        self.step, self.frames_seen, self.elapsed = int(state["step"]), int(state["frames"]), float(state["elapsed"])
-        self.best = float(state["best"]) if state["best"] >= 0 else None
-        self.bad_evals = int(state["bad_evals"])
-        self.history = [(int(s), float(v)) for s, v in state["history"].tolist()]
+        self._restore_counters(state)
+        self.frames_seen = int(state["frames"])
         self._say(f"resumed from {self.out / 'last'} at step {self.step}")
 
-    def _say(self, message: str, bar: TrainingBar | None = None) -> None:
-        log.info(message)
-        if not self.cfg.progress:
-            return
-        print(message) if bar is None else bar.write(message)
-
     # ---- saving
-    def _seconds(self) -> float:
-        return self.elapsed + time.perf_counter() - self.t_start
-
     def summary(self) -> dict[str, Any]:
         return {"arch": "pianoroll", "parameters": self.model.num_parameters(), "step": self.step,
                 "frames_seen": self.frames_seen, "train_seconds": round(self._seconds(), 1),
@@ -112,10 +101,8 @@ class PianoRollRun:
 
     def save(self, name: str) -> None:
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "scaler": self.scaler.state_dict(), "torch_rng": torch.get_rng_state(), "step": self.step,
-                 "frames": self.frames_seen, "elapsed": self._seconds(), "bad_evals": self.bad_evals,
-                 "best": -1.0 if self.best is None else self.best,
-                 "history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 2)}
+                 "scaler": self.scaler.state_dict(), "torch_rng": torch.get_rng_state(), "frames": self.frames_seen,
+                 **self._counters()}
         save_pianoroll(self.out / name, self.model, self.frames, summary=self.summary(),
                        card=pianoroll_card(self.out.name, self.summary(), self.model_cfg.to_dict()),
                        trainer_state=state, train_config=asdict(self.cfg))
@@ -148,39 +135,14 @@ class PianoRollRun:
         self.model.eval()
         nll = model_nll(self.model, self.validation, self.cfg.eval_max_tokens, self.device)
         self.model.train()
-        if self.best is None or nll < self.best:
-            self.best, self.bad_evals = nll, 0
-            self.save("best")
-        else:
-            self.bad_evals += 1
-        self._say(f"step {self.step}: val nats/frame {nll:.4f} (best {self.best:.4f})", bar)
-        return bool(self.cfg.patience) and self.bad_evals >= self.cfg.patience
+        return self._keep_best(nll, f"val nats/frame {nll:.4f}", bar)
 
-    # ---- the loop
-    def loop(self) -> TrainResult:
-        cfg = self.cfg
-        bar = TrainingBar(self.step, cfg.max_steps, cfg.max_minutes, disable=not cfg.progress)
-        stopped, first_step = "max_steps", self.step
-        self.t_start = time.perf_counter()
-        self.model.train()
-        while self.step < cfg.max_steps:
-            if limit := bar.limit_reached(self.step - first_step, cfg.stop_after):
-                stopped = limit
-                break
-            loss = self._train_step()
-            bar.step_done(self.step)
-            if self.step % cfg.log_every == 0 or self.step == 1:
-                log.info("step %d: loss %.4f nats/frame, lr %.2e", self.step, loss, self.scheduler.get_last_lr()[0])
-            if (cfg.eval_every and self.step % cfg.eval_every == 0 or self.step == cfg.max_steps) \
-                    and self._evaluate_and_save(bar):
-                stopped = "early_stopping"
-                break
-            if cfg.save_every and self.step % cfg.save_every == 0:
-                self.save("last")
-        bar.end(stopped)
-        return self._finish(stopped)
+    # ---- the loop's ends
+    def _after_step(self, loss: float, bar: TrainingBar) -> None:
+        if self.step % self.cfg.log_every == 0 or self.step == 1:
+            log.info("step %d: loss %.4f nats/frame, lr %.2e", self.step, loss, self.scheduler.get_last_lr()[0])
 
-    def _finish(self, stopped: str) -> TrainResult:
+    def _finish(self, stopped: str, bar: TrainingBar) -> TrainResult:
         """The final `last` save; the TorchScript copies loaded back and held to the eager model."""
         self.save("last")
         for name in ("last", "best"):

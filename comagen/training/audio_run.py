@@ -20,7 +20,7 @@ from comagen.errors import ConfigError
 from comagen.model import ModelConfig
 from comagen.training.config import TrainConfig
 from comagen.training.loop import LoopedRun
-from comagen.training.optim import lr_at
+from comagen.training.optim import apply_gradients, lr_at
 from comagen.training.progress import TrainingBar
 from comagen.training.run import TrainResult, run_device
 
@@ -119,10 +119,7 @@ class AudioRun(LoopedRun):
             loss = self._loss(batch)
             (loss / cfg.grad_accum).backward()
             loss_sum += loss.item() / cfg.grad_accum
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        grad_norm = apply_gradients(self.model, self.optimizer, self.scheduler, cfg.clip)
         self.step += 1
         self.history.append((self.step, loss_sum))
         if self.step % cfg.log_every == 0 or self.step == 1:

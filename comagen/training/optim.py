@@ -27,6 +27,25 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
 
 
+def apply_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, clip: float,
+                    scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+    """The update every run ends its step with: clip the gradient norm (unscaled first under a
+    gradient scaler), step the optimizer and the schedule, clear the gradients. Returns the norm before
+    clipping as a tensor: reading it would wait for the GPU, so a run reads it only when it logs."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+    return grad_norm
+
+
 def param_groups(model: Decoder, cfg: TrainConfig) -> list[dict[str, Any]]:
     """Weight decay on matrices only; the attention scale-mix logits get `scale_lr_mult` x the
     learning rate: each is one scalar against a scale's whole value projection, which can absorb

@@ -30,7 +30,7 @@ from comagen.training.data import load_index, select_split
 from comagen.training.frame_data import FrameCrops, key_frequency, load_frame_pieces
 from comagen.training.frame_nll import model_nll
 from comagen.training.loop import LoopedRun
-from comagen.training.optim import lr_at, param_groups
+from comagen.training.optim import apply_gradients, lr_at, param_groups
 from comagen.training.progress import TrainingBar
 from comagen.training.run import TrainResult, run_device
 
@@ -119,12 +119,7 @@ class PianoRollRun(LoopedRun):
             loss = F.binary_cross_entropy_with_logits(logits.float(), batch[:, 1:], reduction="none").sum(-1).mean()
             self.scaler.scale(loss / cfg.grad_accum).backward()
             loss_sum += loss.item() / cfg.grad_accum
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        apply_gradients(self.model, self.optimizer, self.scheduler, cfg.clip, self.scaler)
         self.step += 1
         self.frames_seen += cfg.batch_size * cfg.grad_accum * cfg.seq_len
         self.history.append((self.step, loss_sum))

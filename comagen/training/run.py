@@ -30,7 +30,7 @@ from comagen.training.batches import micro_batches
 from comagen.training.config import TrainConfig
 from comagen.training.data import Augment, CropDataset
 from comagen.training.evaluate import evaluate_pieces
-from comagen.training.optim import lr_at, param_groups, use_activation_checkpointing
+from comagen.training.optim import apply_gradients, lr_at, param_groups, use_activation_checkpointing
 from comagen.training.progress import TrainingBar
 from comagen.training.run_data import TrainData, load_run_data
 
@@ -193,10 +193,7 @@ class Run:
                 loss = (loss * batch["mask"].flatten()).sum() / batch["mask"].sum().clamp(min=1)
             (loss / cfg.grad_accum).backward()
             loss_sum += loss.item() / cfg.grad_accum
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        grad_norm = apply_gradients(self.model, self.optimizer, self.scheduler, cfg.clip)
         self.step += 1
         tokens = cfg.batch_size * cfg.grad_accum * cfg.seq_len * self.world
         self.tokens_seen += tokens

@@ -91,3 +91,14 @@ def download_result(page, link_selector: str, path: Path) -> Path:  # noqa: ANN0
         link.click()
     info.value.save_as(path)
     return path
+
+
+def stopped_after_two_frames(studio, bundle, prompt, request, name: str):  # noqa: ANN001, ANN201
+    """Stream a take, press stop at its second frame; the last frame and the registry it ran under."""
+    registry = studio.Registry()
+    frames = []
+    for frame in studio.stream(bundle, prompt, request, name, registry=registry, key="me", live="text"):
+        frames.append(frame)
+        if len(frames) == 2:
+            assert registry.stop("me")
+    return frames[-1], registry

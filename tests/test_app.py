@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import symusic
-from app_support import MAESTRO, app_checkpoint
+from app_support import MAESTRO, app_checkpoint, stopped_after_two_frames
 
 import studio
 from comagen.bundle.checkpoint import FILES, Bundle
@@ -272,14 +272,8 @@ def test_live_view_off_sends_nothing_until_the_results(bundle: Bundle, gallery: 
 
 def test_stop_keeps_what_was_made_and_continue_extends_it(bundle: Bundle, gallery: dict) -> None:
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
-    registry = studio.Registry()
     req = studio.app_request(bundle, Settings(seconds=60), False)
-    frames = []
-    for frame in studio.stream(bundle, prompt, req, name, registry=registry, key="me", live="text"):
-        frames.append(frame)
-        if len(frames) == 2:
-            assert registry.stop("me")
-    final = frames[-1]
+    final, registry = stopped_after_two_frames(studio, bundle, prompt, req, name)
     assert final.status.startswith("Stopped") and final.take.rows[0] and "stopped early" in final.stats
     assert not registry.stop("me")  # the job left the registry
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import symusic
 import torch
+from app_support import stopped_after_two_frames
 
 import studio
 from comagen.bundle.pianoroll import FrameBundle, save_pianoroll
@@ -66,14 +67,8 @@ def test_generate_with_a_form_and_variations_plays_and_downloads(bundle: FrameBu
 
 def test_stop_keeps_what_was_made_and_continue_extends_it(bundle: FrameBundle, gallery: dict) -> None:
     prompt, name = studio.resolve_prompt(bundle, None, gallery, ELISE, 4)
-    registry = studio.Registry()
     req = studio.app_request(bundle, Settings(seconds=studio.MAX_SECONDS), False)
-    frames = []
-    for frame in studio.stream(bundle, prompt, req, name, registry=registry, key="me", live="text"):
-        frames.append(frame)
-        if len(frames) == 2:
-            assert registry.stop("me")
-    final = frames[-1]
+    final, _ = stopped_after_two_frames(studio, bundle, prompt, req, name)
     assert final.status.startswith("Stopped") and final.take.rows[0]
     assert final.take.stats["music_seconds"] < studio.MAX_SECONDS
     again, _ = studio.continue_prompt(bundle, [final.take], 0)

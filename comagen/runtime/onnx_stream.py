@@ -2,9 +2,9 @@
 
 The prompt is prefilled by the torch model (one batched pass, as on the torch runtime); its
 `DecodeState` is then handed over as per-scale rings (`ring_state`, see ring.py), and every further
-token is one `InferenceSession.run` of the pure step, which reads the rings in place. Sessions are
-built once per file and thread count and shared: ONNX Runtime allows concurrent `run` calls, so the
-app's jobs can share one.
+token is one `run_with_iobinding` of the pure step on buffers bound once (each stream its own
+binding), which reads the rings in place. Sessions are built once per file and thread count and
+shared: ONNX Runtime allows concurrent runs, so the app's jobs can share one.
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ class OnnxStream:
 
     Every state tensor lives in one flat numpy buffer, bound once (with IOBinding) as the step's
     inputs; the scalars and the outputs are bound numpy buffers too. A step therefore writes three
-    scalars, runs, and scatters the new keys, values and conv states into the buffer in one indexed
-    copy: no feed dict, no output allocation, no per-layer Python (on `default` these were a tenth of
-    a token's time)."""
+    scalars, runs, scatters the new keys and values into their ring slots in one indexed copy and
+    copies the conv states in one slice: no feed dict, no output allocation, no per-layer Python (on
+    `default` these were a tenth of a token's time)."""
 
     def __init__(self, model: Conformer, session, composers: Tensor) -> None:  # noqa: ANN001
         self.model, self.session, self.composers = model, session, composers

@@ -165,7 +165,7 @@ class Session:
         rows = [r.grammar.allowed_row(self.grammar) for r in self.rows]
         keep_going = self.sections or self.request.seconds is not None  # play the whole form / length
         for i, r in enumerate(self.rows):
-            if r.plan.forced and r.plan.replaying_velocity():
+            if r.plan.replaying_velocity():
                 rows[i] = self.grammar.velocity_mask.numpy().copy()  # the variation: re-sample dynamics
             if keep_going and not r.plan.forced:
                 rows[i][self.grammar.eos_id] = False

@@ -121,7 +121,7 @@ class OnnxStream:
         depth, per = self.model.cfg.depth, 2 * len(self.slots) + 1
         conv = [per * (i + 1) - 1 for i in range(depth)]
         order = [i for i in range(len(state)) if i not in conv] + conv
-        self.buffer = np.concatenate([state[i].ravel() for i in order]).astype(np.float32)
+        self.buffer = np.concatenate([state[i].ravel() for i in order], dtype=np.float32)
         views = _views(self.buffer, [state[i].shape for i in order])
         self.state = [views[order.index(i)] for i in range(len(state))]
         dim, rings = state[0].shape[-1], sum(state[i].size for i in order[:-depth])

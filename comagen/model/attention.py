@@ -42,6 +42,7 @@ class WindowContext:
     flex: bool = False
     dpb: Tensor | None = None  # [S, heads, max(W)] for the flex path (scale s's distances beyond its window unused)
     first: int = 0
+    skip: int = 0  # leading keys no query may see (a single block after an empty past): left out, not masked
 
     @property
     def wmax(self) -> int:
@@ -119,7 +120,9 @@ def window_context(windows: list[int], length: int, start: int, head_dim: int, d
         tables = None if dpb is None else torch.stack([F.pad(m(w), (0, wmax - w)) for m, w in zip(dpb, windows,
                                                                                                strict=True)])
         return WindowContext(list(windows), length, 1, torch.empty(0), None, True, tables, first)
-    block = min(wmax, length)
+    # a prompt that fits one window: one block, whose empty past is skipped; else blocks of a quarter
+    # window (a query scores B + W - 1 keys: 1.25 W rather than 2 W; 128 at least, or per-block costs win)
+    block = length if start == 0 and length <= wmax else min(wmax, length, max(wmax // 4, 128))
     nblocks = -(-length // block)
     invalid = max(wmax - 1 - start, 0)
     bias = _band_mask(tuple(windows), block, nblocks if invalid else 1, invalid, device)
@@ -128,7 +131,11 @@ def window_context(windows: list[int], length: int, start: int, head_dim: int, d
         tables = [m(w)[:, dist.clamp(0, w - 1)] for m, w in zip(dpb, windows, strict=True)]  # [h, B, K] each
         bias = bias + torch.stack(tables)[:, :, None]
     rotary = None if dpb is not None else _block_rotary(wmax, block, head_dim, device)
-    return WindowContext(list(windows), block, nblocks, bias, rotary, first=first)
+    skip = invalid if nblocks == 1 else 0  # a prompt's first pass: its window's past is empty
+    if skip:
+        bias = bias[..., skip:]
+        rotary = None if rotary is None else (rotary[0], rotary[1][skip:])
+    return WindowContext(list(windows), block, nblocks, bias, rotary, first=first, skip=skip)
 
 
 def local_attention(q: Tensor, k_all: Tensor, v_all: Tensor, ctx: WindowContext,
@@ -136,15 +143,17 @@ def local_attention(q: Tensor, k_all: Tensor, v_all: Tensor, ctx: WindowContext,
     """q [b, S*h, C, d]; k_all, v_all [b, S*h, max(W)-1+C, d] (past window then chunk).
 
     Returns the output [b, S, h, C, d] and, if asked, each scale's probs [b, h, C, W_s] (last column = self).
+    A context's `skip` leading keys (all masked: a prompt's empty past) are left out of the scores:
+    a 300-token prompt of a 1024-window scale then scores 300 keys a query, not 1,323.
     """
-    s, w, blk, nb = len(ctx.windows), ctx.wmax, ctx.block, ctx.nblocks
+    s, w, blk, nb, skip = len(ctx.windows), ctx.wmax, ctx.block, ctx.nblocks, ctx.skip
     c = q.shape[2]
     pad = nb * blk - c
     if pad:
         q, k_all, v_all = (F.pad(t, (0, 0, 0, pad)) for t in (q, k_all, v_all))
     q = rearrange(q, "b (s h) (n r) d -> b s h n r d", s=s, r=blk)
-    k = k_all.unfold(2, blk + w - 1, blk).transpose(-1, -2)  # [b, S*h, n, B+W-1, d], a view
-    v = v_all.unfold(2, blk + w - 1, blk).transpose(-1, -2)
+    k = k_all[:, :, skip:].unfold(2, blk + w - 1 - skip, blk).transpose(-1, -2)  # [b, S*h, n, B+W-1, d], a view
+    v = v_all[:, :, skip:].unfold(2, blk + w - 1 - skip, blk).transpose(-1, -2)
     if ctx.rotary is not None:
         q_table, k_table = ctx.rotary
         k = apply_rotary(k, k_table)
@@ -156,6 +165,7 @@ def local_attention(q: Tensor, k_all: Tensor, v_all: Tensor, ctx: WindowContext,
     out = rearrange(probs @ v, "b s h n r d -> b s h (n r) d")[..., :c, :]
     if not need_probs:
         return out, None
+    probs = F.pad(probs, (skip, 0))  # the left-out keys' probabilities: 0
     idx = torch.arange(blk, device=q.device)[:, None] + torch.arange(w, device=q.device)
     band = rearrange(probs.gather(-1, idx.expand(*probs.shape[:-1], w)), "b s h n r w -> b s h (n r) w")
     return out, [band[:, i, :, :c, w - ws:] for i, ws in enumerate(ctx.windows)]

@@ -38,8 +38,8 @@ def model_logits(bundle, prompt) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: 
     grammar = RemiGrammar(bundle.tokenizer)
     with torch.inference_mode():
         stream = choose_runtime(bundle, "torch", None).open(torch.tensor([0]))
-        logits = stream.prefill(torch.tensor([[bundle.tokenizer.bos_id, *prompt.ids]]))
-    return logits.float(), track(grammar, prompt.ids).allowed(grammar)[None]
+        logits = stream.prefill(np.array([[bundle.tokenizer.bos_id, *prompt.ids]]))
+    return torch.from_numpy(logits), track(grammar, prompt.ids).allowed(grammar)[None]
 
 
 def test_the_prior_moves_pitch_probability_into_the_prompts_key(default_bundle, default_prompt) -> None:  # noqa: ANN001

@@ -32,7 +32,7 @@ def logits_after(bundle, ids: list[int]) -> torch.Tensor:  # noqa: ANN001
     """The real model's next-token logits [1, V] after `ids`."""
     with torch.inference_mode():
         stream = choose_runtime(bundle, "torch", None).open(torch.tensor([0]))
-        return stream.prefill(torch.tensor([[bundle.tokenizer.bos_id, *ids]])).float()
+        return torch.from_numpy(stream.prefill(np.array([[bundle.tokenizer.bos_id, *ids]])))
 
 
 def probs(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,7 @@ def _shapes(tree: object) -> list[tuple[int, ...]]:
 def test_decode_state_keeps_its_size_over_thousands_of_tokens(bundle: Bundle) -> None:
     grammar = RemiGrammar(bundle.tokenizer)
     stream = choose_runtime(bundle, "torch").open(torch.tensor([0]))
-    logits = stream.prefill(torch.tensor([[bundle.tokenizer.bos_id]]))
+    logits = torch.from_numpy(stream.prefill(np.array([[bundle.tokenizer.bos_id]])))
     where, generator = GrammarState(), torch.Generator().manual_seed(0)
     sizes, layouts = [], []
     with torch.inference_mode():
@@ -61,7 +61,7 @@ def test_decode_state_keeps_its_size_over_thousands_of_tokens(bundle: Bundle) ->
             allowed[0, grammar.eos_id] = False
             token = sample_next(logits, allowed, Sampling(), generator)
             where = where.advance(grammar, int(token))
-            logits = stream.step(token)
+            logits = torch.from_numpy(stream.step(token.numpy()))
             if step % 250 == 0:
                 sizes.append(stream.state.nbytes())
                 layouts.append(_shapes(stream.state.caches))

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import symusic
 import torch
 
@@ -56,7 +57,7 @@ class _Mark:
     """Where a duet stood before an answer was prepared: all that `discard` puts back."""
 
     stream: object
-    logits: torch.Tensor
+    logits: np.ndarray
     state: GrammarState
     history: int
     notes: int
@@ -96,14 +97,14 @@ class Duet:
         self._current = _Answer(0.0)
         self.stream = self.runtime.open(torch.tensor([self.request.composer]))
         with torch.inference_mode():
-            self.logits = self.stream.prefill(torch.tensor([[self.tokenizer.bos_id]]))
+            self.logits = self.stream.prefill(np.array([[self.tokenizer.bos_id]]))
 
     # ---- the stream
 
     def _feed(self, ids: list[int]) -> None:
         with torch.inference_mode():
             for token in ids:
-                self.logits = self.stream.step(torch.tensor([token]))
+                self.logits = self.stream.step(np.array([token]))
                 if self.leans:
                     self.leans.played(0, token, self.state)
                 self.state = self.state.advance(self.grammar, token)
@@ -224,7 +225,7 @@ class Duet:
     def _sample(self) -> int:
         allowed = self.state.allowed(self.grammar)[None]
         allowed[0, self.grammar.eos_id] = False  # a duet answers; it does not end the piece
-        logits, factors, leans = self.logits[:1].float(), None, self.leans
+        logits, factors, leans = torch.from_numpy(self.logits[:1]), None, self.leans
         if leans:
             logits, factors = leans.apply(logits, allowed, [self.state]), leans.temperature_factors([self.state])
         return int(sample_next(logits, allowed, self.request.sampling, self.generator, factors)[0])

@@ -7,9 +7,14 @@ conditional model and 0 the unconditional one, so neither needs twins.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import numpy as np
 import torch
 
 from comagen.generation.request import Request
+
+Logits = TypeVar("Logits", np.ndarray, torch.Tensor)  # the engine's numpy rows, or infill's tensors
 
 
 def guided(request: Request) -> bool:
@@ -23,6 +28,6 @@ def row_composers(request: Request, rows: int) -> list[int]:
     return [cond] * rows + ([0] * rows if guided(request) else [])
 
 
-def mix(logits: torch.Tensor, rows: int, guidance: float) -> torch.Tensor:
+def mix(logits: Logits, rows: int, guidance: float) -> Logits:
     """The guided logits [rows, V] of a batch [2 * rows, V] laid out as `row_composers` makes it."""
     return logits[rows:] + guidance * (logits[:rows] - logits[rows:])

@@ -86,16 +86,17 @@ class OnnxStream:
         self.state: list[np.ndarray] = []
         self.seen = self.offset = 0
 
-    def prefill(self, tokens: Tensor) -> Tensor:
+    def prefill(self, tokens: np.ndarray) -> np.ndarray:
         state = self.model.new_state(len(self.composers), self.composers.device)
-        logits, state = self.model.prefill(tokens, self.composers, state)
+        ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64)).to(self.composers.device)
+        logits, state = self.model.prefill(ids, self.composers, state)
         rings, origin = ring_state(self.model, state)
         self._bind([t.numpy() for t in rings])
         self.seen, self.offset = state.pos, state.pos - origin
-        return logits
+        return logits.float().cpu().numpy()
 
-    def step(self, token: Tensor) -> Tensor:
-        self.token[:] = token.numpy()
+    def step(self, token: np.ndarray) -> np.ndarray:
+        self.token[:] = token
         self.scalars[0], self.scalars[1] = self.seen, self.offset
         self.session.run_with_iobinding(self.binding)
         self.ring_rows[self.to + self.seen % self.period] = self.new_rows[self.src]
@@ -104,7 +105,7 @@ class OnnxStream:
         if self.rotated and self.offset >= 2 * self.wmax:
             rebase_keys(self.model, self.state, self.wmax)
             self.offset -= self.wmax
-        return torch.from_numpy(self.logits.copy())
+        return self.logits.copy()
 
     def snapshot(self) -> tuple[np.ndarray, int, int]:
         return self.buffer.copy(), self.seen, self.offset

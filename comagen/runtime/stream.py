@@ -1,13 +1,17 @@
 """What the generation engine asks of a runtime: open a batch of streams, prefill, step.
 
 The engine (generate.Session) keeps grammar masking and sampling; a runtime only turns tokens into
-logits. `TorchRuntime` is the reference: the model's own `new_state` / `prefill` / `step`.
+logits. Both sides of a stream are numpy (token ids in, float32 logits out): the engine samples in
+numpy, and the ONNX runtime then hands over its bound buffers with no torch call between two steps.
+`TorchRuntime` is the reference: the model's own `new_state` / `prefill` / `step`.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
+import torch
 from torch import Tensor
 
 from comagen.model import Decoder
@@ -17,12 +21,12 @@ from comagen.model.state import DecodeState
 class Stream(Protocol):
     """A batch of decode streams with fixed composer rows."""
 
-    def prefill(self, tokens: Tensor) -> Tensor:
-        """Consume a prompt [B, L]; logits [B, V] for its last position."""
+    def prefill(self, tokens: np.ndarray) -> np.ndarray:
+        """Consume a prompt [B, L] (int64); float32 logits [B, V] for its last position."""
         ...
 
-    def step(self, token: Tensor) -> Tensor:
-        """One token per row [B] in, logits [B, V] out."""
+    def step(self, token: np.ndarray) -> np.ndarray:
+        """One token per row [B] (int64) in, float32 logits [B, V] out."""
         ...
 
     def snapshot(self) -> object:
@@ -52,13 +56,16 @@ class TorchStream:
         self.model, self.composers = model, composers
         self.state = model.new_state(len(composers), composers.device, windows=windows)
 
-    def prefill(self, tokens: Tensor) -> Tensor:
-        logits, self.state = self.model.prefill(tokens, self.composers, self.state)
-        return logits
+    def prefill(self, tokens: np.ndarray) -> np.ndarray:
+        logits, self.state = self.model.prefill(self._ids(tokens), self.composers, self.state)
+        return logits.float().cpu().numpy()
 
-    def step(self, token: Tensor) -> Tensor:
-        logits, self.state = self.model.step(token, self.composers, self.state)
-        return logits
+    def step(self, token: np.ndarray) -> np.ndarray:
+        logits, self.state = self.model.step(self._ids(token), self.composers, self.state)
+        return logits.float().cpu().numpy()
+
+    def _ids(self, ids: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.asarray(ids, dtype=np.int64)).to(self.composers.device)
 
     def snapshot(self) -> DecodeState:
         return self.state.clone()

@@ -57,7 +57,7 @@ def teacher_forced(runtimes: dict[str, Runtime], rows: list[list[int]], composer
     ids, lengths = padded(rows, pad)
     scores = ForcedScores(targets=lengths - 1)
     streams = {name: runtime.open(composers) for name, runtime in runtimes.items()}
-    logits = {name: stream.prefill(ids[:, :1]) for name, stream in streams.items()}
+    logits = {name: torch.from_numpy(stream.prefill(ids[:, :1].numpy())) for name, stream in streams.items()}
     totals = {name: {"nll": torch.zeros(len(rows), dtype=torch.float64), "kl": 0.0, "top1": 0, "diff": 0.0,
                      "s": 0.0} for name in runtimes}
     for t in range(1, ids.shape[1]):
@@ -76,7 +76,7 @@ def teacher_forced(runtimes: dict[str, Runtime], rows: list[list[int]], composer
             break
         for name, stream in streams.items():
             start = time.perf_counter()
-            logits[name] = stream.step(target)
+            logits[name] = torch.from_numpy(stream.step(target.numpy()))
             totals[name]["s"] += time.perf_counter() - start
     count = max(int(scores.targets.sum()), 1)
     for name, total in totals.items():

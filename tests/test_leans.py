@@ -14,7 +14,7 @@ from comagen.generation.dynamics import DynamicsPrior
 from comagen.generation.leans import Leans
 from comagen.generation.prompt import Prompt
 from comagen.generation.request import Request
-from comagen.generation.sampling import Sampling, Uniforms, sample_next
+from comagen.generation.sampling import Sampling, Uniforms, draw, sample_next
 from comagen.generation.session import generate
 from comagen.music.grammar import AFTER_DURATION, AFTER_PITCH, AFTER_POSITION, AFTER_VELOCITY, RemiGrammar, track
 from comagen.runtime import choose_runtime
@@ -161,6 +161,18 @@ def test_block_drawn_uniforms_are_the_one_at_a_time_draws() -> None:
     singles = [torch.rand(n, generator=one, dtype=torch.float64).numpy() for n in [1, 2] * 700 + [1500]]
     blocks = Uniforms(torch.Generator().manual_seed(7))
     assert all(np.array_equal(blocks.take(len(a)), a) for a in singles)  # crosses the block edge, and a take > BLOCK
+
+
+def test_a_one_row_draw_is_the_batch_draw_of_that_row() -> None:
+    """A batch-1 draw is a binary search: it must pick what the batched count picks, at every uniform,
+    including the edges (0, just below 1) and rows with zero weights between their tokens."""
+    rng = np.random.default_rng(0)
+    weights = rng.random((400, 40)) * (rng.random((400, 40)) > 0.6)
+    weights[:, 7] += 1e-3  # every row has some weight
+    uniform = np.concatenate([[0.0, 1 - 1e-16], rng.random(398)])
+    batched = draw(weights, uniform)
+    assert all(draw(weights[i:i + 1], uniform[i:i + 1])[0] == batched[i] for i in range(len(weights)))
+    assert (weights[np.arange(len(weights)), batched] > 0).all()
 
 
 def test_off_is_exactly_the_plain_engine_and_on_moves_the_music(default_bundle, grammar,  # noqa: ANN001

@@ -99,7 +99,9 @@ class OnnxStream:
         self.token[:] = token
         self.scalars[0], self.scalars[1] = self.seen, self.offset
         self.session.run_with_iobinding(self.binding)
-        self.ring_rows[self.to + self.seen % self.period] = self.new_rows[self.src]
+        np.remainder(self.seen, self.period, out=self.where)  # each row's slot, then its place in the buffer
+        self.where += self.to
+        self.ring_rows[self.where] = self.new_rows if self.src is None else self.new_rows[self.src]
         self.convs[:] = self.new_convs
         self.seen, self.offset = self.seen + 1, self.offset + 1
         if self.rotated and self.offset >= 2 * self.wmax:
@@ -146,7 +148,9 @@ class OnnxStream:
             self.binding.bind_ortvalue_input(name, OrtValue.ortvalue_from_numpy(array))
         for output, array in zip(self.session.get_outputs(), [self.logits, *updates], strict=True):
             self.binding.bind_ortvalue_output(output.name, OrtValue.ortvalue_from_numpy(array))
-        self.src, self.to, self.period = self._rows(state, kv)
+        src, self.to, self.period = self._rows(state, kv)
+        self.src = None if np.array_equal(src, np.arange(len(src))) else src  # batch 1: already in ring order
+        self.where = np.empty_like(self.to)
 
     def _rows(self, state: list[np.ndarray], kv: tuple[int, ...]) -> tuple[np.ndarray, ...]:
         """Row indices (a row: one head's key or value, head_dim floats) such that

@@ -6,6 +6,7 @@
     python bench/decode.py --sections leans --threads 1   # what the sampling leans cost the engine
     python bench/decode.py --sections step --tokens 4096 --step-quality-files 10   # step levers vs a GPT peer
     python bench/decode.py --sections cli --before ../old-checkout   # real time through the CLI, old vs new
+    python bench/decode.py --sections prefill --before ../old-checkout   # a prompt's first pass, old vs new
 
 Random weights at the shipped configs (training/configs/*.json, roughly equal parameter
 counts). Tokens/s at each mark is measured over the stretch of tokens just before it, so a
@@ -40,6 +41,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # repo root, not bench/ 
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -528,7 +530,6 @@ def cli_realtime(roots: dict[str, Path], checkpoints: list[str], seconds: float,
     """Black box: `python -m comagen generate` for `seconds` of music from the first shipped prompt at
     1 thread, in each checkout of `roots` (label -> repo root) taking turns `rounds` times; medians of
     the process's wall time, the engine's own time and their real-time factors."""
-    import os
     import subprocess
 
     env = {**os.environ, "COMAGEN_ONNX_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -555,6 +556,57 @@ def cli_realtime(roots: dict[str, Path], checkpoints: list[str], seconds: float,
                      "x real time (engine)": round(med["music_seconds"] / med["seconds_elapsed"], 1),
                      "x real time (process)": round(med["music_seconds"] / med["wall"], 1)})
     print(f"\nthrough the CLI, 1 thread, {seconds:g} s of music, medians of {rounds} (checkouts taking turns)")
+    print(format_table(rows))
+    return rows
+
+
+PREFILL_TIMER = """
+import json, sys, time
+import torch
+from comagen.bundle.checkpoint import load_bundle
+torch.set_num_threads(1)
+bundle = load_bundle(sys.argv[1])
+ids, rounds, times = json.loads(open(sys.argv[2]).read()), int(sys.argv[3]), []
+with torch.inference_mode():
+    for _ in range(rounds + 1):
+        t0 = time.perf_counter()
+        bundle.model.prefill(torch.tensor([ids]), torch.tensor([0]), bundle.model.new_state(1, torch.device("cpu")))
+        times.append(time.perf_counter() - t0)
+print(json.dumps(sorted(times[1:])[rounds // 2]))
+"""
+
+
+def prefill_times(roots: dict[str, Path], checkpoints: list[str], data: Path, lengths: list[int],
+                  rounds: int) -> list[dict]:
+    """The first pass of every take (torch, on either runtime: the ONNX stream hands its state over
+    after it): median ms of a prompt's prefill at 1 thread, the first validation piece's first `lengths`
+    tokens, in each checkout of `roots` (its own code, run as a subprocess there) taking turns."""
+    import subprocess
+
+    from comagen.bundle.checkpoint import load_bundle
+    from comagen.training.data import load_index, load_tokenized, select_split
+
+    piece = sorted(select_split(load_index(data), "validation"), key=lambda p: p.key)[0]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="comagen-prefill-") as scratch:
+        for checkpoint in checkpoints:
+            bundle = load_bundle(ROOT / checkpoint)
+            ids = [bundle.tokenizer.bos_id, *map(int, load_tokenized([piece], bundle.tokenizer, ROOT / "cache",
+                                                                     progress=False)[0].ids)]
+            times: dict[tuple[int, str], list[float]] = {}
+            for _ in range(rounds):
+                for length in lengths:
+                    tokens = Path(scratch) / f"{length}.json"
+                    tokens.write_text(json.dumps(ids[:length]))
+                    for label, root in roots.items():
+                        out = subprocess.run([sys.executable, "-c", PREFILL_TIMER, str((ROOT / checkpoint).resolve()),
+                                              str(tokens), "5"], cwd=root, capture_output=True, text=True, check=True,
+                                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+                        times.setdefault((length, label), []).append(float(out.stdout.strip().splitlines()[-1]))
+            for (length, label), got in times.items():
+                rows.append({"checkpoint": bundle.name, "prompt tokens": length, "code": label,
+                             "prefill ms": round(float(np.median(got)) * 1e3, 1)})
+    print(f"\nprompt prefill at 1 thread (torch; medians of {rounds} rounds of 5, checkouts taking turns)")
     print(format_table(rows))
     return rows
 
@@ -604,7 +656,8 @@ def main() -> None:
                    help="models (random-weight decode), engine (real-time factor), runtime (torch vs ONNX), "
                         "quality (each runtime's bits per note on --files files of --split, teacher-forced), "
                         "step (issue #26: the bundle's step per lever beside a plain GPT peer, engine overhead, "
-                        "op profile), cli (real-time factor through python -m comagen generate; --before)")
+                        "op profile), cli (real-time factor through python -m comagen generate; --before), "
+                        "prefill (a prompt's first pass at --prefill-lengths tokens; --before)")
     p.add_argument("--runtime-checkpoints", default="assets/checkpoints/default,assets/checkpoints/flagship",
                    help="bundles for the runtime section (relative to the repo root or absolute)")
     p.add_argument("--runtime-budget", type=float, default=150.0,
@@ -619,9 +672,10 @@ def main() -> None:
                    help="step section: where ONNX Runtime's raw profiles are written")
     p.add_argument("--step-quality-files", type=int, default=0,
                    help="step section: test files (max(--tokens) tokens each) scored per lever (0: none)")
-    p.add_argument("--before", type=Path, help="cli section: another checkout (repo root) to take turns with")
+    p.add_argument("--before", type=Path, help="cli, prefill sections: another checkout (repo root) to take turns with")
     p.add_argument("--cli-seconds", type=float, default=32.0, help="cli section: seconds of music per take")
-    p.add_argument("--cli-rounds", type=int, default=3, help="cli section: takes per checkout and bundle")
+    p.add_argument("--cli-rounds", type=int, default=3, help="cli and prefill sections: rounds per checkout and bundle")
+    p.add_argument("--prefill-lengths", default="330,1024,2048", help="prefill section: prompt lengths in tokens")
     p.add_argument("--data", type=Path, default=MAESTRO, help="MAESTRO folder for int8 vs fp32 (skipped if absent)")
     args = p.parse_args()
     sections = set(args.sections.split(","))
@@ -648,6 +702,10 @@ def main() -> None:
     if "cli" in sections:
         roots = {"this checkout": ROOT, **({"--before": args.before} if args.before else {})}
         result["cli"] = cli_realtime(roots, args.runtime_checkpoints.split(","), args.cli_seconds, args.cli_rounds)
+    if "prefill" in sections:
+        roots = {"this checkout": ROOT, **({"--before": args.before} if args.before else {})}
+        result["prefill"] = prefill_times(roots, args.runtime_checkpoints.split(","), args.data,
+                                          [int(n) for n in args.prefill_lengths.split(",")], args.cli_rounds)
     if "quality" in sections:
         result["quality"] = quality_section(checkpoints, args.data, args.split, args.files, max(marks), args.threads)
     if args.json:

@@ -580,7 +580,8 @@ def prefill_times(roots: dict[str, Path], checkpoints: list[str], data: Path, le
                   rounds: int) -> list[dict]:
     """The first pass of every take (torch, on either runtime: the ONNX stream hands its state over
     after it): median ms of a prompt's prefill at 1 thread, the first validation piece's first `lengths`
-    tokens, in each checkout of `roots` (its own code, run as a subprocess there) taking turns."""
+    tokens (fewer when the piece is shorter), in each checkout of `roots` (its own code, run as a
+    subprocess there) taking turns."""
     import subprocess
 
     from comagen.bundle.checkpoint import load_bundle
@@ -604,7 +605,7 @@ def prefill_times(roots: dict[str, Path], checkpoints: list[str], data: Path, le
                                              env={**os.environ, "OMP_NUM_THREADS": "1"})
                         times.setdefault((length, label), []).append(float(out.stdout.strip().splitlines()[-1]))
             for (length, label), got in times.items():
-                rows.append({"checkpoint": bundle.name, "prompt tokens": length, "code": label,
+                rows.append({"checkpoint": bundle.name, "prompt tokens": min(length, len(ids)), "code": label,
                              "prefill ms": round(float(np.median(got)) * 1e3, 1)})
     print(f"\nprompt prefill at 1 thread (torch; medians of {rounds} rounds of 5, checkouts taking turns)")
     print(format_table(rows))

@@ -71,16 +71,34 @@ def test_decode_state_keeps_its_size_over_thousands_of_tokens(bundle: Bundle) ->
 
 
 def test_a_long_prompt_prefills_in_chunks_as_one_pass(bundle: Bundle) -> None:
-    """A prompt of several PREFILL_CHUNKs (a Continue of a long piece) gives the full forward's logits."""
+    """A prompt of several PREFILL_CHUNKs (a Continue of a long piece) gives the full forward's logits,
+    and so do the steps after it, though a fresh stream reads only the prompt's last `reach` tokens."""
     torch.manual_seed(1)
     tokens = torch.randint(5, bundle.tokenizer.vocab_size, (1, 2 * PREFILL_CHUNK + 300))
-    composer = torch.tensor([1])
+    prompt, composer = tokens.shape[1] - 40, torch.tensor([1])
+    assert bundle.model.reach(None) < PREFILL_CHUNK  # the prompt is read in part, not in chunks
     with torch.inference_mode():
-        reference = bundle.model(tokens, composer)[:, -1]
+        reference = bundle.model(tokens, composer)
         state = bundle.model.new_state(1)
-        logits, state = bundle.model.prefill(tokens, composer, state)
-    assert state.pos == tokens.shape[1]
-    assert torch.allclose(logits, reference, atol=1e-4)
+        logits, state = bundle.model.prefill(tokens[:, :prompt], composer, state)
+        steps = [bundle.model.step(tokens[:, t], composer, state)[0] for t in range(prompt, tokens.shape[1] - 1)]
+    assert state.pos == tokens.shape[1] - 1
+    assert torch.allclose(logits, reference[:, prompt - 1], atol=1e-4)
+    assert torch.allclose(torch.stack(steps, 1), reference[:, prompt:-1], atol=1e-4)
+
+
+def test_a_prompt_shorter_than_the_reach_is_read_whole(bundle: Bundle) -> None:
+    """Cutting a prompt to the tokens that can reach the state must change nothing: one token more
+    than the reach, read whole by a stream that has already begun, gives the same logits."""
+    torch.manual_seed(2)
+    tokens = torch.randint(5, bundle.tokenizer.vocab_size, (1, bundle.model.reach(None) + 1))
+    composer = torch.tensor([0])
+    with torch.inference_mode():
+        cut, _ = bundle.model.prefill(tokens, composer, bundle.model.new_state(1))
+        begun = bundle.model.new_state(1)
+        bundle.model.prefill(tokens[:, :1], composer, begun)
+        whole, _ = bundle.model.prefill(tokens[:, 1:], composer, begun)
+    assert torch.allclose(cut, whole, atol=1e-5)
 
 
 def test_progress_polls_copy_only_a_tail(bundle: Bundle) -> None:

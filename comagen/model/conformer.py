@@ -93,6 +93,15 @@ class Conformer(Decoder):
             else None
         self.init_weights()
 
+    def reach(self, windows: list[int] | None) -> int | None:
+        """Each block looks max(W) - 1 tokens back and its conv kernel - 1 more, so a token more than
+        depth x (max(W) + kernel - 2) before the end cannot reach the state or the last logits (one
+        window more is kept as margin); global layers see everything."""
+        if self.cfg.global_layers:
+            return None
+        wmax = max(windows or self.cfg.windows)
+        return self.cfg.depth * (wmax + self.cfg.conv_kernel - 2) + wmax
+
     def _check_windows(self, windows: list[int] | None) -> list[int]:
         if windows is None:
             return list(self.cfg.windows)

@@ -56,6 +56,10 @@ class Decoder(nn.Module):
     def _embed_positions(self, start: int, length: int) -> Tensor | None:
         return None
 
+    def reach(self, windows: list[int] | None) -> int | None:
+        """How many of a prompt's last tokens a fresh stream's state can depend on (None: all of them)."""
+        return None
+
     def _check_windows(self, windows: list[int] | None) -> list[int] | None:
         if windows is not None:
             raise ConfigError(f"a window override is only for the conformer, not {self.cfg.arch}")
@@ -94,12 +98,16 @@ class Decoder(nn.Module):
     def prefill(self, tokens: Tensor, composer: Tensor, state: DecodeState) -> tuple[Tensor, DecodeState]:
         """Consume a prompt of any length; logits [B, V] for its last position. It goes through in
         PREFILL_CHUNK-token passes, so a long prompt (a Continue of a 5-minute piece) costs the
-        activations of one pass instead of growing with its length.
+        activations of one pass instead of growing with its length. A fresh stream reads only the
+        prompt's last `reach` tokens: nothing before them can reach its state or the last logits.
 
         The state is updated in place and returned; `state.clone()` first to keep the old one.
         """
-        for start in range(0, max(tokens.shape[1], 1), PREFILL_CHUNK):
+        reach = self.reach(state.windows) if state.pos == 0 else None
+        skipped = max(tokens.shape[1] - reach, 0) if reach else 0
+        for start in range(skipped, max(tokens.shape[1], 1), PREFILL_CHUNK):
             logits, _ = self._advance(tokens[:, start:start + PREFILL_CHUNK], composer, state, 0)
+        state.pos += skipped  # positions count every token: only their differences enter the maths
         return logits[:, -1], state
 
     @torch.inference_mode()

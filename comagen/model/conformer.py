@@ -95,12 +95,13 @@ class Conformer(Decoder):
 
     def reach(self, windows: list[int] | None) -> int | None:
         """Each block looks max(W) - 1 tokens back and its conv kernel - 1 more, so a token more than
-        depth x (max(W) + kernel - 2) before the end cannot reach the state or the last logits (one
-        window more is kept as margin); global layers see everything."""
+        depth x (max(W) + kernel - 2) before the end cannot reach the state or the last logits. (The
+        first block's input, the embeddings, is exact for every kept token; each block's output is
+        exact one block's look-back later, and the last block's state looks back one.) Global layers
+        see everything."""
         if self.cfg.global_layers:
             return None
-        wmax = max(windows or self.cfg.windows)
-        return self.cfg.depth * (wmax + self.cfg.conv_kernel - 2) + wmax
+        return self.cfg.depth * (max(windows or self.cfg.windows) + self.cfg.conv_kernel - 2)
 
     def _check_windows(self, windows: list[int] | None) -> list[int]:
         if windows is None:

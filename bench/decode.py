@@ -595,10 +595,11 @@ def prefill_times(roots: dict[str, Path], checkpoints: list[str], data: Path, le
             ids = [bundle.tokenizer.bos_id, *map(int, load_tokenized([piece], bundle.tokenizer, ROOT / "cache",
                                                                      progress=False)[0].ids)]
             times: dict[tuple[int, str], list[float]] = {}
+            files = {length: Path(scratch) / f"{bundle.name}-{length}.json" for length in lengths}
+            for length, tokens in files.items():
+                tokens.write_text(json.dumps(ids[:length]))
             for _ in range(rounds):
-                for length in lengths:
-                    tokens = Path(scratch) / f"{length}.json"
-                    tokens.write_text(json.dumps(ids[:length]))
+                for length, tokens in files.items():
                     for label, root in roots.items():
                         out = subprocess.run([sys.executable, "-c", PREFILL_TIMER, str((ROOT / checkpoint).resolve()),
                                               str(tokens), "5"], cwd=root, capture_output=True, text=True, check=True,

@@ -14,13 +14,13 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from comagen.model import Decoder
 from comagen.model.conformer import Conformer
 from comagen.runtime.ring import ring_slots
 from comagen.runtime.step import input_names, rebase_keys, ring_state, uses_offset
+from comagen.runtime.stream import id_tensor, logit_rows
 
 THREADS_ENV = "COMAGEN_ONNX_THREADS"
 DEFAULT_THREADS = 1  # measured on 2 shared cores: a second intra-op thread did not pay (see bench/decode.py)
@@ -88,12 +88,11 @@ class OnnxStream:
 
     def prefill(self, tokens: np.ndarray) -> np.ndarray:
         state = self.model.new_state(len(self.composers), self.composers.device)
-        ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64)).to(self.composers.device)
-        logits, state = self.model.prefill(ids, self.composers, state)
+        logits, state = self.model.prefill(id_tensor(tokens, self.composers.device), self.composers, state)
         rings, origin = ring_state(self.model, state)
         self._bind([t.numpy() for t in rings])
         self.seen, self.offset = state.pos, state.pos - origin
-        return logits.float().cpu().numpy()
+        return logit_rows(logits)
 
     def step(self, token: np.ndarray) -> np.ndarray:
         self.token[:] = token

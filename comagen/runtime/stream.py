@@ -51,21 +51,28 @@ class Runtime(Protocol):
         ...
 
 
+def id_tensor(ids: np.ndarray, device: torch.device) -> Tensor:
+    """A stream's numpy ids as the int64 tensor the torch model reads."""
+    return torch.from_numpy(np.asarray(ids, dtype=np.int64)).to(device)
+
+
+def logit_rows(logits: Tensor) -> np.ndarray:
+    """The torch model's logits as the float32 numpy rows a stream returns."""
+    return logits.float().cpu().numpy()
+
+
 class TorchStream:
     def __init__(self, model: Decoder, composers: Tensor, windows: list[int] | None) -> None:
         self.model, self.composers = model, composers
         self.state = model.new_state(len(composers), composers.device, windows=windows)
 
     def prefill(self, tokens: np.ndarray) -> np.ndarray:
-        logits, self.state = self.model.prefill(self._ids(tokens), self.composers, self.state)
-        return logits.float().cpu().numpy()
+        logits, self.state = self.model.prefill(id_tensor(tokens, self.composers.device), self.composers, self.state)
+        return logit_rows(logits)
 
     def step(self, token: np.ndarray) -> np.ndarray:
-        logits, self.state = self.model.step(self._ids(token), self.composers, self.state)
-        return logits.float().cpu().numpy()
-
-    def _ids(self, ids: np.ndarray) -> Tensor:
-        return torch.from_numpy(np.asarray(ids, dtype=np.int64)).to(self.composers.device)
+        logits, self.state = self.model.step(id_tensor(token, self.composers.device), self.composers, self.state)
+        return logit_rows(logits)
 
     def snapshot(self) -> DecodeState:
         return self.state.clone()

@@ -373,7 +373,6 @@ def lever_recipes() -> dict:
 def step_files(checkpoint: Path, scratch: Path) -> dict[str, tuple[Path, dict]]:
     """Label -> (ONNX file, batch-1 feeds with the windows full): the peer plain and with every lever,
     the bundle's shipped int8 file, and the bundle's step at each lever (fp32 plain and last)."""
-    import copy
 
     from comagen.bundle.checkpoint import load_bundle
     from comagen.runtime.export import FILES, example_inputs, prepare, trace_step
@@ -385,7 +384,7 @@ def step_files(checkpoint: Path, scratch: Path) -> dict[str, tuple[Path, dict]]:
     peer_feeds = [t.numpy() for t in PeerStep().example_inputs(1, 10_000)]
     files = {f"peer {k}": (f, peer_feeds) for k, f in peer.items()}
     bundle = load_bundle(checkpoint)
-    step = StepFunction(copy.deepcopy(bundle.model).float().eval()).eval()
+    step = StepFunction(bundle.model).eval()
     feeds = [t.numpy() for t in example_inputs(step, 1, seen=10_000)]
     shipped = checkpoint / "runtime" / FILES["int8"]
     if shipped.is_file():

@@ -243,6 +243,29 @@ def test_fused_scales_equal_one_call_per_scale(windows: list[int], position: str
         assert torch.allclose(probs[s], single_probs[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("position", ["xpos", "dpb"])
+@pytest.mark.parametrize(("batch", "length", "start"), [(2, 37, 0), (1, 150, 0), (2, 150, 0), (2, 60, 100)])
+def test_fused_kernel_equals_the_written_out_scores(position: str, batch: int, length: int, start: int) -> None:
+    """The blockwise path's fused kernel (scaled_dot_product_attention) gives the written-out softmax's
+    output: one block after an empty past, many blocks whose first ones see padding (a per-block
+    mask), and blocks after a cached past; every scale group; per-head dpb biases too."""
+    torch.manual_seed(0)
+    windows, dim, heads = [4, 8, 64], 32, 2
+    attn = MultiScaleLocalAttention(dim, heads, len(windows), 0.0).eval()
+    dpb = torch.nn.ModuleList(DynamicPositionBias(heads) for _ in windows) if position == "dpb" else None
+    x, past = torch.randn(batch, length, dim), torch.randn(batch, start, dim)
+    cache = attn.new_cache(batch, windows, torch.device("cpu"), torch.float32) if start else None
+    with torch.no_grad():
+        if cache is not None:
+            attn(past, window_contexts(windows, start, 0, dim // heads, dpb, past.device), cache)
+        ctxs = window_contexts(windows, length, start, dim // heads, dpb, x.device)
+        assert (ctxs[-1].nblocks > 1) == (length > 64)  # the 64 scale: one block, or several
+        snapshot = [c.clone() for c in cache] if cache is not None else None
+        fused, _ = attn(x, ctxs, cache)
+        written, _ = attn(x, ctxs, snapshot, need_probs=True)
+    assert torch.allclose(fused, written, atol=1e-5)
+
+
 def test_flex_path_equals_blockwise_on_cpu() -> None:
     """The GPU training path (one flex_attention call for all scales), compiled for the CPU at tiny size.
 

@@ -160,15 +160,31 @@ def local_attention(q: Tensor, k_all: Tensor, v_all: Tensor, ctx: WindowContext,
         if q_table is not None:
             q = apply_rotary(q, q_table)
     k, v = (rearrange(t, "b (s h) n j d -> b s h n j d", s=s) for t in (k, v))
+    if not need_probs:
+        return _fused_blocks(q, k, v, ctx.bias)[..., :c, :], None
     scores = q @ k.transpose(-1, -2) + ctx.bias  # q carries the 1/sqrt(d)
     probs = scores.softmax(dim=-1)
     out = rearrange(probs @ v, "b s h n r d -> b s h (n r) d")[..., :c, :]
-    if not need_probs:
-        return out, None
     probs = F.pad(probs, (skip, 0))  # the left-out keys' probabilities: 0
     idx = torch.arange(blk, device=q.device)[:, None] + torch.arange(w, device=q.device)
     band = rearrange(probs.gather(-1, idx.expand(*probs.shape[:-1], w)), "b s h n r w -> b s h (n r) w")
     return out, [band[:, i, :, :c, w - ws:] for i, ws in enumerate(ctx.windows)]
+
+
+def _fused_blocks(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+    """softmax(q k^T + bias) v for q [b, S, h, n, B, d] and k, v [b, S, h, n, K, d], one fused
+    `scaled_dot_product_attention` call per scale: its CPU kernel never writes the [.., B, K] scores
+    out, which took a long prompt's first pass about three times as long. Per scale, the bias
+    [h or 1, n or 1, B, K] broadcasts over the call's rows, the blocks, without a copy. Returns
+    [b, S, h, n*B, d]."""
+    b, s, h, n, blk, d = q.shape
+    outs = []
+    for i in range(s):
+        mask = bias[i] if bias.shape[1] == 1 else bias[i].repeat(b, 1, 1, 1)  # rows: batch x heads
+        outs.append(F.scaled_dot_product_attention(
+            q[:, i].reshape(b * h, n, blk, d), k[:, i].reshape(b * h, n, -1, d), v[:, i].reshape(b * h, n, -1, d),
+            attn_mask=mask.to(q.dtype), scale=1.0).view(b, h, n * blk, d))  # q carries the 1/sqrt(d)
+    return torch.stack(outs, 1)
 
 
 _compiled_flex = None
@@ -241,6 +257,16 @@ def step_context(windows: list[int], start: int, heads: int, head_dim: int, dpb:
     return StepContext(windows, bias + torch.cat(tables)[:, None], None)
 
 
+RMS_EPS = 1e-6
+
+
+def fusable_rms_norm(x: Tensor, eps: float) -> Tensor:
+    """`F.rms_norm` over the last axis, written as ONNX Runtime's fusion looks for it (x / sqrt(mean(x^2)
+    + eps) * weight): one SimplifiedLayerNormalization node in an exported step, where torch's
+    `rms_norm` exports as seven."""
+    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps) * torch.ones(x.shape[-1], device=x.device)
+
+
 class MultiScaleLocalAttention(nn.Module):
     """Pre-norm attention with one causal sliding window per scale, mixed by learned softmax weights.
 
@@ -275,12 +301,15 @@ class MultiScaleLocalAttention(nn.Module):
         return [WindowCache.zeros(batch, self.scales * self.heads, keep, self.head_dim, device, dtype)
                 for _ in range(2)]
 
+    keeps_stream_axis = True  # a one-token step hands it the summed streams [b, 1, 1, dim] (hyper.py)
+
     def forward(self, x: Tensor, ctx: list[WindowContext] | StepContext, cache: list[WindowCache] | None = None,
                 need_probs: bool = False) -> tuple[Tensor, list[Tensor] | None]:
-        qkv = rearrange(self.to_qkv(self.norm(x)), "b n (t sh d) -> t b sh n d", t=3, d=self.head_dim)
-        qk, v = F.rms_norm(qkv[:2], (self.head_dim,), eps=1e-6) * self.qk_scales(), qkv[2]
+        """x [b, n, dim], or a one-token step's [b, 1, 1, dim]; out in the same shape."""
         if hasattr(cache, "attend"):  # an exported step's per-scale rings (comagen/runtime/ring.py)
-            return self.to_out(rearrange(cache.attend(qk, v, self.scale_weights()), "b h n d -> b n (h d)")), None
+            return self._ring_step(x, cache), None
+        qkv = rearrange(self.to_qkv(self.norm(x)), "b ... (t sh d) -> t b sh (...) d", t=3, d=self.head_dim)
+        qk, v = F.rms_norm(qkv[:2], (self.head_dim,), eps=RMS_EPS) * self.qk_scales(), qkv[2]
         q, k = qk.unbind(0)
         if cache is not None:
             k, v = cache[0].extend(k), cache[1].extend(v)  # [b, S*h, max(W)-1+C, d]
@@ -288,8 +317,15 @@ class MultiScaleLocalAttention(nn.Module):
             out, probs = self._step(q, k, v, ctx, need_probs)
         else:
             out, probs = self._blocks(q, k, v, ctx, need_probs)
-        out = rearrange(out, "b h n d -> b n (h d)")
+        out = rearrange(out, "b h n d -> b n (h d)").view(*x.shape[:-1], -1)
         return self.dropout(self.to_out(out)), (probs if need_probs else None)
+
+    def _ring_step(self, x: Tensor, ring) -> Tensor:  # noqa: ANN001 - a runtime.ring.RingLayer
+        """One token [b, 1, dim], or its summed streams [b, 1, 1, dim], through an exported step's rings;
+        out in the same shape."""
+        qkv = rearrange(self.to_qkv(self.norm(x)), "b ... (t sh d) -> t b sh (...) d", t=3, d=self.head_dim)
+        qk = fusable_rms_norm(qkv[:2], RMS_EPS) * self.qk_scales()
+        return self.to_out(ring.attend(qk, qkv[2], self.scale_weights()).view(x.shape))
 
     def _step(self, q: Tensor, k: Tensor, v: Tensor, ctx: StepContext,
               need_probs: bool) -> tuple[Tensor, list[Tensor]]:

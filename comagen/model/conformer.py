@@ -25,16 +25,31 @@ from comagen.model.positional import DynamicPositionBias, rotary_tables
 
 
 class HalfFeedForward(nn.Module):
-    """Macaron half-step feed-forward: 0.5 * (LayerNorm -> Linear -> Swish -> Linear)."""
+    """Macaron half-step feed-forward: 0.5 * (LayerNorm -> Linear -> Swish -> Linear).
+
+    Pointwise over tokens, so it takes any leading axes (a one-token step feeds it the
+    hyper-connections' stream axis as is). `fold_half` moves the 0.5 into the down projection (a
+    power of two: exact), which an exported step does to save a node.
+    """
+
+    keeps_stream_axis = True
 
     def __init__(self, dim: int, mult: int, dropout: float) -> None:
         super().__init__()
         self.norm, self.up, self.down, self.p = nn.LayerNorm(dim), nn.Linear(dim, mult * dim), \
             nn.Linear(mult * dim, dim), dropout
+        self.half = 0.5
 
     def forward(self, x: Tensor) -> Tensor:
         h = F.dropout(F.silu(self.up(self.norm(x))), self.p, self.training)
-        return 0.5 * F.dropout(self.down(h), self.p, self.training)
+        out = F.dropout(self.down(h), self.p, self.training)
+        return out if self.half == 1.0 else self.half * out
+
+    @torch.no_grad()
+    def fold_half(self) -> None:
+        self.down.weight.mul_(self.half)
+        self.down.bias.mul_(self.half)
+        self.half = 1.0
 
 
 class ConformerBlock(nn.Module):

@@ -19,7 +19,10 @@ class HyperConnection(nn.Module):
     x_in = sum_s alpha_s h_s        (static one-hot start + optional input-dependent part)
     h'   = M h + beta (x) f(x_in)   (M starts as identity; beta starts at ones)
 
-    A one-token step sums and mixes the streams as matmuls (the fewest nodes in an exported step);
+    A one-token step sums and mixes the streams as matmuls (the fewest nodes in an exported step),
+    and hands a branch that says it takes them (`branch.keeps_stream_axis`: the feed-forwards, the
+    local attention and the conv) the summed streams with their axis kept, which saves a squeeze and an
+    unsqueeze in an exported step;
     many tokens as a weighted sum and an einsum: as matmuls they would be one tiny product per token
     (a 330-token prompt's prefill spent a fifth of its time there).
     """
@@ -48,11 +51,12 @@ class HyperConnection(nn.Module):
         if self.dynamic:
             weights = weights + torch.tanh(self.norm(h) @ self.dyn_proj) * self.dyn_scale  # [..., s, 2]
         step = h.shape[1] == 1
-        x = (weights[..., :1].transpose(-1, -2) @ h).squeeze(-2) if step else (weights[..., :1] * h).sum(-2)
-        out = self.branch(x, *args, **kwargs)
+        keep = step and getattr(self.branch, "keeps_stream_axis", False)  # takes [b, 1, 1, d] as is
+        x = (weights[..., :1].transpose(-1, -2) @ h) if step else (weights[..., :1] * h).sum(-2)
+        out = self.branch(x if keep or not step else x.squeeze(-2), *args, **kwargs)
         y, extra = out if isinstance(out, tuple) else (out, None)
         mixed = self.mix @ h if step else torch.einsum("st,bntd->bnsd", self.mix, h)
-        return mixed + weights[..., 1:] * y.unsqueeze(-2), extra
+        return mixed + weights[..., 1:] * (y if keep else y.unsqueeze(-2)), extra
 
 
 def expand_streams(x: Tensor, streams: int) -> Tensor:

@@ -12,7 +12,6 @@ the torch step before it is recorded, and written whole or not at all.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import io
 import logging
@@ -85,7 +84,7 @@ def export_bundle(bundle: Bundle, out: Path | None = None, int8: bool = False, t
     except OSError as exc:
         raise ComagenError(f"cannot write {out}: {exc.strerror or exc}") from None
     t0 = time.perf_counter()
-    step = StepFunction(copy.deepcopy(model).float().cpu().eval()).eval()
+    step = StepFunction(model).eval()
     precisions = ["int8"] if int8_only else ["fp32", "int8"] if int8 else ["fp32"]
     record = ExportRecord(windows=list(model.cfg.windows), opset=OPSET, weights_sha256=file_sha256(weights),
                           threads=threads, versions=_versions())
@@ -232,11 +231,11 @@ def _verify(step: StepFunction, path: Path, precision: str) -> None:
         if any(g.shape != w.shape for g, w in zip(got, want, strict=True)) or not np.isfinite(got[0]).all():
             raise ComagenError(f"the exported {precision} step gives malformed outputs; nothing was written")
         tol = VERIFY_TOLERANCE[precision]
-        if tol is not None:
-            err = max(float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True))
+        if tol is not None:  # relative to each output's size: stored xpos keys reach several hundred
+            err = max(float(np.abs(g - w).max() / max(1.0, np.abs(w).max())) for g, w in zip(got, want, strict=True))
             if err > tol:
-                raise ComagenError(f"the exported {precision} step differs from torch by {err:.2g}; "
-                                   "nothing was written")
+                raise ComagenError(f"the exported {precision} step differs from torch by {err:.2g} of an "
+                                   "output's size; nothing was written")
 
 
 def measure(step: StepFunction, files: dict[str, Path], threads: int, steps: int) -> dict[str, float]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from comagen.errors import ComagenError
 
-FORMAT = 2  # 2: per-scale rings that the step reads in place (runtime/ring.py)
+FORMAT = 3  # 2: per-scale rings that the step reads in place (runtime/ring.py); 3: conv state as rows
 RUNTIME_DIR = "runtime"
 MANIFEST = "export.json"
 WEIGHTS = "model.safetensors"

@@ -33,8 +33,9 @@ class RingContext:
 
     windows: list[int]
     heads: int
-    rotation: Tensor | None  # [2, 2, 1, 1, 1, d]: as `turn` takes it, the query's xpos rotation at `offset`
-    # and the new key's (as stored), stacked so that one pass turns both (None: dpb)
+    rotation: tuple[Tensor, Tensor] | None  # as `turn` takes it: the (re, im) parts, each [2, 1, 1, 1, d], of
+    # the query's xpos rotation at `offset` and the new key's (as stored), stacked so that one pass turns
+    # both; split here, once a step, rather than indexed in every layer (None: dpb)
     ring_bias: list[Tensor]  # per scale: [h or 1, 1, W-1]: -inf for unwritten slots, + dpb by distance
     new_bias: list[Tensor]  # per scale: [h or 1, 1, 1]: the bias at distance 0
 
@@ -61,8 +62,8 @@ def ring_context(windows: list[int], heads: int, head_dim: int, dpb: nn.ModuleLi
         new_bias.append(table[:, :1, None])
     if tables is None:
         return RingContext(list(windows), heads, None, ring_bias, new_bias)
-    rotation = tables.index_select(0, offset[None])[0]  # [2, 2, d]: (re, im) parts x (query, key)
-    return RingContext(list(windows), heads, rotation[:, :, None, None, None], ring_bias, new_bias)
+    rotation = tables.index_select(0, offset[None])[0, :, :, None, None, None]  # (re, im) parts x (query, key)
+    return RingContext(list(windows), heads, (rotation[0], rotation[1]), ring_bias, new_bias)
 
 
 def offset_tables(wmax: int, head_dim: int, device: torch.device) -> Tensor:
@@ -79,9 +80,9 @@ def turn_table(table: Tensor) -> Tensor:
     return torch.stack((re, im * torch.tensor([-1.0, 1.0], device=table.device).repeat(table.shape[-1])), 1)
 
 
-def turn(x: Tensor, table: Tensor) -> Tensor:
-    """`apply_rotary` of x [..., d] by one `turn_table` row [2, d], as a graph of six plain ops rather
-    than complex arithmetic's thirteen: (a + ib)(c + is) = (ac - bs) + i(as + bc), pair-swapped."""
+def turn(x: Tensor, table: tuple[Tensor, Tensor]) -> Tensor:
+    """`apply_rotary` of x [..., d] by one `turn_table` row's two parts, as a graph of six plain ops
+    rather than complex arithmetic's thirteen: (a + ib)(c + is) = (ac - bs) + i(as + bc), pair-swapped."""
     swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
     return x * table[0] + swapped * table[1]
 
@@ -102,7 +103,7 @@ class RingLayer:
 
     def attend(self, qk: Tensor, v: Tensor, weights: Tensor) -> Tensor:
         """qk [2, b, S*h, 1, d] (query, key) and v [b, S*h, 1, d] of the new token -> the scale-mixed
-        output [b, h, 1, d]."""
+        output [b, h*d], the heads side by side (one token: a reshape, not a transpose)."""
         ctx, h = self.ctx, self.ctx.heads
         q, k = (qk if ctx.rotation is None else turn(qk, ctx.rotation)).unbind(0)
         self.new_k, self.new_v = k, v
@@ -116,4 +117,4 @@ class RingLayer:
             probs = torch.cat((past, now), dim=-1).softmax(dim=-1)
             outs.append(probs[..., :-1] @ ring_v + probs[..., -1:] * vs)
         b = q.shape[0]
-        return (weights @ torch.stack(outs, 1).view(b, len(outs), -1)).view(b, h, 1, -1)
+        return (weights @ torch.cat(outs, 1).view(b, len(outs), -1)).view(b, -1)  # cat: no unsqueezes

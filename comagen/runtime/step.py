@@ -8,7 +8,7 @@ what an exporter can trace into a graph with no Python state, and what ONNX Runt
 State per block, in order (batch first, time on dim 2):
     keys   [B, heads, W_s-1, head_dim] per scale s   that scale's ring of past keys (stored form)
     values [B, heads, W_s-1, head_dim] per scale s
-    conv   [B, dim, kernel-1, 1]                     the conv's last kernel-1 inputs
+    conv   [B, kernel-1, (1,) dim]                   the conv's last kernel-1 inputs, as rows (`conv_rows`)
 Updates per block: the new token's key and value [B, S*heads, 1, head_dim] (the caller writes each
 scale's part into slot `seen mod (W_s-1)`) and the conv's next state. `seen` (int64 scalar) is the
 number of tokens already consumed; `offset` (xpos models only) is `seen` minus the rings' origin.
@@ -16,11 +16,14 @@ number of tokens already consumed; `offset` (xpos models only) is `seen` minus t
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from comagen.errors import ConfigError
+from comagen.model.config import ModelConfig
 from comagen.model.conformer import Conformer
 from comagen.model.hyper import expand_streams, reduce_streams
 from comagen.model.positional import apply_rotary, rotary_tables
@@ -46,15 +49,18 @@ def uses_offset(model: Conformer) -> bool:
 
 
 class TensorWindow:
-    """A `WindowCache` stand-in for one call: the past is a tensor, the new tail an output."""
+    """A `WindowCache` stand-in for one call over a conv's past kept as rows [B, kernel-1, 1, dim]: the
+    past is a tensor, the new tail an output (`rows` tells the conv module which layout it gets)."""
+
+    rows = True
 
     def __init__(self, past: Tensor) -> None:
         self.past = past
         self.tail: Tensor | None = None
 
     def extend(self, new: Tensor) -> Tensor:
-        out = torch.cat((self.past, new), dim=2)
-        self.tail = out[:, :, new.shape[2]:]
+        out = torch.cat((self.past, new), dim=1)
+        self.tail = out[:, new.shape[1]:]
         return out
 
 
@@ -74,11 +80,17 @@ def update_names(model: Conformer) -> list[str]:
     return [f"{kind}{i}_next" for i in range(model.cfg.depth) for kind in ("keys", "values", "conv")]
 
 
+def conv_rows(cfg: ModelConfig, batch: int) -> tuple[int, ...]:
+    """A conv state's shape: its last kernel-1 inputs as rows, with the hyper-connections' stream axis
+    (of size 1: the streams are summed) where the model has several, as the conv branch then takes it."""
+    return (batch, cfg.conv_kernel - 1, *([1] if cfg.hyper_streams > 1 else []), cfg.dim)
+
+
 def state_shapes(model: Conformer, batch: int) -> list[tuple[int, ...]]:
     """Shapes of the state tensors, in `state_names` order."""
     cfg = model.cfg
     rings = [(batch, cfg.heads, ring_slots(w), cfg.head_dim) for w in cfg.windows]
-    return [*rings, *rings, (batch, cfg.dim, cfg.conv_kernel - 1, 1)] * cfg.depth
+    return [*rings, *rings, conv_rows(cfg, batch)] * cfg.depth
 
 
 def ring_state(model: Conformer, state: DecodeState) -> tuple[list[Tensor], int]:
@@ -100,7 +112,8 @@ def ring_state(model: Conformer, state: DecodeState) -> tuple[list[Tensor], int]
                     part = apply_rotary(part, turn[wmax - k:])
                 rings[kind].append(part.roll(pos % k, dims=2).contiguous())  # position p -> slot p mod k
         conv = layer["conv"]
-        out += [*rings[0], *rings[1], conv.buf[:, :, conv.end - conv.keep:conv.end].float().cpu().contiguous()]
+        rows = conv.buf[:, :, conv.end - conv.keep:conv.end].permute(0, 2, 3, 1)  # [B, kernel-1, 1, dim]
+        out += [*rings[0], *rings[1], rows.reshape(conv_rows(cfg, rows.shape[0])).float().cpu().contiguous()]
     return out, pos - wmax
 
 
@@ -109,7 +122,10 @@ class StepFunction(nn.Module):
 
     def __init__(self, model: Conformer) -> None:
         super().__init__()
-        self.model = check_exportable(model)
+        self.model = model = check_exportable(copy.deepcopy(model).float().cpu().eval())
+        for block in model.blocks:  # exact folds that leave fewer nodes to an exported graph
+            for ff in (block.ff1.branch, block.ff2.branch):
+                ff.fold_half()
         cfg = model.cfg
         self.scales = len(cfg.windows)
         device = model.head.weight.device

@@ -29,7 +29,7 @@ from comagen.music.midi import load_score, midi_bytes
 from comagen.music.tokenizer import PianoTokenizer
 from comagen.runtime import choose_runtime
 from comagen.runtime.export import export_bundle
-from comagen.runtime.manifest import ExportRecord
+from comagen.runtime.manifest import FORMAT, ExportRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "assets" / "checkpoints" / "default"
@@ -212,6 +212,11 @@ def test_stale_or_damaged_export_falls_back_with_a_note(tiny: Path, tmp_path: Pa
     shutil.copytree(tiny / "runtime", path / "runtime")  # ... and the old weights' export put back
     runtime = choose_runtime(load_bundle(path), "auto")
     assert runtime.name == "torch" and "other weights" in runtime.note
+
+    record = json.loads((path / "runtime" / "export.json").read_text())
+    (path / "runtime" / "export.json").write_text(json.dumps({**record, "format": FORMAT - 1}))
+    runtime = choose_runtime(load_bundle(path), "auto")  # an export of an older layout (its state as it was)
+    assert runtime.name == "torch" and f"format {FORMAT - 1}" in runtime.note and "\n" not in runtime.note
 
     (path / "runtime" / "export.json").write_text("{not json")
     runtime = choose_runtime(load_bundle(path), "auto")

@@ -49,7 +49,7 @@ def uses_offset(model: Conformer) -> bool:
 
 
 class TensorWindow:
-    """A `WindowCache` stand-in for one call over a conv's past kept as rows [B, kernel-1, 1, dim]: the
+    """A `WindowCache` stand-in for one call over a conv's past kept as rows [B, kernel-1, (1,) dim]: the
     past is a tensor, the new tail an output (`rows` tells the conv module which layout it gets)."""
 
     rows = True

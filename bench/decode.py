@@ -700,11 +700,10 @@ def main() -> None:
     if "step" in sections:
         result["step"] = step_section(ROOT / args.step_checkpoint, [1, 2], args.profile_dir, args.data,
                                       args.step_quality_files, max(marks))
+    roots = {"this checkout": ROOT, **({"--before": args.before} if args.before else {})}
     if "cli" in sections:
-        roots = {"this checkout": ROOT, **({"--before": args.before} if args.before else {})}
         result["cli"] = cli_realtime(roots, args.runtime_checkpoints.split(","), args.cli_seconds, args.cli_rounds)
     if "prefill" in sections:
-        roots = {"this checkout": ROOT, **({"--before": args.before} if args.before else {})}
         result["prefill"] = prefill_times(roots, args.runtime_checkpoints.split(","), args.data,
                                           [int(n) for n in args.prefill_lengths.split(",")], args.cli_rounds)
     if "quality" in sections:

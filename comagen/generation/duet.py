@@ -29,7 +29,7 @@ import torch
 from comagen.bundle.checkpoint import Bundle
 from comagen.generation.leans import Leans
 from comagen.generation.player import TimedNote
-from comagen.generation.sampling import sample_next
+from comagen.generation.sampling import row_uniforms, sample_rows
 from comagen.generation.settings import Settings
 from comagen.music.grammar import AFTER_DURATION, GrammarState, RemiGrammar
 from comagen.music.midi import GRID_BPM, MODEL_TRACK, PLAYER_TRACK
@@ -223,12 +223,12 @@ class Duet:
         return None
 
     def _sample(self) -> int:
-        allowed = self.state.allowed(self.grammar)[None]
+        allowed = self.state.allowed_row(self.grammar)[None]
         allowed[0, self.grammar.eos_id] = False  # a duet answers; it does not end the piece
-        logits, factors, leans = torch.from_numpy(self.logits[:1]), None, self.leans
-        if leans:
-            logits, factors = leans.apply(logits, allowed, [self.state]), leans.temperature_factors([self.state])
-        return int(sample_next(logits, allowed, self.request.sampling, self.generator, factors)[0])
+        logits, factors, sampling = self.logits[:1], None, self.request.sampling
+        if self.leans:
+            logits, factors = self.leans.shaped(logits, allowed, [self.state])
+        return int(sample_rows(logits, allowed, sampling, row_uniforms(1, sampling, self.generator), factors)[0])
 
     def _past(self, token: int, first: int, seconds: float) -> bool:
         """Whether `token` opens a time past the answer's length (only between whole notes)."""

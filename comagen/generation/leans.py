@@ -62,6 +62,13 @@ class Leans:
         out = self.leaned(logits.float().numpy(), allowed.numpy(), states)
         return logits if out is None else torch.from_numpy(out)
 
+    def shaped(self, logits: np.ndarray, allowed: np.ndarray,
+               states: list[GrammarState]) -> tuple[np.ndarray, np.ndarray | None]:
+        """What a sampler draws from for rows at grammar `states`: the (leaned) logits [B, V] and each
+        row's temperature factor (None: all 1)."""
+        leaned = self.leaned(logits, allowed, states)
+        return (logits if leaned is None else leaned), self.temperature_factors(states)
+
     def leaned(self, logits: np.ndarray, allowed: np.ndarray, states: list[GrammarState]) -> np.ndarray | None:
         """A leaned copy of logits [B, V] for rows at grammar `states`, or None where nothing leans: the
         pitch leans act only on steps where a pitch may come, and most steps decide a velocity, a

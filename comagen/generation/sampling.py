@@ -79,10 +79,15 @@ def sample_next(logits: torch.Tensor, allowed: torch.Tensor, sampling: Sampling,
                 generator: torch.Generator, factors: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     """One token per row from logits [B, V], restricted to `allowed` [B, V]; `factors` [B] scale each
     row's temperature (the decision it makes), None for the same temperature everywhere."""
-    uniform = np.zeros(0) if sampling.temperature == 0 else \
-        torch.rand(len(logits), generator=generator, dtype=torch.float64).numpy()
-    return torch.from_numpy(sample_rows(logits.float().numpy(), allowed.numpy(), sampling, uniform,
+    return torch.from_numpy(sample_rows(logits.float().numpy(), allowed.numpy(), sampling,
+                                        row_uniforms(len(logits), sampling, generator),
                                         None if factors is None else np.asarray(factors)))
+
+
+def row_uniforms(rows: int, sampling: Sampling, generator: torch.Generator) -> np.ndarray:
+    """One float64 uniform per row from `generator` for `sample_rows` (none when greedy)."""
+    return np.zeros(0) if sampling.temperature == 0 else \
+        torch.rand(rows, generator=generator, dtype=torch.float64).numpy()
 
 
 def sample_rows(logits: np.ndarray, allowed: np.ndarray, sampling: Sampling, uniform: np.ndarray,

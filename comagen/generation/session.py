@@ -175,9 +175,7 @@ class Session:
         allowed = self._allowed(logits)
         factors = None
         if self.leans:
-            states = [r.grammar for r in self.rows]
-            leaned, factors = self.leans.leaned(logits, allowed, states), self.leans.temperature_factors(states)
-            logits = logits if leaned is None else leaned
+            logits, factors = self.leans.shaped(logits, allowed, [r.grammar for r in self.rows])
         sampled = sample_rows(logits, allowed, self.request.sampling, uniforms.take(len(logits)), factors).tolist()
         return [None if r.finished else self._take(i, r, sampled[i]) for i, r in enumerate(self.rows)]
 

@@ -276,6 +276,8 @@ class MultiScaleLocalAttention(nn.Module):
     output projection. The stream cache keeps max(W) - 1 past keys/values for every scale.
     """
 
+    keeps_stream_axis = True  # a one-token step hands it the summed streams [b, 1, 1, dim] (hyper.py)
+
     def __init__(self, dim: int, heads: int, scales: int, dropout: float) -> None:
         super().__init__()
         self.heads, self.scales, self.head_dim = heads, scales, dim // heads
@@ -301,14 +303,12 @@ class MultiScaleLocalAttention(nn.Module):
         return [WindowCache.zeros(batch, self.scales * self.heads, keep, self.head_dim, device, dtype)
                 for _ in range(2)]
 
-    keeps_stream_axis = True  # a one-token step hands it the summed streams [b, 1, 1, dim] (hyper.py)
-
     def forward(self, x: Tensor, ctx: list[WindowContext] | StepContext, cache: list[WindowCache] | None = None,
                 need_probs: bool = False) -> tuple[Tensor, list[Tensor] | None]:
         """x [b, n, dim], or a one-token step's [b, 1, 1, dim]; out in the same shape."""
         if hasattr(cache, "attend"):  # an exported step's per-scale rings (comagen/runtime/ring.py)
             return self._ring_step(x, cache), None
-        qkv = rearrange(self.to_qkv(self.norm(x)), "b ... (t sh d) -> t b sh (...) d", t=3, d=self.head_dim)
+        qkv = self._qkv(x)
         qk, v = F.rms_norm(qkv[:2], (self.head_dim,), eps=RMS_EPS) * self.qk_scales(), qkv[2]
         q, k = qk.unbind(0)
         if cache is not None:
@@ -320,10 +320,14 @@ class MultiScaleLocalAttention(nn.Module):
         out = rearrange(out, "b h n d -> b n (h d)").view(*x.shape[:-1], -1)
         return self.dropout(self.to_out(out)), (probs if need_probs else None)
 
+    def _qkv(self, x: Tensor) -> Tensor:
+        """Queries, keys and values [3, b, S*h, n, d] of x [b, n, dim] (or a step's [b, 1, 1, dim])."""
+        return rearrange(self.to_qkv(self.norm(x)), "b ... (t sh d) -> t b sh (...) d", t=3, d=self.head_dim)
+
     def _ring_step(self, x: Tensor, ring) -> Tensor:  # noqa: ANN001 - a runtime.ring.RingLayer
         """One token [b, 1, dim], or its summed streams [b, 1, 1, dim], through an exported step's rings;
         out in the same shape."""
-        qkv = rearrange(self.to_qkv(self.norm(x)), "b ... (t sh d) -> t b sh (...) d", t=3, d=self.head_dim)
+        qkv = self._qkv(x)
         qk = fusable_rms_norm(qkv[:2], RMS_EPS) * self.qk_scales()
         return self.to_out(ring.attend(qk, qkv[2], self.scale_weights()).view(x.shape))
 

@@ -16,6 +16,8 @@ class ConvModule(nn.Module):
     The norm after the conv is over channels per step (not batch norm), which keeps it causal.
     """
 
+    keeps_stream_axis = True  # a one-token step hands it the summed streams [b, 1, 1, dim] (hyper.py)
+
     def __init__(self, dim: int, kernel: int, dropout: float) -> None:
         super().__init__()
         self.kernel = kernel
@@ -29,8 +31,6 @@ class ConvModule(nn.Module):
     def new_cache(self, batch: int, device: torch.device, dtype: torch.dtype) -> WindowCache:
         dim = self.depthwise.in_channels
         return WindowCache.zeros(batch, dim, self.kernel - 1, 1, device, dtype)
-
-    keeps_stream_axis = True  # a one-token step hands it the summed streams [b, 1, 1, dim] (hyper.py)
 
     def forward(self, x: Tensor, cache: WindowCache | None = None) -> Tensor:
         """x [b, n, dim], or a one-token step's [b, 1, 1, dim]; out in the same shape."""

@@ -125,8 +125,9 @@ def main() -> None:
     plain = Settings()
     for s in settings:
         request = Request(max_tokens=150 * int(seconds), seconds=seconds, sampling=s.sampling(), seed=args.seed,
-                          variations=args.variations)
-        label = " ".join(f"{k}={getattr(s, k):g}" for k in TUNED if getattr(s, k) != getattr(plain, k)) or "plain"
+                          variations=args.variations, windows=list(s.windows) or None)  # the streaming windows
+        label = " ".join([*(f"{k}={getattr(s, k):g}" for k in TUNED if getattr(s, k) != getattr(plain, k)),
+                          *([f"windows={'/'.join(map(str, s.windows))}"] if s.windows else [])]) or "plain"
         runs = [continue_excerpt(bundle, item, request) for item in tqdm(items, desc=label,
                                                                           leave=False)]
         ours = [notes for rows, _ in runs for notes in rows]

@@ -165,14 +165,15 @@ def leans_section(checkpoints: list[Path], rounds: int = 5, tokens: int = 1000) 
     for checkpoint in checkpoints:
         bundle = load_bundle(checkpoint)
         prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
-        tuned = bundle_settings(bundle).sampling()
+        settings = bundle_settings(bundle)
+        tuned, windows = settings.sampling(), list(settings.windows) or None  # its streaming windows, both runs
         plain = replace(tuned, **{k: v for k, v in vars(Sampling()).items() if k.endswith(("strength", "temperature"))
                                   and k != "temperature"})
         speeds: dict[str, list[float]] = {"off": [], "on": []}
         shares = []
         for _ in range(rounds):
             for label, sampling in (("off", plain), ("on", tuned)):
-                request = Request(max_tokens=tokens, seconds=600.0, seed=0, sampling=sampling)
+                request = Request(max_tokens=tokens, seconds=600.0, seed=0, sampling=sampling, windows=windows)
                 speed, share = leans_run(bundle, prompt, request)
                 speeds[label].append(speed)
                 shares += [share] if label == "on" else []
@@ -375,6 +376,7 @@ def step_files(checkpoint: Path, scratch: Path) -> dict[str, tuple[Path, dict]]:
     the bundle's shipped int8 file, and the bundle's step at each lever (fp32 plain and last)."""
 
     from comagen.bundle.checkpoint import load_bundle
+    from comagen.generation.settings import bundle_settings
     from comagen.runtime.export import FILES, example_inputs, prepare, trace_step
     from comagen.runtime.peer import PeerStep, export_peer
     from comagen.runtime.step import StepFunction
@@ -389,6 +391,10 @@ def step_files(checkpoint: Path, scratch: Path) -> dict[str, tuple[Path, dict]]:
     shipped = checkpoint / "runtime" / FILES["int8"]
     if shipped.is_file():
         files[f"{bundle.name} int8 shipped"] = (shipped, feeds)
+        streaming = list(bundle_settings(bundle).windows)
+        if streaming:  # the same file at the bundle's streaming windows (its sampling.json's)
+            narrow = [t.numpy() for t in example_inputs(step, 1, seen=10_000, windows=streaming)]
+            files[f"{bundle.name} int8 shipped, windows {'/'.join(map(str, streaming))}"] = (shipped, narrow)
     traced = scratch / "traced.onnx"
     trace_step(step, traced)
     for i, (label, recipe) in enumerate(recipes.items()):
@@ -467,7 +473,7 @@ class _TimedSession:
 
 def engine_overhead(checkpoint: Path, path: Path, tokens: int = 600) -> dict:
     """The whole engine at batch 1, 1 thread, on the int8 file `path` with the bundle's tuned settings
-    (its leans): ms per token, of which the step, and the share outside it."""
+    (its leans and streaming windows): ms per token, of which the step, and the share outside it."""
     from comagen.bundle.checkpoint import load_bundle
     from comagen.generation.prompt import load_prompt
     from comagen.generation.request import Request
@@ -476,10 +482,12 @@ def engine_overhead(checkpoint: Path, path: Path, tokens: int = 600) -> dict:
     from comagen.runtime.onnx_stream import OnnxRuntime
 
     bundle = load_bundle(checkpoint)
+    settings = bundle_settings(bundle)
+    windows = list(settings.windows) or None
     prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
-    session = Session(bundle, prompt, Request(max_tokens=tokens + 1, seconds=1e6, seed=0,
-                                              sampling=bundle_settings(bundle).sampling()))
-    session.runtime = OnnxRuntime(bundle.model, path, "int8", 1)
+    session = Session(bundle, prompt, Request(max_tokens=tokens + 1, seconds=1e6, seed=0, windows=windows,
+                                              sampling=settings.sampling()))
+    session.runtime = OnnxRuntime(bundle.model, path, "int8", 1, windows=windows)
     timed = session.runtime.session = _TimedSession(session.runtime.session)
     steps = iter(session)
     next(steps)  # the prompt's prefill is not a token's time

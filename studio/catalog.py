@@ -16,7 +16,7 @@ from pathlib import Path
 from comagen.bundle.checkpoint import FILES, Bundle, load_bundle
 from comagen.bundle.pianoroll import FrameBundle, frame_bundle, is_pianoroll_bundle
 from comagen.errors import CheckpointError, ComagenError
-from comagen.generation.settings import TUNED
+from comagen.generation.settings import TUNED, bundle_settings
 from comagen.training.data import load_index
 from studio.assets import CHECKPOINTS_DIR, PROMPTS_DIR
 from studio.limits import MAX_SCALES, scales_of
@@ -134,13 +134,15 @@ def menu_label(name: str, folder: Path) -> str:
 
 
 def window_sliders(bundle: Bundle) -> list[dict]:
-    """Settings of the MAX_SCALES window sliders for a checkpoint (hidden beyond its scales)."""
+    """Settings of the MAX_SCALES window sliders for a checkpoint (hidden beyond its scales), each at the
+    checkpoint's streaming window (its sampling.json's, else the trained one)."""
     cfg = bundle.config
     windows = scales_of(bundle)
+    start = (list(bundle_settings(bundle).windows) if windows else []) or windows
     out = []
     for i in range(MAX_SCALES):
         if i < len(windows):
-            out.append({"visible": True, "value": windows[i], "maximum": cfg.window_cap,
+            out.append({"visible": True, "value": start[i], "maximum": cfg.window_cap,
                         "label": f"window, scale {i + 1} (trained {windows[i]} tokens)"})
         else:
             out.append({"visible": False})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from comagen.bundle.checkpoint import load_bundle
-from comagen.generation.settings import TUNED, Settings, bundle_settings
+from comagen.generation.settings import TUNABLE, Settings, bundle_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = {"temperature": "temperature", "top-k": "top_k", "top-p": "top_p", "min-p": "min_p", "key": "key_strength",
@@ -24,12 +24,13 @@ def readme_table() -> dict[str, dict[str, float]]:
     body = text.split("<!-- sampling-defaults -->")[1].split("<!-- /sampling-defaults -->")[0]
     lines = [line.strip().strip("|").split("|") for line in body.strip().splitlines()]
     header = [c.strip() for c in lines[0]]
-    return {cells[0].strip().strip("`"): {h: float(c) for h, c in zip(header[1:], cells[1:], strict=True)}
+    return {cells[0].strip().strip("`"): {h: c.strip() if h == "windows" else float(c)
+                                          for h, c in zip(header[1:], cells[1:], strict=True)}
             for cells in lines[2:]}
 
 
 def test_the_readme_table_covers_every_sampling_setting() -> None:
-    assert sorted(COLUMNS.values()) == sorted(TUNED)
+    assert sorted([*COLUMNS.values(), "windows"]) == sorted(TUNABLE)
 
 
 @pytest.mark.parametrize("name", [GLOBAL, *sorted(p.name for p in (ROOT / "assets" / "checkpoints").iterdir()
@@ -38,5 +39,6 @@ def test_the_readme_states_each_checkpoints_tuned_defaults(name: str) -> None:
     table = readme_table()
     assert name in table, f"README's sampling defaults table has no row for {name}"
     settings = Settings() if name == GLOBAL else bundle_settings(load_bundle(ROOT / "assets" / "checkpoints" / name))
-    assert table[name] == {column: pytest.approx(float(getattr(settings, field)))
-                           for column, field in COLUMNS.items()}
+    windows = "/".join(map(str, settings.windows)) or "as trained"
+    assert table[name] == {**{column: pytest.approx(float(getattr(settings, field)))
+                              for column, field in COLUMNS.items()}, "windows": windows}

@@ -149,8 +149,29 @@ def test_a_bundle_without_sampling_json_keeps_the_global_defaults(tmp_path: Path
         bundle.composers, None, max_tokens=10)).leans is None
 
 
+def test_tuned_windows_reach_the_cli_the_sliders_and_the_onnx_step(tmp_path: Path) -> None:
+    """A bundle's streaming windows (sampling.json "windows", narrower than trained) are what a request
+    runs at unless the user says otherwise, on the exported step, and where the app's sliders start."""
+    import studio
+
+    folder = bundle_copy(tmp_path, json.dumps({"windows": [16, 100]}))
+    shutil.copytree(DEFAULT / "runtime", folder / "runtime")
+    bundle = load_bundle(folder)
+    base = ["generate", "--checkpoint", str(folder), "--out", str(tmp_path / "x.mid")]
+    settings = settings_from_cli(build_parser().parse_args(base), bundle_settings(bundle))
+    request = settings.request(bundle.composers, bundle.config.windows, max_tokens=10)
+    assert request.windows == [16, 100]
+    runtime = choose_runtime(bundle, "auto", windows=request.windows)
+    assert runtime.name.startswith("onnx") and runtime.windows == [16, 100] and runtime.note is None
+    given = settings_from_cli(build_parser().parse_args([*base, "--windows", "32,128"]), bundle_settings(bundle))
+    assert given.request(bundle.composers, bundle.config.windows, max_tokens=10).windows is None  # as trained
+    sliders = studio.window_sliders(bundle)
+    assert [s["value"] for s in sliders[:2]] == [16, 100] and "trained 128" in sliders[1]["label"]
+
+
 @pytest.mark.parametrize("text", ['{"key_strength": -1}', '{"colour": 1}', '{"dynamics_strength": 99}', '[1, 2]',
-                                  '{"top_p": "high"}', '{"key_strength": true}', "{not json"])
+                                  '{"top_p": "high"}', '{"key_strength": true}', "{not json", '{"windows": [16.5, 64]}',
+                                  '{"windows": "wide"}', '{"windows": [16, 100, 100]}'])
 def test_a_bad_sampling_json_is_one_clear_line(tmp_path: Path, text: str, capsys: pytest.CaptureFixture) -> None:
     folder = bundle_copy(tmp_path, text)
     try:  # the bundle refuses what is not a table of numbers; generation what the numbers cannot mean

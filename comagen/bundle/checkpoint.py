@@ -50,7 +50,7 @@ class Bundle:
     tokenizer: PianoTokenizer
     composers: Composers
     summary: dict[str, Any] = field(default_factory=dict)
-    sampling: dict[str, float] = field(default_factory=dict)  # sampling.json: tuned defaults, by setting name
+    sampling: dict[str, float | list[int]] = field(default_factory=dict)  # sampling.json: tuned defaults by name
 
     @property
     def name(self) -> str:
@@ -229,10 +229,11 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     return Bundle(path, model, model_cfg, tokenizer, composers, config.get("summary", {}), read_sampling(path))
 
 
-def read_sampling(path: Path) -> dict[str, float]:
-    """A bundle's tuned sampling defaults (sampling.json, optional) as plain data: an object of numbers
-    by setting name. What the names and values mean is generation's to judge
-    (`comagen.generation.settings.tuned_settings`); anything but such an object is refused here."""
+def read_sampling(path: Path) -> dict[str, float | list[int]]:
+    """A bundle's tuned generation defaults (sampling.json, optional) as plain data: an object of numbers
+    by setting name, and the streaming `windows` as a list of whole numbers. What the names and values
+    mean is generation's to judge (`comagen.generation.settings.tuned_settings`); anything but such an
+    object is refused here."""
     file = path / "sampling.json"
     if not file.exists():
         return {}
@@ -240,10 +241,15 @@ def read_sampling(path: Path) -> dict[str, float]:
     if file.stat().st_size > 65536:
         raise CheckpointError(f"{file}: too large for a table of sampling defaults")
     table = _read_json(file)
-    if not isinstance(table, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in table.values()):
-        raise CheckpointError(f"{file}: expected an object of numbers by sampling setting name")
+    if not isinstance(table, dict) or not all(_number(v) or (k == "windows" and isinstance(v, list) and v and all(
+            _number(w) and float(w).is_integer() for w in v)) for k, v in table.items()):
+        raise CheckpointError(f"{file}: expected an object of numbers by sampling setting name "
+                              "(and windows as a list of whole numbers)")
     return dict(table)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 MAX_JSON_BYTES = 64 * 1024 * 1024  # a BPE tokenizer.json is a few MB; anything far larger is not ours

@@ -19,7 +19,8 @@ from comagen.generation.request import Request
 from comagen.generation.sampling import Sampling
 
 NO_FORM = "none"
-TUNED = tuple(f.name for f in fields(Sampling))  # the settings a checkpoint's sampling.json may tune
+TUNED = tuple(f.name for f in fields(Sampling))  # the sampling settings a checkpoint's sampling.json may tune
+TUNABLE = (*TUNED, "windows")  # ... and the windows it streams at (narrower than trained: a faster step)
 
 
 def setting(default: Any, help: str, *, low: float | None = None, high: float | None = None,  # noqa: A002
@@ -62,8 +63,8 @@ class Settings:
     composer: str = setting(NO_COMPOSER, "composer (a MAESTRO name, e.g. Chopin)", group="more")
     guidance: float = setting(1.0, "guidance (1 = plain conditioning, >1 = more of the composer)",
                               low=0, high=4, step=0.1, group="more")
-    windows: tuple[int, ...] = setting((), "per-scale attention windows (empty = as trained)", low=1, step=1,
-                                       group="more")
+    windows: tuple[int, ...] = setting((), "per-scale attention windows (empty = the checkpoint's streaming "
+                                       "windows, else as trained)", low=1, step=1, group="more")
     form: str = setting(NO_FORM, "musical form", choices=[NO_FORM, *sorted(FORMS)], group="more")
     section_bars: int = setting(0, "bars per section (0 = from the length: the form spans it)", low=0, high=300,
                                 step=1, group="more")
@@ -96,14 +97,15 @@ class Settings:
         return Sampling(**{name: type(getattr(Sampling, name))(getattr(self, name)) for name in TUNED})
 
 
-def tuned_settings(tuned: dict[str, float], source: str = "the checkpoint's sampling.json") -> Settings:
-    """The defaults for a checkpoint: its sampling.json's values (`Bundle.sampling`, plain numbers by name)
-    over the global ones; a name that is no sampling setting, or a value it refuses, is one line naming `source`."""
-    unknown = sorted(set(tuned) - set(TUNED))
+def tuned_settings(tuned: dict[str, float | list[int]], source: str = "the checkpoint's sampling.json") -> Settings:
+    """The defaults for a checkpoint: its sampling.json's values (`Bundle.sampling`, plain numbers by name,
+    the windows a list) over the global ones; a name that is no such setting, or a value it refuses, is
+    one line naming `source` (the windows are the model's to check: `bundle_settings`)."""
+    unknown = sorted(set(tuned) - set(TUNABLE))
     if unknown:
         raise ConfigError(f"{source}: {', '.join(unknown)} is not a sampling setting (expected among "
-                          f"{', '.join(TUNED)})")
-    settings = replace(Settings(), **tuned)
+                          f"{', '.join(TUNABLE)})")
+    settings = replace(Settings(), **{k: tuple(int(w) for w in v) if k == "windows" else v for k, v in tuned.items()})
     try:
         settings.sampling()
     except ConfigError as exc:
@@ -112,8 +114,16 @@ def tuned_settings(tuned: dict[str, float], source: str = "the checkpoint's samp
 
 
 def bundle_settings(bundle: Bundle) -> Settings:
-    """A bundle's tuned defaults (`tuned_settings`), its errors naming its sampling.json."""
-    return tuned_settings(bundle.sampling, str(bundle.path / "sampling.json"))
+    """A bundle's tuned defaults (`tuned_settings`), its errors naming its sampling.json, and its streaming
+    windows checked against its model here, where a wrong file is named rather than a request."""
+    source = str(bundle.path / "sampling.json")
+    settings = tuned_settings(bundle.sampling, source)
+    if settings.windows:
+        try:
+            bundle.model.check_windows(list(settings.windows))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return settings
 
 
 def knobs() -> list[Field]:
@@ -143,12 +153,12 @@ def add_cli_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | Non
 
 
 def settings_from_cli(args: argparse.Namespace, defaults: Settings | None = None) -> Settings:
-    """The settings a parsed command line asks for; a sampling option not given takes the
-    checkpoint's tuned value (`defaults`, from `bundle_settings`), else the global default."""
+    """The settings a parsed command line asks for; a sampling option (or --windows) not given takes
+    the checkpoint's tuned value (`defaults`, from `bundle_settings`), else the global default."""
     defaults = defaults or Settings()
     values = {f.name: getattr(args, f.name, f.default) for f in knobs()}  # a command may offer only some
     values.update({k: getattr(defaults, k) for k in TUNED if values[k] is None})
-    values["windows"] = parse_windows(values["windows"])
+    values["windows"] = parse_windows(values["windows"]) or defaults.windows
     return Settings(**values)
 
 

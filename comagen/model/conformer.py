@@ -118,7 +118,7 @@ class Conformer(Decoder):
             return None
         return self.cfg.depth * (max(windows or self.cfg.windows) + self.cfg.conv_kernel - 2)
 
-    def _check_windows(self, windows: list[int] | None) -> list[int]:
+    def check_windows(self, windows: list[int] | None) -> list[int]:
         if windows is None:
             return list(self.cfg.windows)
         windows = [int(w) for w in windows]

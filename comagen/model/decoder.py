@@ -60,7 +60,8 @@ class Decoder(nn.Module):
         """How many of a prompt's last tokens a fresh stream's state can depend on (None: all of them)."""
         return None
 
-    def _check_windows(self, windows: list[int] | None) -> list[int] | None:
+    def check_windows(self, windows: list[int] | None) -> list[int] | None:
+        """The windows a request asks for, as the model will run them (None: as trained); else one line why not."""
         if windows is not None:
             raise ConfigError(f"a window override is only for the conformer, not {self.cfg.arch}")
         return None
@@ -78,7 +79,7 @@ class Decoder(nn.Module):
     def forward(self, tokens: Tensor, composer: Tensor, windows: list[int] | None = None,
                 capture_last: int = 0) -> Tensor | tuple[Tensor, AttentionCapture]:
         """Logits [B, L, V] for every position; with `capture_last=K` also an AttentionCapture."""
-        logits, capture = self._run(tokens, composer, 0, self._check_windows(windows), None, capture_last)
+        logits, capture = self._run(tokens, composer, 0, self.check_windows(windows), None, capture_last)
         return (logits, capture) if capture_last else logits
 
     def _advance(self, tokens: Tensor, composer: Tensor, state: DecodeState,
@@ -91,7 +92,7 @@ class Decoder(nn.Module):
     def new_state(self, batch_size: int, device: torch.device | str | None = None,
                   windows: list[int] | None = None) -> DecodeState:
         device = torch.device(device) if device is not None else self.head.weight.device
-        windows = self._check_windows(windows)
+        windows = self.check_windows(windows)
         return DecodeState(0, windows, self._new_caches(batch_size, device, windows))
 
     @torch.inference_mode()

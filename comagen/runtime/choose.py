@@ -3,8 +3,9 @@
 auto: whichever of torch, the ONNX fp32 step and the ONNX int8 step measured fastest when the
 bundle was exported (int8 only if it was the fastest); a bundle without an export runs on torch
 without a word. "onnx" is the faster of the two ONNX files; an explicit ONNX choice on a bundle
-without an export is a user error. Whatever was asked, a request the export cannot serve (other
-windows, a model on a GPU) or an export that is stale or damaged runs on torch with a one-line note.
+without an export is a user error. The step serves the trained windows and any narrower ones (from
+MIN_WINDOW). Whatever was asked, a request the export cannot serve (a wider window, a model on a
+GPU) or an export that is stale or damaged runs on torch with a one-line note.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from comagen.bundle.checkpoint import Bundle
 from comagen.errors import ConfigError
 from comagen.runtime.manifest import MANIFEST, RUNTIME_DIR, WEIGHTS, ExportRecord, StaleExport
 from comagen.runtime.onnx_stream import OnnxRuntime, default_threads
+from comagen.runtime.ring import MIN_WINDOW
 from comagen.runtime.step import check_exportable
 from comagen.runtime.stream import Runtime, TorchRuntime
 
@@ -42,9 +44,9 @@ def choose_runtime(bundle: Bundle, choice: str = "auto", windows: list[int] | No
     except ConfigError as exc:
         return TorchRuntime(model, windows, note=f"{exc}; decoding on torch")
     trained = list(model.cfg.windows)
-    if windows is not None and list(windows) != trained:
-        return TorchRuntime(model, windows, note=f"the ONNX step is fixed at the trained windows {trained}; "
-                                                 f"windows {list(windows)} decode on torch")
+    if windows is not None and not all(MIN_WINDOW <= w <= t for w, t in zip(windows, trained, strict=True)):
+        return TorchRuntime(model, windows, note=f"the ONNX step serves windows from {MIN_WINDOW} up to the trained "
+                                                 f"{trained}; windows {list(windows)} decode on torch")
     if next(model.parameters()).device.type != "cpu":
         return TorchRuntime(model, windows, note="the ONNX step runs on the CPU and this model is on "
                                                  f"{next(model.parameters()).device}; decoding on torch")
@@ -54,7 +56,7 @@ def choose_runtime(bundle: Bundle, choice: str = "auto", windows: list[int] | No
         if precision is None:
             return TorchRuntime(model, windows)
         path = record.check(folder, bundle.path / WEIGHTS, trained, precision)
-        return OnnxRuntime(model, path, precision, threads or default_threads())
+        return OnnxRuntime(model, path, precision, threads or default_threads(), windows=windows)
     except StaleExport as exc:
         return TorchRuntime(model, windows, note=f"ignoring the ONNX export: {exc}; decoding on torch")
     except Exception as exc:  # onnxruntime raises its own types for a file it cannot load

@@ -32,6 +32,7 @@ from comagen.errors import CheckpointError, ComagenError
 from comagen.model.conformer import Conformer
 from comagen.runtime.manifest import MANIFEST, RUNTIME_DIR, WEIGHTS, ExportRecord, file_sha256
 from comagen.runtime.onnx_stream import default_threads, session_options
+from comagen.runtime.ring import MIN_WINDOW, ring_slots
 from comagen.runtime.step import (
     StepFunction,
     check_exportable,
@@ -122,15 +123,17 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
 
-def example_inputs(step: StepFunction, batch: int, seen: int = 0, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def example_inputs(step: StepFunction, batch: int, seen: int = 0, seed: int = 0,
+                   windows: list[int] | None = None) -> tuple[torch.Tensor, ...]:
     """Token, composer, seen, [offset] and random state for `batch` rows (batch >= 2 keeps the axis
-    dynamic); the offset is as far from the origin as a stream ever gets."""
+    dynamic) at `windows` (None: the trained ones); the offset is as far from the origin as a stream
+    ever gets."""
     cfg = step.model.cfg
     gen = torch.Generator().manual_seed(seed)
     token = torch.randint(0, cfg.vocab_size, (batch,), generator=gen)
     composer = torch.randint(0, cfg.n_composers, (batch,), generator=gen)
-    state = [torch.randn(shape, generator=gen) for shape in state_shapes(step.model, batch)]
-    offset = [torch.tensor(2 * max(cfg.windows) - 1)] if uses_offset(step.model) else []
+    state = [torch.randn(shape, generator=gen) for shape in state_shapes(step.model, batch, windows)]
+    offset = [torch.tensor(2 * max(windows or cfg.windows) - 1)] if uses_offset(step.model) else []
     return (token, composer, torch.tensor(seen), *offset, *state)
 
 
@@ -151,14 +154,18 @@ def _quiet():
 
 
 def trace_step(step: StepFunction, path: Path) -> None:
-    """The step traced into one fp32 ONNX file, batch axis dynamic."""
+    """The step traced into one fp32 ONNX file, batch axis dynamic, and each scale's ring slots too (from
+    MIN_WINDOW - 1 up to the trained window's), so one file serves every narrower window."""
+    cfg = step.model.cfg
     inputs = input_names(step.model)
     batch = torch.export.Dim("batch", min=1)
     rows = {0: batch}
-    states = len(state_names(step.model))
-    scalars = len(inputs) - states
+    slots = [{0: batch, 2: torch.export.Dim(f"slots{s}", min=ring_slots(MIN_WINDOW), max=ring_slots(w))}
+             for s, w in enumerate(cfg.windows)]
+    layer = [*slots, *slots, rows]  # keys, values, conv
+    scalars = len(inputs) - len(state_names(step.model))
     trace(step, example_inputs(step, 2), path, inputs, ["logits", *update_names(step.model)],
-          (rows, rows, None, (*[None] * (scalars - 3), *[rows] * states)))
+          (rows, rows, None, (*[None] * (scalars - 3), *layer * cfg.depth)))
 
 
 def trace(module: torch.nn.Module, example: tuple, path: Path, inputs: list[str], outputs: list[str],

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from comagen.errors import ComagenError
 
-FORMAT = 3  # 2: per-scale rings that the step reads in place (runtime/ring.py); 3: conv state as rows
+FORMAT = 4  # 2: per-scale rings that the step reads in place (runtime/ring.py); 3: conv state as rows;
+# 4: each ring's size an axis of the graph (any window up to the trained one)
 RUNTIME_DIR = "runtime"
 MANIFEST = "export.json"
 WEIGHTS = "model.safetensors"

@@ -76,18 +76,18 @@ class OnnxStream:
     copies the conv states in one slice: no feed dict, no output allocation, no per-layer Python (on
     `default` these were a tenth of a token's time)."""
 
-    def __init__(self, model: Conformer, session, composers: Tensor) -> None:  # noqa: ANN001
-        self.model, self.session, self.composers = model, session, composers
+    def __init__(self, model: Conformer, session, composers: Tensor, windows: list[int]) -> None:  # noqa: ANN001
+        self.model, self.session, self.composers, self.windows = model, session, composers, windows
         self.inputs = input_names(model)
         self.composer_np = composers.cpu().numpy().astype(np.int64)
-        self.slots = [ring_slots(w) for w in model.cfg.windows]
-        self.wmax = max(model.cfg.windows)
+        self.slots = [ring_slots(w) for w in windows]
+        self.wmax = max(windows)
         self.rotated = uses_offset(model)  # xpos: keys stored turned, an `offset` input, re-basing
         self.state: list[np.ndarray] = []
         self.seen = self.offset = 0
 
     def prefill(self, tokens: np.ndarray) -> np.ndarray:
-        state = self.model.new_state(len(self.composers), self.composers.device)
+        state = self.model.new_state(len(self.composers), self.composers.device, windows=self.windows)
         logits, state = self.model.prefill(id_tensor(tokens, self.composers.device), self.composers, state)
         rings, origin = ring_state(self.model, state)
         self._bind([t.numpy() for t in rings])
@@ -176,12 +176,15 @@ def _views(buffer: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray
 
 
 class OnnxRuntime:
-    """The exported step of one precision ("fp32" or "int8") of a bundle."""
+    """The exported step of one precision ("fp32" or "int8") of a bundle, at the trained windows or any
+    narrower ones (each ring's size is an axis of the exported graph)."""
 
-    def __init__(self, model: Decoder, path: Path, precision: str, threads: int, note: str | None = None) -> None:
+    def __init__(self, model: Decoder, path: Path, precision: str, threads: int, note: str | None = None,
+                 windows: list[int] | None = None) -> None:
         self.model, self.precision, self.threads, self.note = model, precision, threads, note
+        self.windows = list(windows or model.cfg.windows)
         self.name = f"onnx-{precision}"
         self.session = load_session(path, threads)
 
     def open(self, composers: Tensor) -> OnnxStream:
-        return OnnxStream(self.model, self.session, composers)
+        return OnnxStream(self.model, self.session, composers, self.windows)

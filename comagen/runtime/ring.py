@@ -31,7 +31,6 @@ from comagen.model.positional import rotary_tables
 class RingContext:
     """What every layer's ring attention needs for the current token, built once per step."""
 
-    windows: list[int]
     heads: int
     rotation: tuple[Tensor, Tensor] | None  # as `turn` takes it: the (re, im) parts, each [2, 1, 1, 1, d], of
     # the query's xpos rotation at `offset` and the new key's (as stored), stacked so that one pass turns
@@ -40,30 +39,34 @@ class RingContext:
     new_bias: list[Tensor]  # per scale: [h or 1, 1, 1]: the bias at distance 0
 
 
+MIN_WINDOW = 3  # the narrowest window an export serves: the tracer would fix a ring axis of one slot at 1
+
+
 def ring_slots(window: int) -> int:
     return window - 1
 
 
-def ring_context(windows: list[int], heads: int, head_dim: int, dpb: nn.ModuleList | None, seen: Tensor,
-                 offset: Tensor, tables: Tensor | None) -> RingContext:
-    """Masks and biases of every scale's ring for the token at position `seen` (int64 scalars)."""
+def ring_context(slots: list[int], heads: int, dpb: nn.ModuleList | None, seen: Tensor, offset: Tensor,
+                 tables: Tensor | None) -> RingContext:
+    """Masks and biases of every scale's ring of `slots` slots (its window less one, read from the
+    ring's own shape: an export serves any narrower window) for the token at position `seen` (int64
+    scalars)."""
     ring_bias, new_bias = [], []
-    for s, w in enumerate(windows):
-        k = ring_slots(w)
+    for s, k in enumerate(slots):
         slot = torch.arange(k, device=seen.device)
         unwritten = torch.zeros(k, device=seen.device).masked_fill(slot >= seen, float("-inf"))
         if dpb is None:
             ring_bias.append(unwritten[None, None])
             new_bias.append(torch.zeros(1, 1, 1, device=seen.device))
             continue
-        table = dpb[s](w)  # [h, w] for distances 0 .. w-1
-        distance = 1 + torch.remainder(seen - 1 - slot, k)  # windows >= 2: k >= 1
+        table = dpb[s](k + 1)  # [h, w] for distances 0 .. w-1
+        distance = 1 + torch.remainder(seen - 1 - slot, slot[-1] + 1)  # by k as a tensor: k may be an axis size
         ring_bias.append((table[:, distance] + unwritten)[:, None])
         new_bias.append(table[:, :1, None])
     if tables is None:
-        return RingContext(list(windows), heads, None, ring_bias, new_bias)
+        return RingContext(heads, None, ring_bias, new_bias)
     rotation = tables.index_select(0, offset[None])[0, :, :, None, None, None]  # (re, im) parts x (query, key)
-    return RingContext(list(windows), heads, (rotation[0], rotation[1]), ring_bias, new_bias)
+    return RingContext(heads, (rotation[0], rotation[1]), ring_bias, new_bias)
 
 
 def offset_tables(wmax: int, head_dim: int, device: torch.device) -> Tensor:

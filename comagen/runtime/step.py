@@ -86,27 +86,28 @@ def conv_rows(cfg: ModelConfig, batch: int) -> tuple[int, ...]:
     return (batch, cfg.conv_kernel - 1, *([1] if cfg.hyper_streams > 1 else []), cfg.dim)
 
 
-def state_shapes(model: Conformer, batch: int) -> list[tuple[int, ...]]:
-    """Shapes of the state tensors, in `state_names` order."""
+def state_shapes(model: Conformer, batch: int, windows: list[int] | None = None) -> list[tuple[int, ...]]:
+    """Shapes of the state tensors at `windows` (None: the trained ones), in `state_names` order."""
     cfg = model.cfg
-    rings = [(batch, cfg.heads, ring_slots(w), cfg.head_dim) for w in cfg.windows]
+    rings = [(batch, cfg.heads, ring_slots(w), cfg.head_dim) for w in windows or cfg.windows]
     return [*rings, *rings, conv_rows(cfg, batch)] * cfg.depth
 
 
 def ring_state(model: Conformer, state: DecodeState) -> tuple[list[Tensor], int]:
     """A torch `DecodeState` as the step's state tensors (new memory) and the rings' origin.
 
-    Each scale's last W-1 keys go to slot p mod (W-1); with xpos they are rotated to p - origin,
-    with origin = pos - max(W), so the first step's `offset` is max(W).
+    Each scale's last W-1 keys (W: the windows the state runs at) go to slot p mod (W-1); with xpos
+    they are rotated to p - origin, with origin = pos - max(W), so the first step's `offset` is max(W).
     """
-    cfg, pos, wmax = model.cfg, state.pos, max(model.cfg.windows)
+    cfg, pos, windows = model.cfg, state.pos, state.windows or model.cfg.windows
+    wmax = max(windows)
     turn = rotary_tables(torch.arange(wmax), cfg.head_dim, xpos=True)[1] if uses_offset(model) else None
     out = []
     for layer in state.caches:
         rings: list[list[Tensor]] = [[], []]
         for kind, cache in enumerate(layer["attn"]):
             window = cache.buf[:, :, cache.end - cache.keep:cache.end].float().cpu()  # positions pos-keep .. pos-1
-            for s, k in enumerate(ring_slots(w) for w in cfg.windows):
+            for s, k in enumerate(ring_slots(w) for w in windows):
                 part = window[:, s * cfg.heads:(s + 1) * cfg.heads, window.shape[2] - k:]
                 if kind == 0 and turn is not None:
                     part = apply_rotary(part, turn[wmax - k:])
@@ -135,7 +136,8 @@ class StepFunction(nn.Module):
     def forward(self, token: Tensor, composer: Tensor, seen: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
         model, cfg = self.model, self.model.cfg
         offset, state = (rest[0], rest[1:]) if self.tables is not None else (None, rest)
-        ctx = ring_context(list(cfg.windows), cfg.heads, cfg.head_dim, model.dpb, seen, offset, self.tables)
+        slots = [ring.shape[2] for ring in state[:self.scales]]  # the windows this stream runs at, less one
+        ctx = ring_context(slots, cfg.heads, model.dpb, seen, offset, self.tables)
         x = model.token_emb(token[:, None]) + model.composer_emb(composer)[:, None]
         h = expand_streams(x, cfg.hyper_streams)
         per = 2 * self.scales + 1

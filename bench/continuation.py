@@ -2,7 +2,7 @@
 
     python bench/continuation.py [--checkpoint assets/checkpoints/flagship] [--split validation] [--pieces 32]
         [--seed 0] [--variations 2] [--row key_strength=0.5,dynamics_strength=1 ...] [--sweep NAME=V1,V2 ...]
-        [--figure FIG.png] [--json]
+        [--row windows=64/256/1024] [--figure FIG.png] [--json]
 
 4 bars of prompt from the middle of each of N pieces spread over the split, 12 bars (24 s) of
 continuation, compared with the real next 12 bars (ceiling) and another piece's next 12 bars
@@ -31,7 +31,7 @@ from tqdm import tqdm
 from comagen.bundle.checkpoint import load_bundle
 from comagen.errors import ConfigError
 from comagen.generation.request import Request
-from comagen.generation.settings import TUNED, Settings, bundle_settings
+from comagen.generation.settings import TUNABLE, TUNED, Settings, bundle_settings, parse_windows
 from comagen.music.midi import SECONDS_PER_BAR
 from comagen.render.closeness import closeness_figure
 from comagen.report import add_data_options, emit
@@ -50,23 +50,24 @@ ROOT = Path(__file__).resolve().parents[1]
 OLD = ("density_ratio", "silence_share")
 
 
-def assignments(text: str) -> dict[str, list[float]]:
-    """'a=1,b=2' (one row) or 'a=1,2' (a sweep) -> {name: [values]}; names are sampling fields."""
-    out: dict[str, list[float]] = {}
+def assignments(text: str) -> dict[str, list]:
+    """'a=1,b=2' (one row) or 'a=1,2' (a sweep) -> {name: [values]}; names are sampling fields, or
+    windows as 'windows=64/256/1024' (the scales' widths, narrower than trained)."""
+    out: dict[str, list] = {}
     name = None
     for part in text.split(","):
         if "=" in part:
             name, part = part.split("=", 1)
-            if name not in TUNED:
-                raise ConfigError(f"{name!r} is not a sampling setting; choose from {', '.join(TUNED)}")
+            if name not in TUNABLE:
+                raise ConfigError(f"{name!r} is not a sampling setting; choose from {', '.join(TUNABLE)}")
             out[name] = []
         if name is None:
             raise ConfigError(f"expected NAME=VALUE, not {text!r}")
-        out[name].append(float(part))
+        out[name].append(parse_windows(part.replace("/", ",")) if name == "windows" else float(part))
     return out
 
 
-def settings_rows(rows: list[str], sweeps: list[str]) -> list[dict[str, float]]:
+def settings_rows(rows: list[str], sweeps: list[str]) -> list[dict]:
     """The sampling overrides of every row: each --row, then every combination of the --sweep values."""
     out = [{k: v[-1] for k, v in assignments(r).items()} for r in rows]
     grid = {k: v for s in sweeps for k, v in assignments(s).items()}

@@ -289,9 +289,11 @@ def onnx_files(checkpoint: Path, scratch: Path) -> tuple[dict[str, Path], str]:
 def runtime_quality(path: Path, onnx: dict[str, Path], data: Path, split: str, files: int, tokens: int,
                     threads: int | None) -> dict:
     """Bits per note of torch and the `onnx` files on the first `files` pieces of `split` (by key, as
-    `evaluate --max-files` picks them), `tokens` tokens each, teacher-forced through the one-token step;
-    int8 minus fp32, and each runtime against torch (KL, top-1 agreement, largest logit difference)."""
+    `evaluate --max-files` picks them), `tokens` tokens each, teacher-forced through the one-token step,
+    at the trained windows and (when the bundle has them) its streaming windows; int8 minus fp32, and
+    each runtime against torch at the trained windows (KL, top-1 agreement, largest logit difference)."""
     from comagen.bundle.checkpoint import load_bundle
+    from comagen.generation.settings import bundle_settings
     from comagen.runtime import TorchRuntime
     from comagen.runtime.onnx_stream import OnnxRuntime, default_threads
     from comagen.training.data import load_index, load_tokenized, select_split
@@ -299,8 +301,15 @@ def runtime_quality(path: Path, onnx: dict[str, Path], data: Path, split: str, f
 
     bundle = load_bundle(path)
     pieces = sorted(select_split(load_index(data), split), key=lambda p: p.key)[:files]
-    runtimes = {"torch": TorchRuntime(bundle.model), **{f"onnx-{p}": OnnxRuntime(
-        bundle.model, f, p, threads or default_threads()) for p, f in sorted(onnx.items())}}
+    threads = threads or default_threads()
+    runtimes = {"torch": TorchRuntime(bundle.model), **{f"onnx-{p}": OnnxRuntime(bundle.model, f, p, threads)
+                                                        for p, f in sorted(onnx.items())}}
+    streaming = list(bundle_settings(bundle).windows)
+    if streaming:  # what the bundle streams at: torch and the exported steps at its tuned windows too
+        at = "@" + "/".join(map(str, streaming))
+        runtimes |= {f"torch {at}": TorchRuntime(bundle.model, streaming),
+                     **{f"onnx-{p} {at}": OnnxRuntime(bundle.model, f, p, threads, windows=streaming)
+                        for p, f in sorted(onnx.items())}}
     result = runtime_bits(bundle, runtimes, load_tokenized(pieces, bundle.tokenizer, ROOT / "cache", progress=False),
                           tokens)
     bits = result["bits_per_note"]

@@ -6,6 +6,7 @@
     python bench/decode.py --sections leans --threads 1   # what the sampling leans cost the engine
     python bench/decode.py --sections step --tokens 4096 --step-quality-files 10   # step levers vs a GPT peer
     python bench/decode.py --sections cli --before ../old-checkout   # real time through the CLI, old vs new
+    python bench/decode.py --sections step,cli,quality --threads 1 --narrow flagship=64,256,512   # and narrower
     python bench/decode.py --sections prefill --before ../old-checkout   # a prompt's first pass, old vs new
 
 Random weights at the shipped configs (training/configs/*.json, roughly equal parameter
@@ -29,7 +30,9 @@ decoder step of matched size (comagen/runtime/peer.py: 10 M parameters, 8 layers
 a 1,024-slot KV ring, rotary; random weights, timing only) exported and prepared the same way:
 fp32 and int8 at 1 and 2 threads, each export lever added in turn (runtime/export.py `Recipe`),
 the engine's time outside the step, ONNX Runtime op profiles, and (--step-quality-files) test bits
-per note of every lever's int8 file.
+per note of every lever's int8 file. `--narrow flagship=64,256,512` also measures a checkpoint at
+narrower windows on the same exported file (the step, quality and cli sections); a checkpoint whose
+sampling.json streams at narrower windows is measured at them too without it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # repo root, not bench/ (bench/tokenize.py shadows stdlib)
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -49,6 +53,7 @@ import time
 import numpy as np
 import torch
 
+from comagen.errors import ConfigError
 from comagen.model import ModelConfig, build_model
 from comagen.report import format_table
 
@@ -286,14 +291,38 @@ def onnx_files(checkpoint: Path, scratch: Path) -> tuple[dict[str, Path], str]:
                    + "".join(f"; {p} shipped" for p in files if p not in missing))
 
 
+def parse_narrow(items: list[str]) -> dict[str, list[int]]:
+    """--narrow flagship=64,256,512 -> {"flagship": [64, 256, 512]}; one clear line for anything else."""
+    from comagen.generation.settings import parse_windows
+
+    out = {}
+    for item in items:
+        name, sep, windows = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--narrow takes NAME=W,W,.. like flagship=64,256,512, not {item!r}")
+        out[name] = list(parse_windows(windows))
+    return out
+
+
+def narrower(bundle, narrow: dict[str, list[int]] | None) -> list[int]:  # noqa: ANN001 - a Bundle
+    """The narrower windows a bundle is also measured at: --narrow's for its name, else its streaming
+    windows (sampling.json), else none; checked against its model."""
+    from comagen.generation.settings import bundle_settings
+
+    windows = (narrow or {}).get(bundle.name) or list(bundle_settings(bundle).windows)
+    if windows and not all(w <= t for w, t in zip(bundle.model.check_windows(windows), bundle.config.windows,
+                                                  strict=True)):
+        raise ConfigError(f"--narrow {bundle.name}: {windows} is wider than the trained {bundle.config.windows}")
+    return windows
+
+
 def runtime_quality(path: Path, onnx: dict[str, Path], data: Path, split: str, files: int, tokens: int,
-                    threads: int | None) -> dict:
+                    threads: int | None, narrow: dict[str, list[int]] | None = None) -> dict:
     """Bits per note of torch and the `onnx` files on the first `files` pieces of `split` (by key, as
     `evaluate --max-files` picks them), `tokens` tokens each, teacher-forced through the one-token step,
-    at the trained windows and (when the bundle has them) its streaming windows; int8 minus fp32, and
+    at the trained windows and at its narrower ones (`narrower`) if any; int8 minus fp32, and
     each runtime against torch at the trained windows (KL, top-1 agreement, largest logit difference)."""
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.settings import bundle_settings
     from comagen.runtime import TorchRuntime
     from comagen.runtime.onnx_stream import OnnxRuntime, default_threads
     from comagen.training.data import load_index, load_tokenized, select_split
@@ -304,8 +333,8 @@ def runtime_quality(path: Path, onnx: dict[str, Path], data: Path, split: str, f
     threads = threads or default_threads()
     runtimes = {"torch": TorchRuntime(bundle.model), **{f"onnx-{p}": OnnxRuntime(bundle.model, f, p, threads)
                                                         for p, f in sorted(onnx.items())}}
-    streaming = list(bundle_settings(bundle).windows)
-    if streaming:  # what the bundle streams at: torch and the exported steps at its tuned windows too
+    streaming = narrower(bundle, narrow)
+    if streaming:  # torch and the exported steps at the narrower windows too
         at = "@" + "/".join(map(str, streaming))
         runtimes |= {f"torch {at}": TorchRuntime(bundle.model, streaming),
                      **{f"onnx-{p} {at}": OnnxRuntime(bundle.model, f, p, threads, windows=streaming)
@@ -352,7 +381,8 @@ def runtime_section(checkpoints: list[Path], marks: list[int], budget: float, da
     return out
 
 
-def quality_section(checkpoints: list[Path], data: Path, split: str, files: int, tokens: int, threads: int) -> dict:
+def quality_section(checkpoints: list[Path], data: Path, split: str, files: int, tokens: int, threads: int,
+                    narrow: dict[str, list[int]]) -> dict:
     """Each bundle's runtimes teacher-forced on `files` pieces of `split` (the shipped ONNX files, and
     those a bundle lacks exported into a scratch folder)."""
     out = {}
@@ -362,7 +392,7 @@ def quality_section(checkpoints: list[Path], data: Path, split: str, files: int,
             onnx, origin = onnx_files(checkpoint, Path(scratch))
             t0 = time.perf_counter()
             out[str(name)] = {"export": origin, **runtime_quality(checkpoint, onnx, data, split, files, tokens,
-                                                                  threads)}
+                                                                  threads, narrow)}
             out[str(name)]["wall_s"] = round(time.perf_counter() - t0, 1)
             print(f"\nquality of the runtimes on {name} ({origin}), {threads} thread(s)")
             print_quality(out[str(name)])
@@ -380,12 +410,12 @@ def lever_recipes() -> dict:
     return {label: Recipe(*f) for label, f in zip(LEVERS, flags, strict=True)}
 
 
-def step_files(checkpoint: Path, scratch: Path) -> dict[str, tuple[Path, dict]]:
+def step_files(checkpoint: Path, scratch: Path, narrow: dict[str, list[int]]) -> dict[str, tuple[Path, dict]]:
     """Label -> (ONNX file, batch-1 feeds with the windows full): the peer plain and with every lever,
-    the bundle's shipped int8 file, and the bundle's step at each lever (fp32 plain and last)."""
+    the bundle's shipped int8 file (and at its narrower windows, `narrower`), and the bundle's step at
+    each lever (fp32 plain and last)."""
 
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.settings import bundle_settings
     from comagen.runtime.export import FILES, example_inputs, prepare, trace_step
     from comagen.runtime.peer import PeerStep, export_peer
     from comagen.runtime.step import StepFunction
@@ -400,8 +430,8 @@ def step_files(checkpoint: Path, scratch: Path) -> dict[str, tuple[Path, dict]]:
     shipped = checkpoint / "runtime" / FILES["int8"]
     if shipped.is_file():
         files[f"{bundle.name} int8 shipped"] = (shipped, feeds)
-        streaming = list(bundle_settings(bundle).windows)
-        if streaming:  # the same file at the bundle's streaming windows (its sampling.json's)
+        streaming = narrower(bundle, narrow)
+        if streaming:  # the same file at narrower windows
             narrow = [t.numpy() for t in example_inputs(step, 1, seen=10_000, windows=streaming)]
             files[f"{bundle.name} int8 shipped, windows {'/'.join(map(str, streaming))}"] = (shipped, narrow)
     traced = scratch / "traced.onnx"
@@ -508,12 +538,12 @@ def engine_overhead(checkpoint: Path, path: Path, tokens: int = 600) -> dict:
 
 
 def step_section(checkpoint: Path, threads: list[int], profile_dir: Path, data: Path, files: int,
-                 tokens: int) -> dict:
+                 tokens: int, narrow: dict[str, list[int]]) -> dict:
     """Issue #26's table: the plain GPT peer beside the bundle's step at each lever, fp32 and int8,
     at each thread count (all files taking turns in one run); the engine's overhead on the shipped
     and the last file; op profiles of both int8 steps; and with --data, test bits per note per lever."""
     with tempfile.TemporaryDirectory(prefix="comagen-bench-") as scratch:
-        made = step_files(checkpoint, Path(scratch))
+        made = step_files(checkpoint, Path(scratch), narrow)
         times = {n: interleaved_steps(made, n) for n in threads}
         peer = {n: t["peer int8 levers"] for n, t in times.items()}
         rows = [{"step": label, **{f"ms@{n}": times[n][label] for n in threads},
@@ -542,10 +572,12 @@ def step_section(checkpoint: Path, threads: list[int], profile_dir: Path, data: 
     return {"steps": rows, "engine": engine, "profiles": profiles, "quality": quality}
 
 
-def cli_realtime(roots: dict[str, Path], checkpoints: list[str], seconds: float, rounds: int) -> list[dict]:
+def cli_realtime(roots: dict[str, Path], checkpoints: list[str], seconds: float, rounds: int,
+                 narrow: dict[str, list[int]]) -> list[dict]:
     """Black box: `python -m comagen generate` for `seconds` of music from the first shipped prompt at
-    1 thread, in each checkout of `roots` (label -> repo root) taking turns `rounds` times; medians of
-    the process's wall time, the engine's own time and their real-time factors."""
+    1 thread, in each checkout of `roots` (label -> repo root) taking turns `rounds` times, and again
+    with `--windows` where `narrow` names the checkpoint; medians of the process's wall time, the
+    engine's own time and their real-time factors."""
     import subprocess
 
     env = {**os.environ, "COMAGEN_ONNX_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -554,14 +586,17 @@ def cli_realtime(roots: dict[str, Path], checkpoints: list[str], seconds: float,
     with tempfile.TemporaryDirectory(prefix="comagen-cli-") as scratch:
         for _ in range(rounds):
             for checkpoint in checkpoints:
-                for label, root in roots.items():
+                windows = narrow.get(Path(checkpoint).name)
+                for (label, root), extra in itertools.product(roots.items(), [[], *([windows] if windows else [])]):
+                    args = ["--windows", ",".join(map(str, extra))] if extra else []
                     t0 = time.perf_counter()
                     out = subprocess.run([sys.executable, "-m", "comagen", "generate", "--checkpoint", checkpoint,
-                                          "--prompt", str(prompt), "--seconds", str(seconds), "--seed", "0",
+                                          "--prompt", str(prompt), "--seconds", str(seconds), "--seed", "0", *args,
                                           "--out", str(Path(scratch) / "take.mid"), "--json"], cwd=root, env=env,
                                          capture_output=True, text=True, check=True)
                     stats = json.loads(out.stdout.strip().splitlines()[-1])
-                    runs.setdefault((checkpoint, label), []).append({**stats, "wall": time.perf_counter() - t0})
+                    key = (checkpoint, label + (f" @{'/'.join(map(str, extra))}" if extra else ""))
+                    runs.setdefault(key, []).append({**stats, "wall": time.perf_counter() - t0})
     rows = []
     for (checkpoint, label), got in runs.items():
         med = {k: float(np.median([g[k] for g in got])) for k in ("wall", "seconds_elapsed", "music_seconds",
@@ -695,7 +730,14 @@ def main() -> None:
     p.add_argument("--cli-rounds", type=int, default=3, help="cli and prefill sections: rounds per checkout and bundle")
     p.add_argument("--prefill-lengths", default="330,1024,2048", help="prefill section: prompt lengths in tokens")
     p.add_argument("--data", type=Path, default=MAESTRO, help="MAESTRO folder for int8 vs fp32 (skipped if absent)")
+    p.add_argument("--narrow", action="append", default=[], metavar="NAME=W,W,..",
+                   help="step, quality, cli sections: also measure checkpoint NAME at these narrower windows "
+                        "(default: a checkpoint's streaming windows from its sampling.json, if any)")
     args = p.parse_args()
+    try:
+        narrow = parse_narrow(args.narrow)
+    except ConfigError as exc:
+        p.error(str(exc))
     sections = set(args.sections.split(","))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -716,15 +758,17 @@ def main() -> None:
         result["leans"] = leans_section(checkpoints)
     if "step" in sections:
         result["step"] = step_section(ROOT / args.step_checkpoint, [1, 2], args.profile_dir, args.data,
-                                      args.step_quality_files, max(marks))
+                                      args.step_quality_files, max(marks), narrow)
     roots = {"this checkout": ROOT, **({"--before": args.before} if args.before else {})}
     if "cli" in sections:
-        result["cli"] = cli_realtime(roots, args.runtime_checkpoints.split(","), args.cli_seconds, args.cli_rounds)
+        result["cli"] = cli_realtime(roots, args.runtime_checkpoints.split(","), args.cli_seconds, args.cli_rounds,
+                                     narrow)
     if "prefill" in sections:
         result["prefill"] = prefill_times(roots, args.runtime_checkpoints.split(","), args.data,
                                           [int(n) for n in args.prefill_lengths.split(",")], args.cli_rounds)
     if "quality" in sections:
-        result["quality"] = quality_section(checkpoints, args.data, args.split, args.files, max(marks), args.threads)
+        result["quality"] = quality_section(checkpoints, args.data, args.split, args.files, max(marks), args.threads,
+                                            narrow)
     if args.json:
         print(json.dumps(result))
 

@@ -306,14 +306,20 @@ def parse_narrow(items: list[str]) -> dict[str, list[int]]:
 
 def narrower(bundle, narrow: dict[str, list[int]] | None) -> list[int]:  # noqa: ANN001 - a Bundle
     """The narrower windows a bundle is also measured at: --narrow's for its name, else its streaming
-    windows (sampling.json), else none; checked against its model."""
+    windows (sampling.json), else none; ones the exported step serves."""
     from comagen.generation.settings import bundle_settings
+    from comagen.runtime.ring import MIN_WINDOW, export_serves
 
     windows = (narrow or {}).get(bundle.name) or list(bundle_settings(bundle).windows)
-    if windows and not all(w <= t for w, t in zip(bundle.model.check_windows(windows), bundle.config.windows,
-                                                  strict=True)):
-        raise ConfigError(f"--narrow {bundle.name}: {windows} is wider than the trained {bundle.config.windows}")
+    if windows and not export_serves(bundle.model.check_windows(windows), bundle.config.windows):
+        raise ConfigError(f"--narrow {bundle.name}: the exported step serves windows from {MIN_WINDOW} up to the "
+                          f"trained {bundle.config.windows}, not {windows}")
     return windows
+
+
+def slashed(windows: list[int]) -> str:
+    """64/256/512: how a table labels a row's windows."""
+    return "/".join(map(str, windows))
 
 
 def runtime_quality(path: Path, onnx: dict[str, Path], data: Path, split: str, files: int, tokens: int,
@@ -335,7 +341,7 @@ def runtime_quality(path: Path, onnx: dict[str, Path], data: Path, split: str, f
                                                         for p, f in sorted(onnx.items())}}
     streaming = narrower(bundle, narrow)
     if streaming:  # torch and the exported steps at the narrower windows too
-        at = "@" + "/".join(map(str, streaming))
+        at = "@" + slashed(streaming)
         runtimes |= {f"torch {at}": TorchRuntime(bundle.model, streaming),
                      **{f"onnx-{p} {at}": OnnxRuntime(bundle.model, f, p, threads, windows=streaming)
                         for p, f in sorted(onnx.items())}}
@@ -432,8 +438,8 @@ def step_files(checkpoint: Path, scratch: Path, narrow: dict[str, list[int]]) ->
         files[f"{bundle.name} int8 shipped"] = (shipped, feeds)
         streaming = narrower(bundle, narrow)
         if streaming:  # the same file at narrower windows
-            narrow = [t.numpy() for t in example_inputs(step, 1, seen=10_000, windows=streaming)]
-            files[f"{bundle.name} int8 shipped, windows {'/'.join(map(str, streaming))}"] = (shipped, narrow)
+            narrow_feeds = [t.numpy() for t in example_inputs(step, 1, seen=10_000, windows=streaming)]
+            files[f"{bundle.name} int8 shipped, windows {slashed(streaming)}"] = (shipped, narrow_feeds)
     traced = scratch / "traced.onnx"
     trace_step(step, traced)
     for i, (label, recipe) in enumerate(recipes.items()):
@@ -595,7 +601,7 @@ def cli_realtime(roots: dict[str, Path], checkpoints: list[str], seconds: float,
                                           "--out", str(Path(scratch) / "take.mid"), "--json"], cwd=root, env=env,
                                          capture_output=True, text=True, check=True)
                     stats = json.loads(out.stdout.strip().splitlines()[-1])
-                    key = (checkpoint, label + (f" @{'/'.join(map(str, extra))}" if extra else ""))
+                    key = (checkpoint, label + (f" @{slashed(extra)}" if extra else ""))
                     runs.setdefault(key, []).append({**stats, "wall": time.perf_counter() - t0})
     rows = []
     for (checkpoint, label), got in runs.items():
@@ -732,7 +738,8 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=MAESTRO, help="MAESTRO folder for int8 vs fp32 (skipped if absent)")
     p.add_argument("--narrow", action="append", default=[], metavar="NAME=W,W,..",
                    help="step, quality, cli sections: also measure checkpoint NAME at these narrower windows "
-                        "(default: a checkpoint's streaming windows from its sampling.json, if any)")
+                        "(step and quality default to a checkpoint's sampling.json windows, which the CLI "
+                        "already streams at)")
     args = p.parse_args()
     try:
         narrow = parse_narrow(args.narrow)

@@ -14,7 +14,7 @@ from comagen.bundle.checkpoint import Bundle
 from comagen.errors import ConfigError
 from comagen.runtime.manifest import MANIFEST, RUNTIME_DIR, WEIGHTS, ExportRecord, StaleExport
 from comagen.runtime.onnx_stream import OnnxRuntime, default_threads
-from comagen.runtime.ring import MIN_WINDOW
+from comagen.runtime.ring import MIN_WINDOW, export_serves
 from comagen.runtime.step import check_exportable
 from comagen.runtime.stream import Runtime, TorchRuntime
 
@@ -44,7 +44,7 @@ def choose_runtime(bundle: Bundle, choice: str = "auto", windows: list[int] | No
     except ConfigError as exc:
         return TorchRuntime(model, windows, note=f"{exc}; decoding on torch")
     trained = list(model.cfg.windows)
-    if windows is not None and not all(MIN_WINDOW <= w <= t for w, t in zip(windows, trained, strict=True)):
+    if windows is not None and not export_serves(windows, trained):
         return TorchRuntime(model, windows, note=f"the ONNX step serves windows from {MIN_WINDOW} up to the trained "
                                                  f"{trained}; windows {list(windows)} decode on torch")
     if next(model.parameters()).device.type != "cpu":

@@ -42,6 +42,12 @@ class RingContext:
 MIN_WINDOW = 3  # the narrowest window an export serves: the tracer would fix a ring axis of one slot at 1
 
 
+def export_serves(windows: list[int], trained: list[int]) -> bool:
+    """Whether a step exported at the `trained` windows streams at `windows`: any from MIN_WINDOW up to
+    each scale's trained width (each ring's size is an axis of the graph)."""
+    return all(MIN_WINDOW <= w <= t for w, t in zip(windows, trained, strict=True))
+
+
 def ring_slots(window: int) -> int:
     return window - 1
 

@@ -17,6 +17,7 @@ number of tokens already consumed; `offset` (xpos models only) is `seen` minus t
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -155,9 +156,16 @@ class StepFunction(nn.Module):
 def rebase_keys(model: Conformer, state: list, shift: int) -> None:
     """Move the rings' origin `shift` positions later: every stored key (numpy, in place) is turned
     back by `shift` (xpos models only; see ring.py)."""
-    factor = rebase_factor(shift, model.cfg.head_dim)[0].numpy()  # [d/2] complex64
+    factor = rebase_turn(shift, model.cfg.head_dim)
     per, scales = 2 * len(model.cfg.windows) + 1, len(model.cfg.windows)
     for i in range(model.cfg.depth):
         for ring in state[per * i:per * i + scales]:
             z = ring.view(np.complex64)
             z *= factor
+
+
+@lru_cache(maxsize=8)
+def rebase_turn(shift: int, head_dim: int) -> np.ndarray:
+    """`rebase_factor` as numpy [d/2] complex64, made once: a stream re-bases by the same shift every
+    max(W) tokens, and building the table took most of a re-base's time."""
+    return rebase_factor(shift, head_dim)[0].numpy()

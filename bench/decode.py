@@ -28,7 +28,8 @@ and the largest logit difference against torch.
 The step section (not run by default) sets --step-checkpoint's exported step beside a plain GPT
 decoder step of matched size (comagen/runtime/peer.py: 10 M parameters, 8 layers, width 320, 5 heads,
 a 1,024-slot KV ring, rotary; random weights, timing only) exported and prepared the same way:
-fp32 and int8 at 1 and 2 threads, each export lever added in turn (runtime/export.py `Recipe`),
+fp32 and int8 at 1 and 2 threads, each export lever added in turn (runtime/export.py `Recipe`), the
+weights in 8- and 4-bit blocks instead of per-channel int8 as trial rows (`Recipe.block_bits`),
 the engine's time outside the step, its grammar mask and draw timed right after the step and again at
 once (what the step's pass over the weights costs the Python side in cache misses), ONNX Runtime op
 profiles, and (--step-quality-files) test bits
@@ -408,6 +409,11 @@ def quality_section(checkpoints: list[Path], data: Path, split: str, files: int,
 
 
 LEVERS = ("plain export", "+ thin mixers fp32", "+ constants folded (head int8)", "+ saved ORT-optimised")
+BLOCK_BITS = (8, 4)  # weight-only blocks (Recipe.block_bits), rows beside the shipped recipe
+
+
+def block_label(bits: int) -> str:
+    return f"{bits}-bit weight blocks"
 
 
 def lever_recipes() -> dict:
@@ -420,8 +426,10 @@ def lever_recipes() -> dict:
 
 def step_files(checkpoint: Path, scratch: Path, narrow: dict[str, list[int]]) -> dict[str, tuple[Path, dict]]:
     """Label -> (ONNX file, batch-1 feeds with the windows full): the peer plain and with every lever,
-    the bundle's shipped int8 file (and at its narrower windows, `narrower`), and the bundle's step at
-    each lever (fp32 plain and last)."""
+    the bundle's shipped int8 file (and at its narrower windows, `narrower`), the bundle's step at
+    each lever (fp32 plain and last), and both with the weights in 8- and 4-bit blocks (trial rows)."""
+
+    from dataclasses import replace
 
     from comagen.bundle.checkpoint import load_bundle
     from comagen.runtime.export import FILES, example_inputs, prepare, trace_step
@@ -429,7 +437,9 @@ def step_files(checkpoint: Path, scratch: Path, narrow: dict[str, list[int]]) ->
     from comagen.runtime.step import StepFunction
 
     recipes = lever_recipes()
-    peer = export_peer(scratch, {"plain": recipes[LEVERS[0]], "levers": recipes[LEVERS[-1]]})
+    blocks = {block_label(bits): replace(recipes[LEVERS[-1]], block_bits=bits) for bits in BLOCK_BITS}
+    peer = export_peer(scratch, {"plain": recipes[LEVERS[0]], "levers": recipes[LEVERS[-1]], **blocks})
+    peer = {k: f for k, f in peer.items() if not (k.startswith("fp32") and "blocks" in k)}  # blocks: int8 only
     peer_feeds = [t.numpy() for t in PeerStep().example_inputs(1, 10_000)]
     files = {f"peer {k}": (f, peer_feeds) for k, f in peer.items()}
     bundle = load_bundle(checkpoint)
@@ -449,6 +459,10 @@ def step_files(checkpoint: Path, scratch: Path, narrow: dict[str, list[int]]) ->
             path = scratch / f"{precision}.{i}.onnx"
             prepare(traced, path, precision, recipe)
             files[f"{bundle.name} {precision} {label}"] = (path, feeds)
+    for label, recipe in blocks.items():  # trial rows beside the shipped recipe, not added to it
+        path = scratch / f"int8.{label.replace(' ', '_')}.onnx"
+        prepare(traced, path, "int8", recipe)
+        files[f"{bundle.name} int8 + {label}"] = (path, feeds)
     return files
 
 
@@ -609,7 +623,9 @@ def step_section(checkpoint: Path, threads: list[int], profile_dir: Path, data: 
         quality = None
         if data.is_dir() and files:
             onnx = {"fp32": made[f"{load_name(checkpoint)} fp32 {LEVERS[-1]}"][0], "int8": made[last][0],
-                    **{f"int8 {label}": made[f"{load_name(checkpoint)} int8 {label}"][0] for label in LEVERS[:-1]}}
+                    **{f"int8 {label}": made[f"{load_name(checkpoint)} int8 {label}"][0] for label in LEVERS[:-1]},
+                    **{f"int8 + {block_label(b)}": made[f"{load_name(checkpoint)} int8 + {block_label(b)}"][0]
+                       for b in BLOCK_BITS}}
             quality = runtime_quality(checkpoint, onnx, data, "test", files, tokens, 1)
             print_quality(quality)
     return {"steps": rows, "engine": engine, "caches": caches, "profiles": profiles, "quality": quality}

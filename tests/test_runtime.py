@@ -253,3 +253,28 @@ def test_export_needs_weights_on_disk(tmp_path: Path) -> None:
     bundle = Bundle(tmp_path, build_model(cfg), cfg, PianoTokenizer(), Composers([]))
     with pytest.raises(CheckpointError, match="no model.safetensors"):
         export_bundle(bundle)
+
+
+def test_weight_block_trial_files_stay_near_fp32(tiny: Path, tmp_path: Path) -> None:
+    """The step bench's trial rows (Recipe.block_bits): the weights stored in blocks at 8 or 4 bits run
+    in ONNX Runtime and give logits near the fp32 file's, 8 bits nearer than 4."""
+    import onnxruntime as ort
+
+    from comagen.runtime.export import Recipe, example_inputs, prepare
+    from comagen.runtime.onnx_stream import session_options
+    from comagen.runtime.step import StepFunction
+
+    fp32 = tiny / "runtime" / "step.onnx"
+    inputs = [t.numpy() for t in example_inputs(StepFunction(load_bundle(tiny).model).eval(), 1, seen=40)]
+
+    def logits(file: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(file), session_options(1), providers=["CPUExecutionProvider"])
+        return session.run(None, dict(zip([i.name for i in session.get_inputs()], inputs, strict=True)))[0]
+
+    want, errors = logits(fp32), {}
+    for bits in (8, 4):
+        path = tmp_path / f"blocks{bits}.onnx"
+        prepare(fp32, path, "int8", Recipe(block_bits=bits))
+        assert "MatMulNBits" in {n.op_type for n in onnx.load(path).graph.node}
+        errors[bits] = float(np.abs(logits(path) - want).max() / np.abs(want).max())
+    assert 0 < errors[8] < 0.05 and errors[8] < errors[4] < 0.5, errors

@@ -61,6 +61,15 @@ from comagen.model import ModelConfig, build_model
 from comagen.report import format_table
 
 ROOT = Path(__file__).resolve().parents[1]
+PROMPT = sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0]  # every engine measure starts from it
+PROMPT_SECONDS = 8.0
+
+
+def bench_prompt(tokenizer):  # noqa: ANN001, ANN201 - a PianoTokenizer -> a Prompt, imported lazily
+    """The first shipped prompt's first PROMPT_SECONDS, as every in-process engine measure uses it."""
+    from comagen.generation.prompt import load_prompt
+
+    return load_prompt(tokenizer, PROMPT, PROMPT_SECONDS)
 CONFIGS = ROOT / "training" / "configs"
 
 
@@ -106,12 +115,11 @@ def recompute_speed(model: torch.nn.Module, context: int, steps: int = 8) -> flo
 def realtime_factor(checkpoint: Path, seconds: float = 20.0) -> list[dict]:
     """The generation engine on a trained checkpoint: 20 s of music, plain and with guidance."""
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.prompt import load_prompt
     from comagen.generation.request import Request
     from comagen.generation.session import generate
 
     bundle = load_bundle(checkpoint)
-    prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
+    prompt = bench_prompt(bundle.tokenizer)
     chopin = bundle.composers.find("Chopin")
     rows = []
     for label, composer, guidance, variations in (("plain", 0, 1.0, 1), ("guidance 3 (Chopin)", chopin, 3.0, 1),
@@ -164,7 +172,6 @@ def leans_section(checkpoints: list[Path], rounds: int = 5, tokens: int = 1000) 
     from dataclasses import replace
 
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.prompt import load_prompt
     from comagen.generation.request import Request
     from comagen.generation.sampling import Sampling
     from comagen.generation.settings import bundle_settings
@@ -172,7 +179,7 @@ def leans_section(checkpoints: list[Path], rounds: int = 5, tokens: int = 1000) 
     rows = []
     for checkpoint in checkpoints:
         bundle = load_bundle(checkpoint)
-        prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
+        prompt = bench_prompt(bundle.tokenizer)
         settings = bundle_settings(bundle)
         tuned, windows = settings.sampling(), list(settings.windows) or None  # its streaming windows, both runs
         plain = replace(tuned, **{k: v for k, v in vars(Sampling()).items() if k.endswith(("strength", "temperature"))
@@ -235,12 +242,11 @@ def engine_runs(path: Path, marks: list[int], budget: float, chunk: int = 64) ->
     """The generation engine at batch 1 on each runtime from a shipped prompt, taking turns every
     `chunk` tokens until the largest mark or the time budget; returns rows and the tokens reached."""
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.prompt import load_prompt
     from comagen.generation.request import Request
     from comagen.generation.session import Session
 
     bundle = load_bundle(path)
-    prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
+    prompt = bench_prompt(bundle.tokenizer)
     sessions = {name: Session(bundle, prompt, Request(max_tokens=max(marks), seconds=1e6, seed=0, runtime=name))
                 for name in RUNTIME_NAMES}
     assert all(s.runtime.name == name for name, s in sessions.items()), "a runtime fell back to torch"
@@ -439,7 +445,6 @@ def step_files(checkpoint: Path, scratch: Path, narrow: dict[str, list[int]]) ->
     recipes = lever_recipes()
     blocks = {block_label(bits): replace(recipes[LEVERS[-1]], block_bits=bits) for bits in BLOCK_BITS}
     peer = export_peer(scratch, {"plain": recipes[LEVERS[0]], "levers": recipes[LEVERS[-1]], **blocks})
-    peer = {k: f for k, f in peer.items() if not (k.startswith("fp32") and "blocks" in k)}  # blocks: int8 only
     peer_feeds = [t.numpy() for t in PeerStep().example_inputs(1, 10_000)]
     files = {f"peer {k}": (f, peer_feeds) for k, f in peer.items()}
     bundle = load_bundle(checkpoint)
@@ -536,7 +541,6 @@ def engine_overhead(checkpoint: Path, path: Path, tokens: int = 600) -> dict:
     """The whole engine at batch 1, 1 thread, on the int8 file `path` with the bundle's tuned settings
     (its leans and streaming windows): ms per token, of which the step, and the share outside it."""
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.prompt import load_prompt
     from comagen.generation.request import Request
     from comagen.generation.session import Session
     from comagen.generation.settings import bundle_settings
@@ -545,7 +549,7 @@ def engine_overhead(checkpoint: Path, path: Path, tokens: int = 600) -> dict:
     bundle = load_bundle(checkpoint)
     settings = bundle_settings(bundle)
     windows = list(settings.windows) or None
-    prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
+    prompt = bench_prompt(bundle.tokenizer)
     session = Session(bundle, prompt, Request(max_tokens=tokens + 1, seconds=1e6, seed=0, windows=windows,
                                               sampling=settings.sampling()))
     session.runtime = OnnxRuntime(bundle.model, path, "int8", 1, windows=windows)
@@ -565,14 +569,13 @@ def sampler_after_step(checkpoint: Path, path: Path, tokens: int = 600) -> dict:
     The step's pass over the weights evicts the Python side's code and data from the core's caches,
     so the first pass costs a multiple of the second, and an op taken out moves that cost to the next."""
     from comagen.bundle.checkpoint import load_bundle
-    from comagen.generation.prompt import load_prompt
     from comagen.generation.sampling import Sampling, sample_rows
     from comagen.music.grammar import RemiGrammar, track
     from comagen.runtime.onnx_stream import OnnxRuntime
 
     bundle = load_bundle(checkpoint)
     grammar, sampling, uniforms = RemiGrammar(bundle.tokenizer), Sampling(), np.random.default_rng(0).random(tokens)
-    prompt = load_prompt(bundle.tokenizer, sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0], 8.0)
+    prompt = bench_prompt(bundle.tokenizer)
     stream = OnnxRuntime(bundle.model, path, "int8", 1).open(torch.tensor([0]))
     logits, state = stream.prefill(np.array([[bundle.tokenizer.bos_id, *prompt.ids]])), track(grammar, prompt.ids)
     passes = []
@@ -640,7 +643,7 @@ def cli_realtime(roots: dict[str, Path], checkpoints: list[str], seconds: float,
     import subprocess
 
     env = {**os.environ, "COMAGEN_ONNX_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    prompt = sorted((ROOT / "assets" / "prompts").glob("*.mid"))[0]
+    prompt = PROMPT
     runs: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="comagen-cli-") as scratch:
         for _ in range(rounds):

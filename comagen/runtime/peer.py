@@ -93,7 +93,8 @@ class PeerStep(nn.Module):
 
 def export_peer(folder: Path, recipes: dict[str, Recipe], seed: int = 0) -> dict[str, Path]:
     """The peer's step traced once (random weights from `seed`) and prepared as fp32 and int8 per
-    recipe: {"fp32 <label>" | "int8 <label>": file in `folder`}."""
+    recipe: {"fp32 <label>" | "int8 <label>": file in `folder`}; a recipe with weight blocks as int8
+    only (its fp32 file would be another recipe's)."""
     torch.manual_seed(seed)
     step = PeerStep().eval()
     inputs, outputs = step.names()
@@ -102,7 +103,7 @@ def export_peer(folder: Path, recipes: dict[str, Recipe], seed: int = 0) -> dict
     trace(step, step.example_inputs(2, 3), traced, inputs, outputs, (rows, None, tuple([rows] * (len(inputs) - 2))))
     files = {}
     for label, recipe in recipes.items():
-        for precision in ("fp32", "int8"):
+        for precision in ("int8",) if recipe.block_bits else ("fp32", "int8"):
             files[f"{precision} {label}"] = folder / f"peer.{precision}.{label}.onnx"
             prepare(traced, files[f"{precision} {label}"], precision, recipe)
     return files

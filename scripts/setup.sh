@@ -43,3 +43,7 @@ if command -v npm >/dev/null 2>&1; then
 else
   echo "warning: npm not found: the app runs without live sound (install Node.js and npm, then rerun this script)" >&2
 fi
+
+# The engine's compiled per-token work (comagen/native), built now so the first take does not wait for it.
+# Without a C compiler the engine runs its numpy path, a little slower.
+python3 -c "from comagen import native; print(native.WHY_NOT or 'compiled engine: ' + str(native.build().name))"

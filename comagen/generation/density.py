@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from comagen import native
 from comagen.generation.histogram import DecayedHistogram
 from comagen.music.grammar import AFTER_BAR, AFTER_DURATION, GrammarState, RemiGrammar
 
@@ -44,18 +45,23 @@ class DensityPrior:
         edges = gap_edges(self.per_bar)
         self.longest = edges[-1] - 1
         widths = np.diff(edges)
-        self.bin_of = np.repeat(np.arange(len(widths)), widths)  # gap -> bin
+        self.bin_of = np.repeat(np.arange(len(widths), dtype=np.int64), widths)  # gap -> bin
         self.log_width = np.log(widths)[self.bin_of]
         self.histogram = DecayedHistogram(len(widths), rows, HALF_LIFE_NOTES, SMOOTHING)
         self.tail_class = len(widths)  # a bar line's class: every gap that reaches past this bar
         self.kind = grammar.kind
         position_id = grammar.position_id.numpy()
-        self.positions = np.flatnonzero(position_id >= 0)  # the bar's positions the vocab has
+        self.positions = np.flatnonzero(position_id >= 0).astype(np.int64)  # the bar's positions the vocab has
         self.position_ids = position_id[self.positions]
         self.pitch_ids = grammar.pitch_ids.numpy()
-        self.ids = np.concatenate([self.position_ids, [grammar.bar_id], self.pitch_ids])  # timing tokens
+        timing = [self.position_ids, [grammar.bar_id], self.pitch_ids]
+        self.ids = np.concatenate(timing).astype(np.int64)  # the timing tokens, in `_toward_native`'s order
         self._bar_and_pitch_classes = np.concatenate([[self.tail_class], np.zeros(len(self.pitch_ids), dtype=int)])
         self._p: tuple[np.ndarray | None, np.ndarray, np.ndarray] = (None, np.zeros(0), np.zeros(0))
+        self._rows_at = (0, 0, 0)  # where `_p`'s arrays start in memory, and their row stride, for C
+        self._fixed = () if native.LIB is None else (  # the compiled lean's arguments that never change
+            native.address(self.ids), len(self.positions), len(self.pitch_ids), native.address(self.positions),
+            native.address(self.bin_of), self.longest, self.per_bar, self.tail_class, strength)
         gaps, last, state = [], None, GrammarState()
         for token in prompt_ids:
             onset = self._onset(state, int(token))
@@ -89,17 +95,31 @@ class DensityPrior:
         p(gap >= g); kept until a row plays a note."""
         log_p = self.histogram.log_p()
         if self._p[0] is not log_p:
-            per_gap = np.exp(log_p[:, self.bin_of] - self.log_width)
-            self._p = (log_p, per_gap, np.cumsum(per_gap[:, ::-1], -1)[:, ::-1])
+            per_gap = np.ascontiguousarray(np.exp(log_p[:, self.bin_of] - self.log_width))  # rows for C
+            self._p = (log_p, per_gap, np.ascontiguousarray(np.cumsum(per_gap[:, ::-1], -1)[:, ::-1]))
+            self._rows_at = (per_gap.ctypes.data, self._p[2].ctypes.data, per_gap.strides[0])
         return self._p[1], self._p[2]
 
     def apply(self, logits: np.ndarray, allowed: np.ndarray, states: list[GrammarState]) -> None:
         """Lean each row's timing decision [B, V] toward its gaps, in place."""
+        compiled = native.LIB is not None and logits.dtype == np.float32 and logits.flags.c_contiguous \
+            and allowed.flags.c_contiguous
         for row, state in enumerate(states):
             if state.state in TIMING_STATES and self.last[row] is not None:
+                if compiled:
+                    self._toward_native(row, state, logits[row], allowed[row])
+                    continue
                 ok = allowed[row, self.ids]
                 if ok.any():  # else only the end may come: nothing to lean
                     logits[row, self.ids] = self._toward(row, state, logits[row, self.ids], ok)
+
+    def _toward_native(self, row: int, state: GrammarState, logits: np.ndarray, allowed: np.ndarray) -> None:
+        """`_toward` on one row's logits [V] in place, compiled (comagen.native)."""
+        self.class_p()
+        per_gap, tail, stride = self._rows_at
+        since = (state.bars - 1) * self.per_bar - self.last[row]
+        native.LIB.lean_timing(logits.ctypes.data, allowed.ctypes.data, per_gap + row * stride, tail + row * stride,
+                               since, *self._fixed)
 
     def _toward(self, row: int, state: GrammarState, logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
         """The timing tokens' logits leaned by `strength` x log(q/m) of their gap class, q the prior's

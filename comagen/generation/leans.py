@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from comagen import native
 from comagen.generation.density import TIMING_STATES, DensityPrior
 from comagen.generation.dynamics import DynamicsPrior
 from comagen.generation.keyprior import KeyPrior, lean_pitches, span_of
@@ -44,9 +45,11 @@ class Leans:
         self.density = DensityPrior(grammar, prompt_ids, rows, s.density_strength) if s.density_strength else None
         self.factors = s.decision_temperatures()
         self.pitch_span = span_of(grammar)
-        # the prior lean arrays `_pitch` (key + register, and its exp) was made from
-        self._pitch_parts: list[np.ndarray | None] = [None] * ((self.key is not None) + (self.register is not None))
-        self._pitch: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
+        self._pitch_ids = frozenset(grammar.pitch_ids.tolist())
+        self._pitch: tuple[np.ndarray, np.ndarray] | None = None  # key + register and its exp, until a pitch plays
+        span = self.pitch_span  # the compiled pitch lean reads one run of ids: (start, length), or None
+        self._span = (span.start, span.stop - span.start) if isinstance(span, slice) and native.LIB else None
+        self._pitch_at = (0, 0, 0)  # where `_pitch`'s arrays start in memory, and their row stride, for C
 
     @classmethod
     def maybe(cls, grammar: RemiGrammar | None, prompt_ids: list[int], rows: int, sampling: Sampling) -> Leans | None:
@@ -81,7 +84,7 @@ class Leans:
             return None
         out = logits.copy()
         if pitch:
-            lean_pitches(out, allowed, self.pitch_span, *self._pitch_lean())
+            self._lean_pitches(out, allowed)
         if dynamics:
             self.dynamics.apply(out, states)
         if density:
@@ -89,13 +92,25 @@ class Leans:
         return out
 
     def _pitch_lean(self) -> tuple[np.ndarray, np.ndarray]:
-        """Key and register as one lean on the pitch tokens, and its exp; kept until a pitch is played
-        (each prior keeps its own lean array until then)."""
-        parts = [p.lean() for p in (self.key, self.register) if p]
-        if any(a is not b for a, b in zip(parts, self._pitch_parts, strict=True)):
-            lean = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-            self._pitch_parts, self._pitch = parts, (lean, np.exp(lean))
+        """Key and register as one lean on the pitch tokens [B, G], and its exp; kept until a pitch is played."""
+        if self._pitch is None:
+            parts = [p.lean() for p in (self.key, self.register) if p]
+            lean = np.ascontiguousarray(parts[0] if len(parts) == 1 else parts[0] + parts[1])  # rows for C
+            self._pitch = lean, np.exp(lean)
+            self._pitch_at = (self._pitch[0].ctypes.data, self._pitch[1].ctypes.data, lean.strides[0])
         return self._pitch
+
+    def _lean_pitches(self, out: np.ndarray, allowed: np.ndarray) -> None:
+        """`lean_pitches` on the rows [B, V], in place: compiled a row at a time where the pitch tokens are
+        one run and the logits float32 (comagen.native), else in numpy."""
+        lean, weight = self._pitch_lean()
+        if self._span is None or out.dtype != np.float32 or not allowed.flags.c_contiguous:
+            lean_pitches(out, allowed, self.pitch_span, lean, weight)
+            return
+        (start, n), (lean_at, weight_at, stride), width = self._span, self._pitch_at, out.shape[1]
+        for r in range(len(out)):
+            native.LIB.kept_mass(out.ctypes.data + 4 * (r * width + start), allowed.ctypes.data + r * width + start,
+                                 n, lean_at + r * stride, weight_at + r * stride)
 
     def temperature_factors(self, states: list[GrammarState]) -> np.ndarray | None:
         """Per row, the factor on the temperature for the decision its state makes (None: all 1)."""
@@ -105,6 +120,8 @@ class Leans:
 
     def played(self, row: int, token: int, before: GrammarState) -> None:
         """Tell every lean what a row played (`before`: its grammar state before `token`)."""
+        if token in self._pitch_ids:
+            self._pitch = None  # the key and register leans change
         if self.key:
             self.key.played(row, token)
         if self.register:

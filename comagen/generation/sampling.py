@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from comagen import native
 from comagen.errors import ConfigError
 
 DECISIONS = ("pitch", "velocity", "duration", "timing")  # what a REMI step decides (comagen.generation.leans)
@@ -97,7 +98,10 @@ def sample_rows(logits: np.ndarray, allowed: np.ndarray, sampling: Sampling, uni
 
     The filters run in numpy and the draw is an inverse CDF of the row's uniform: on a batch-1 row
     of a few hundred tokens torch's per-call cost (about 50 us for its multinomial alone) outweighed
-    the arithmetic, and this runs once per token of every stream."""
+    the arithmetic, and this runs once per token of every stream. Without top-k, top-p or min-p the
+    compiled draw runs instead (comagen.native), the same arithmetic."""
+    if native.LIB is not None and not (sampling.top_k or sampling.min_p) and sampling.top_p == 1:
+        return native_rows(logits, allowed, sampling.temperature, uniform, factors)
     x = np.where(allowed, logits, -np.inf)
     if sampling.temperature == 0:
         return x.argmax(-1)
@@ -117,6 +121,18 @@ def sample_rows(logits: np.ndarray, allowed: np.ndarray, sampling: Sampling, uni
         drop = cum - sorted_p > sampling.top_p * cum[:, -1:]
         np.put_along_axis(probs, order, np.where(drop, 0.0, sorted_p), -1)
     return draw(probs, uniform)
+
+
+def native_rows(logits: np.ndarray, allowed: np.ndarray, temperature: float, uniform: np.ndarray,
+                factors: np.ndarray | None) -> np.ndarray:
+    """`sample_rows` with no filters, one compiled call a row."""
+    logits, allowed = np.ascontiguousarray(logits, np.float32), np.ascontiguousarray(allowed, bool)
+    width, at, may = logits.shape[-1], logits.ctypes.data, allowed.ctypes.data
+    scratch = native.scratch(width)[1]
+    return np.array([native.LIB.draw_row(at + r * width * 4, may + r * width, width,
+                                         temperature * (1.0 if factors is None else factors[r]),
+                                         float(uniform[r]) if temperature else 0.0, scratch)
+                     for r in range(len(logits))], dtype=np.int64)
 
 
 def draw(weights: np.ndarray, uniform: np.ndarray) -> np.ndarray:

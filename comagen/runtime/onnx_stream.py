@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from comagen import native
 from comagen.model import Decoder
 from comagen.model.conformer import Conformer
 from comagen.runtime.ring import ring_slots
@@ -98,10 +99,13 @@ class OnnxStream:
         self.token[:] = token
         self.scalars[0], self.scalars[1] = self.seen, self.offset
         self.session.run_with_iobinding(self.binding)
-        np.remainder(self.seen, self.period, out=self.where)  # each row's slot, then its place in the buffer
-        self.where += self.to
-        self.ring_rows[self.where] = self.new_rows if self.src is None else self.new_rows[self.src]
-        self.convs[:] = self.new_convs
+        if self.write is not None:  # compiled: the same writes in one call
+            native.LIB.ring_write(*self.write, self.seen, *self.write_convs)
+        else:
+            np.remainder(self.seen, self.period, out=self.where)  # each row's slot, then its place in the buffer
+            self.where += self.to
+            self.ring_rows[self.where] = self.new_rows if self.src is None else self.new_rows[self.src]
+            self.convs[:] = self.new_convs
         self.seen, self.offset = self.seen + 1, self.offset + 1
         if self.rotated and self.offset >= 2 * self.wmax:
             rebase_keys(self.model, self.state, self.wmax)
@@ -150,6 +154,10 @@ class OnnxStream:
         src, self.to, self.period = self._rows(state, kv)
         self.src = None if np.array_equal(src, np.arange(len(src))) else src  # batch 1: already in ring order
         self.where = np.empty_like(self.to)
+        self.write = None if native.LIB is None else (  # `ring_write`'s arguments before `seen`, and after it
+            self.ring_rows.ctypes.data, self.new_rows.ctypes.data, 0 if self.src is None else self.src.ctypes.data,
+            self.to.ctypes.data, self.period.ctypes.data, len(self.to), dim)
+        self.write_convs = (self.convs.ctypes.data, self.new_convs.ctypes.data, self.convs.size)
 
     def _rows(self, state: list[np.ndarray], kv: tuple[int, ...]) -> tuple[np.ndarray, ...]:
         """Row indices (a row: one head's key or value, head_dim floats) such that

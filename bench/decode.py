@@ -8,6 +8,7 @@
     python bench/decode.py --sections cli --before ../old-checkout   # real time through the CLI, old vs new
     python bench/decode.py --sections step,cli,quality --threads 1 --narrow flagship=64,256,512   # and narrower
     python bench/decode.py --sections prefill --before ../old-checkout   # a prompt's first pass, old vs new
+    python bench/decode.py --sections overhead --threads 1 --cli-rounds 5   # the compiled engine vs numpy
 
 Random weights at the shipped configs (training/configs/*.json, roughly equal parameter
 counts). Tokens/s at each mark is measured over the stretch of tokens just before it, so a
@@ -563,6 +564,33 @@ def engine_overhead(checkpoint: Path, path: Path, tokens: int = 600) -> dict:
             "outside step": f"{1 - timed.seconds / wall:.0%}", "tokens": count}
 
 
+def overhead_section(checkpoints: list[Path], rounds: int = 5, tokens: int = 1500) -> list[dict]:
+    """The engine's time outside the step, compiled (comagen.native) against its numpy path, on each
+    bundle's shipped int8 file with its tuned settings: the paths and bundles take turns `rounds` times,
+    medians per token."""
+    from comagen import native
+
+    compiled, runs = native.LIB, {}
+    for _, checkpoint, path in itertools.product(range(rounds), checkpoints, ("compiled", "numpy")):
+        native.LIB = compiled if path == "compiled" else None
+        try:
+            run = engine_overhead(checkpoint, checkpoint / "runtime" / "step.int8.onnx", tokens)
+        finally:
+            native.LIB = compiled
+        runs.setdefault((load_name(checkpoint), path), []).append((run["ms/token"], run["step ms"]))
+    rows = []
+    for (name, path), times in runs.items():
+        token, step = (float(np.median([t[i] for t in times])) for i in range(2))
+        outside = float(np.median([t[0] - t[1] for t in times]))
+        rows.append({"bundle": name, "engine": path, "ms/token": round(token, 3), "step ms": round(step, 3),
+                     "outside, us": round(outside * 1e3, 1), "outside share": f"{outside / token:.1%}",
+                     "tokens/s": round(1e3 / token, 1)})
+    print(f"\nthe engine outside the step, compiled vs numpy (1 thread, {tokens} tokens, {rounds} rounds "
+          "taking turns, medians)")
+    print(format_table(rows))
+    return rows
+
+
 def sampler_after_step(checkpoint: Path, path: Path, tokens: int = 600) -> dict:
     """Why the engine's time outside the step resists trimming: its grammar mask and draw (plain
     sampling, no leans) timed right after each int8 step, then again at once on the same inputs.
@@ -772,7 +800,8 @@ def main() -> None:
                         "quality (each runtime's bits per note on --files files of --split, teacher-forced), "
                         "step (issue #26: the bundle's step per lever beside a plain GPT peer, engine overhead, "
                         "op profile), cli (real-time factor through python -m comagen generate; --before), "
-                        "prefill (a prompt's first pass at --prefill-lengths tokens; --before)")
+                        "prefill (a prompt's first pass at --prefill-lengths tokens; --before), overhead (the "
+                        "engine outside the step, compiled against numpy; --cli-rounds)")
     p.add_argument("--runtime-checkpoints", default="assets/checkpoints/default,assets/checkpoints/flagship",
                    help="bundles for the runtime section (relative to the repo root or absolute)")
     p.add_argument("--runtime-budget", type=float, default=150.0,
@@ -819,6 +848,8 @@ def main() -> None:
         result["runtime"] = runtime_section(checkpoints, marks, args.runtime_budget, args.data, args.quality_tokens)
     if "leans" in sections:
         result["leans"] = leans_section(checkpoints)
+    if "overhead" in sections:
+        result["overhead"] = overhead_section(checkpoints, args.cli_rounds)
     if "step" in sections:
         result["step"] = step_section(ROOT / args.step_checkpoint, [1, 2], args.profile_dir, args.data,
                                       args.step_quality_files, max(marks), narrow)

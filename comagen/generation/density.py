@@ -59,6 +59,7 @@ class DensityPrior:
         self._bar_and_pitch_classes = np.concatenate([[self.tail_class], np.zeros(len(self.pitch_ids), dtype=int)])
         self._p: tuple[np.ndarray | None, np.ndarray, np.ndarray] = (None, np.zeros(0), np.zeros(0))
         self._rows_at = (0, 0, 0)  # where `_p`'s arrays start in memory, and their row stride, for C
+        self._gap_fixed = (self.bin_of.ctypes.data, self.log_width.ctypes.data, self.longest + 1)  # for C
         self._fixed = () if native.LIB is None else (  # the compiled lean's arguments that never change
             native.address(self.ids), len(self.positions), len(self.pitch_ids), native.address(self.positions),
             native.address(self.bin_of), self.longest, self.per_bar, self.tail_class, strength)
@@ -95,10 +96,21 @@ class DensityPrior:
         p(gap >= g); kept until a row plays a note."""
         log_p = self.histogram.log_p()
         if self._p[0] is not log_p:
-            per_gap = np.ascontiguousarray(np.exp(log_p[:, self.bin_of] - self.log_width))  # rows for C
-            self._p = (log_p, per_gap, np.ascontiguousarray(np.cumsum(per_gap[:, ::-1], -1)[:, ::-1]))
-            self._rows_at = (per_gap.ctypes.data, self._p[2].ctypes.data, per_gap.strides[0])
+            self._p = (log_p, *(self._compiled_tables(log_p) if native.LIB is not None else self._tables(log_p)))
+            self._rows_at = (self._p[1].ctypes.data, self._p[2].ctypes.data, self._p[1].strides[0])
         return self._p[1], self._p[2]
+
+    def _tables(self, log_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        per_gap = np.exp(log_p[:, self.bin_of] - self.log_width)
+        return per_gap, np.cumsum(per_gap[:, ::-1], -1)[:, ::-1]
+
+    def _compiled_tables(self, log_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`_tables` by the compiled `gap_tables`, one call a row (C-contiguous rows, as it reads them)."""
+        per_gap, tail = np.empty((len(log_p), self.longest + 1)), np.empty((len(log_p), self.longest + 1))
+        for r in range(len(log_p)):
+            at = [a.ctypes.data + a.strides[0] * r for a in (log_p, per_gap, tail)]
+            native.LIB.gap_tables(at[0], *self._gap_fixed, at[1], at[2])
+        return per_gap, tail
 
     def apply(self, logits: np.ndarray, allowed: np.ndarray, states: list[GrammarState]) -> None:
         """Lean each row's timing decision [B, V] toward its gaps, in place."""

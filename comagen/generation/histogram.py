@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from comagen import native
+
 
 class DecayedHistogram:
     """Counts over `bins` per row; each added note first multiplies the row's counts by the decay."""
@@ -20,7 +22,9 @@ class DecayedHistogram:
         self.counts = np.zeros((rows, bins))
         self.decay = 0.5 ** (1.0 / half_life)
         self.smoothing = smoothing
-        self.kernel = kernel  # [bins, bins]: spreads each count over neighbouring bins (None: none)
+        self.kernel = None if kernel is None else np.ascontiguousarray(kernel, np.float64)  # [bins, bins]: spreads
+        # each count over neighbouring bins (None: none)
+        self._kernel_at = None if kernel is None else self.kernel.ctypes.data
         self._log_p: np.ndarray | None = None  # all rows' log p, kept until a count changes
 
     def add(self, row: int, index: int) -> None:
@@ -40,7 +44,13 @@ class DecayedHistogram:
     def log_p(self) -> np.ndarray:
         """log p(bin) [rows, bins] from the smoothed counts; computed once per change of the counts
         (most steps, a velocity or a duration, add nothing), so a caller may cache what it derives
-        from it for as long as the same array comes back."""
+        from it for as long as the same array comes back. Compiled where it can be (comagen.native)."""
+        if self._log_p is None and native.LIB is not None:
+            self._log_p = np.empty_like(self.counts)
+            row = 8 * self.counts.shape[1]
+            for r in range(len(self.counts)):
+                native.LIB.histogram_log_p(self.counts.ctypes.data + r * row, self._kernel_at, self.counts.shape[1],
+                                           self.smoothing, self._log_p.ctypes.data + r * row)
         if self._log_p is None:
             counts = self.counts if self.kernel is None else self.counts @ self.kernel
             smoothed = counts + self.smoothing

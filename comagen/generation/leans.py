@@ -50,6 +50,8 @@ class Leans:
         span = self.pitch_span  # the compiled pitch lean reads one run of ids: (start, length), or None
         self._span = (span.start, span.stop - span.start) if isinstance(span, slice) and native.LIB else None
         self._pitch_at = (0, 0, 0)  # where `_pitch`'s arrays start in memory, and their row stride, for C
+        self._class_array = None if self.key is None else self.key.classes.astype(np.int64)  # each pitch's class
+        self._classes = None if self._class_array is None else self._class_array.ctypes.data
 
     @classmethod
     def maybe(cls, grammar: RemiGrammar | None, prompt_ids: list[int], rows: int, sampling: Sampling) -> Leans | None:
@@ -93,12 +95,28 @@ class Leans:
 
     def _pitch_lean(self) -> tuple[np.ndarray, np.ndarray]:
         """Key and register as one lean on the pitch tokens [B, G], and its exp; kept until a pitch is played."""
+        if self._pitch is None and self._span is not None:  # compiled: one call a row
+            self._pitch = self._compiled_pitch_lean()
         if self._pitch is None:
             parts = [p.lean() for p in (self.key, self.register) if p]
             lean = np.ascontiguousarray(parts[0] if len(parts) == 1 else parts[0] + parts[1])  # rows for C
             self._pitch = lean, np.exp(lean)
-            self._pitch_at = (self._pitch[0].ctypes.data, self._pitch[1].ctypes.data, lean.strides[0])
+        self._pitch_at = (self._pitch[0].ctypes.data, self._pitch[1].ctypes.data, self._pitch[0].strides[0])
         return self._pitch
+
+    def _compiled_pitch_lean(self) -> tuple[np.ndarray, np.ndarray]:
+        """`_pitch_lean`'s arrays made by the compiled `pitch_lean`, from the priors' histograms."""
+        key = None if self.key is None else self.key.histogram.log_p()
+        register = None if self.register is None else self.register.histogram.log_p()
+        rows, n = len(key if register is None else register), self._span[1]
+        lean, weight = np.empty((rows, n)), np.empty((rows, n))
+        for r in range(rows):
+            native.LIB.pitch_lean(None if key is None else key.ctypes.data + 8 * r * key.shape[1],
+                                  self._classes, 0.0 if key is None else self.key.strength,
+                                  None if register is None else register.ctypes.data + 8 * r * n,
+                                  0.0 if register is None else self.register.strength, n,
+                                  lean.ctypes.data + 8 * r * n, weight.ctypes.data + 8 * r * n)
+        return lean, weight
 
     def _lean_pitches(self, out: np.ndarray, allowed: np.ndarray) -> None:
         """`lean_pitches` on the rows [B, V], in place: compiled a row at a time where the pitch tokens are

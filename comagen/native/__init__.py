@@ -67,6 +67,12 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.ring_write.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_long, c_long, c_long,
                                c_void_p, c_void_p, c_long]
     lib.ring_write.restype = None
+    lib.histogram_log_p.argtypes = [c_void_p, c_void_p, c_long, c_double, c_void_p]
+    lib.histogram_log_p.restype = None
+    lib.pitch_lean.argtypes = [c_void_p, c_void_p, c_double, c_void_p, c_double, c_long, c_void_p, c_void_p]
+    lib.pitch_lean.restype = None
+    lib.gap_tables.argtypes = [c_void_p, c_void_p, c_void_p, c_long, c_void_p, c_void_p]
+    lib.gap_tables.restype = None
     return lib, None
 
 

@@ -141,3 +141,49 @@ void ring_write(float *ring_rows, const float *new_rows, const int64_t *src, con
                dim * sizeof(float));
     memcpy(convs, new_convs, n_convs * sizeof(float));
 }
+
+/* log p over `bins` from decayed counts, smoothed (comagen.generation.histogram.DecayedHistogram.log_p):
+ * the counts spread by `kernel` [bins, bins] first when one is given. */
+void histogram_log_p(const double *counts, const double *kernel, long bins, double smoothing, double *out)
+{
+    double total = 0.0;
+    for (long j = 0; j < bins; j++) {
+        double c = 0.0;
+        if (kernel)
+            for (long i = 0; i < bins; i++)
+                c += counts[i] * kernel[i * bins + j];
+        else
+            c = counts[j];
+        out[j] = c + smoothing;
+        total += out[j];
+    }
+    for (long j = 0; j < bins; j++)
+        out[j] = log(out[j] / total);
+}
+
+/* The pitch tokens' lean and its exp (comagen.generation.leans.Leans._pitch_lean): key strength x log p
+ * of each token's pitch class plus register strength x log p of its key; either histogram may be absent. */
+void pitch_lean(const double *key_log_p, const int64_t *classes, double key_strength, const double *register_log_p,
+                double register_strength, long n, double *lean, double *weight)
+{
+    for (long i = 0; i < n; i++) {
+        double x = key_log_p ? key_strength * key_log_p[classes[i]] : 0.0;
+        x += register_log_p ? register_strength * register_log_p[i] : 0.0;
+        lean[i] = x;
+        weight[i] = exp(x);
+    }
+}
+
+/* p(gap) with each bin's mass spread evenly over its gaps, and p(gap >= g)
+ * (comagen.generation.density.DensityPrior.class_p). */
+void gap_tables(const double *log_p, const int64_t *bin_of, const double *log_width, long gaps, double *per_gap,
+                double *tail)
+{
+    for (long g = 0; g < gaps; g++)
+        per_gap[g] = exp(log_p[bin_of[g]] - log_width[g]);
+    double above = 0.0;
+    for (long g = gaps - 1; g >= 0; g--) {
+        above += per_gap[g];
+        tail[g] = above;
+    }
+}

@@ -104,5 +104,5 @@ def test_without_a_compiler_the_engine_runs_on_numpy_and_says_why(tmp_path: Path
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.splitlines()
-    assert first.startswith("True no native sampler") and "no-such-cc" in first
+    assert first.startswith("True no compiled engine") and "no-such-cc" in first
     assert second == "[2]"

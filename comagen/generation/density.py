@@ -60,7 +60,8 @@ class DensityPrior:
         self._p: tuple[np.ndarray | None, np.ndarray, np.ndarray] = (None, np.zeros(0), np.zeros(0))
         self._rows_at = (0, 0, 0)  # where `_p`'s arrays start in memory, and their row stride, for C
         self._gap_fixed = (self.bin_of.ctypes.data, self.log_width.ctypes.data, self.longest + 1)  # for C
-        self._fixed = () if native.LIB is None else (  # the compiled lean's arguments that never change
+        compiled = native.LIB is not None and self.tail_class < native.MAX_CLASSES
+        self._fixed = () if not compiled else (  # the compiled lean's arguments that never change
             native.address(self.ids), len(self.positions), len(self.pitch_ids), native.address(self.positions),
             native.address(self.bin_of), self.longest, self.per_bar, self.tail_class, strength)
         gaps, last, state = [], None, GrammarState()
@@ -114,7 +115,7 @@ class DensityPrior:
 
     def apply(self, logits: np.ndarray, allowed: np.ndarray, states: list[GrammarState]) -> None:
         """Lean each row's timing decision [B, V] toward its gaps, in place."""
-        compiled = native.LIB is not None and logits.dtype == np.float32 and logits.flags.c_contiguous \
+        compiled = self._fixed and logits.dtype == np.float32 and logits.flags.c_contiguous \
             and allowed.flags.c_contiguous
         for row, state in enumerate(states):
             if state.state in TIMING_STATES and self.last[row] is not None:

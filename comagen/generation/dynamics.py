@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from comagen import native
 from comagen.generation.histogram import DecayedHistogram, spread
 from comagen.music.grammar import AFTER_PITCH, GrammarState, RemiGrammar
 
@@ -24,7 +25,8 @@ class DynamicsPrior:
 
     def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, strength: float) -> None:
         self.strength = strength
-        self.velocity_ids = grammar.velocity_ids.numpy()
+        self.velocity_ids = grammar.velocity_ids.numpy().astype(np.int64)
+        self._velocity_at = self.velocity_ids.ctypes.data  # for the compiled lean
         ids = self.velocity_ids.tolist()
         self._bin_of = {i: b for b, i in enumerate(ids)}
         self.histogram = DecayedHistogram(len(ids), rows, HALF_LIFE_NOTES, SMOOTHING,
@@ -38,6 +40,11 @@ class DynamicsPrior:
     def apply(self, logits: np.ndarray, states: list[GrammarState]) -> None:
         """Lean the velocity logits [B, V] of rows after a pitch toward their dynamics, in place."""
         rows = [i for i, s in enumerate(states) if s.state == AFTER_PITCH]
-        if rows:
+        if rows and native.LIB is not None and logits.dtype == np.float32 and logits.flags.c_contiguous:
+            log_p = self.histogram.log_p()
+            for r in rows:  # compiled: one call a row
+                native.LIB.add_scaled(logits.ctypes.data + logits.strides[0] * r, self._velocity_at,
+                                      len(self.velocity_ids), self.strength, log_p.ctypes.data + log_p.strides[0] * r)
+        elif rows:
             index = np.array(rows)
             logits[index[:, None], self.velocity_ids] += self.strength * self.histogram.log_p()[index]

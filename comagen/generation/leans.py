@@ -6,8 +6,9 @@ the register prior where on the keyboard, the dynamics prior how loud, the densi
 own temperature. Pitch, velocity and duration decisions follow from the REMI grammar state (after a
 position, a pitch, a velocity); every other step decides *when* the next note comes. With every
 strength 0 and every factor 1 this is a no-op, so sampling is exactly the plain engine's. The pass
-runs in numpy on a copy of the logits: a token's leans are a few dozen operations on vectors of
-12-128 values, where torch's per-call cost would outweigh the arithmetic.
+works on a copy of the logits, a few dozen operations on vectors of 12-128 values: compiled where the
+machine has a C compiler (comagen.native: right after an ONNX step, each numpy call pays for cold
+caches), in numpy otherwise, which stays the reference.
 """
 
 from __future__ import annotations

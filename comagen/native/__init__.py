@@ -1,4 +1,4 @@
-"""The engine's sampler as compiled code: the pitch and pace leans and the draw, one call each.
+"""The engine's per-token work between two ONNX steps as compiled code: the leans, the draw, the ring writes.
 
 Between two ONNX steps the engine's numpy calls run with cold caches (the step's pass over the weights
 evicts them), so a token's mask, leans and draw cost about three times their hot time, and fewer numpy
@@ -17,13 +17,14 @@ import os
 import subprocess
 import sys
 import tempfile
-from ctypes import c_double, c_int, c_long, c_void_p
+from ctypes import c_double, c_long, c_void_p
 from pathlib import Path
 
 import numpy as np
 
 SOURCE = Path(__file__).with_name("engine.c")
 FLAGS = ["-O2", "-shared", "-fPIC", "-std=c11"]
+MAX_CLASSES = 64  # the pace lean's gap classes engine.c has room for
 
 
 def cache_folder() -> Path:
@@ -48,6 +49,19 @@ def build() -> Path:
     return target
 
 
+P, L, D = c_void_p, c_long, c_double  # an array's address, an integer, a float
+SIGNATURES = {  # engine.c's functions: (result, arguments)
+    "kept_mass": (None, [P, P, L, P, P]),
+    "lean_timing": (None, [P, P, P, P, L, P, L, L, P, P, L, L, L, D]),
+    "draw_row": (L, [P, P, L, D, D, P]),
+    "ring_write": (None, [P, P, P, P, P, L, L, L, P, P, L]),
+    "histogram_log_p": (None, [P, P, L, D, P]),
+    "pitch_lean": (None, [P, P, D, P, D, L, P, P]),
+    "gap_tables": (None, [P, P, P, L, P, P]),
+    "add_scaled": (None, [P, P, L, D, P]),
+}
+
+
 def _load() -> tuple[ctypes.CDLL | None, str | None]:
     """The loaded library, or None and the reason the numpy path runs instead."""
     if os.environ.get("COMAGEN_NATIVE", "1") == "0":
@@ -56,23 +70,10 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
         lib = ctypes.CDLL(str(build()))
     except (OSError, subprocess.SubprocessError) as error:
         detail = getattr(error, "stderr", b"") or b""
-        return None, f"no native sampler ({error}{': ' + detail.decode()[:200] if detail else ''})"
-    lib.kept_mass.argtypes = [c_void_p, c_void_p, c_long, c_void_p, c_void_p]
-    lib.kept_mass.restype = None
-    lib.lean_timing.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p, c_long, c_void_p, c_long, c_long, c_void_p,
-                                c_void_p, c_long, c_long, c_long, c_double]
-    lib.lean_timing.restype = c_int
-    lib.draw_row.argtypes = [c_void_p, c_void_p, c_long, c_double, c_double, c_void_p]
-    lib.draw_row.restype = c_long
-    lib.ring_write.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_long, c_long, c_long,
-                               c_void_p, c_void_p, c_long]
-    lib.ring_write.restype = None
-    lib.histogram_log_p.argtypes = [c_void_p, c_void_p, c_long, c_double, c_void_p]
-    lib.histogram_log_p.restype = None
-    lib.pitch_lean.argtypes = [c_void_p, c_void_p, c_double, c_void_p, c_double, c_long, c_void_p, c_void_p]
-    lib.pitch_lean.restype = None
-    lib.gap_tables.argtypes = [c_void_p, c_void_p, c_void_p, c_long, c_void_p, c_void_p]
-    lib.gap_tables.restype = None
+        return None, f"no compiled engine ({error}{': ' + detail.decode()[:200] if detail else ''})"
+    for name, (result, arguments) in SIGNATURES.items():
+        function = getattr(lib, name)
+        function.restype, function.argtypes = result, arguments
     return lib, None
 
 
@@ -82,14 +83,8 @@ LIB, WHY_NOT = _load()
 def address(array: np.ndarray) -> int:
     """Where a C-contiguous array's first element lives (checked: a strided view would be misread)."""
     if not array.flags.c_contiguous:
-        raise ValueError("the native sampler reads C-contiguous arrays only")
+        raise ValueError("the compiled engine reads C-contiguous arrays only")
     return array.ctypes.data
-
-
-def kept_mass(row: np.ndarray, allowed: np.ndarray, lean: np.ndarray, weight: np.ndarray) -> None:
-    """comagen.generation.keyprior.kept_mass on one row's group, in place (row float32, allowed bool,
-    lean and weight float64, all of the group's length)."""
-    LIB.kept_mass(address(row), address(allowed), len(row), address(lean), address(weight))
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-/* The engine's per-token work between two steps, as three compiled calls (comagen.native).
+/* The engine's per-token work between two ONNX steps, compiled (comagen.native): the leans, the draw
+ * and the ring writes.
  *
  * Each ONNX step streams the weights through the core's caches and evicts the Python side's code and
  * data; a numpy call after it pays to bring its dispatch code back, so a token's twenty small numpy
@@ -12,7 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define MAX_CLASSES 64
+#define MAX_CLASSES 64  /* the pace lean's gap classes; comagen.native.MAX_CLASSES says the same */
 
 /* A group's logits plus `lean`, shifted so the allowed ones keep their total probability; the rest
  * become -inf. `weight` is exp(lean). */
@@ -41,14 +42,12 @@ static long clip(long x, long low, long high) { return x < low ? low : (x > high
 /* The density lean on one row's timing tokens `ids` (positions, then the bar line, then pitches),
  * `since` grid positions from the row's last onset to the bar's start:
  * each class's mass moved `strength` of the way (in log) from the model's share to the prior's,
- * the allowed timing tokens keeping their total. Returns 0, or -1 when there are too many classes. */
-int lean_timing(float *logits, const uint8_t *allowed, const double *per_gap, const double *tail, long since,
+ * the allowed timing tokens keeping their total (at most MAX_CLASSES classes: the caller checks). */
+void lean_timing(float *logits, const uint8_t *allowed, const double *per_gap, const double *tail, long since,
                 const int64_t *ids, long n_positions, long n_pitches, const int64_t *positions,
                 const int64_t *bin_of, long longest, long per_bar, long tail_class, double strength)
 {
     long width = tail_class + 1, n = n_positions + 1 + n_pitches;
-    if (width > MAX_CLASSES)
-        return -1;
     double q[MAX_CLASSES] = {0}, m[MAX_CLASSES] = {0}, add[MAX_CLASSES];
     int pitch_ok = 0, any = 0;
     float top = -INFINITY;
@@ -68,7 +67,7 @@ int lean_timing(float *logits, const uint8_t *allowed, const double *per_gap, co
             top = logits[id];
     }
     if (!any)
-        return 0;  /* only the end may come: nothing to lean */
+        return;  /* only the end may come: nothing to lean */
     q[0] += pitch_ok ? per_gap[0] : 0.0;
     long cls[n];
     for (long j = 0; j < n; j++) {
@@ -186,4 +185,12 @@ void gap_tables(const double *log_p, const int64_t *bin_of, const double *log_wi
         above += per_gap[g];
         tail[g] = above;
     }
+}
+
+/* logits[ids[i]] += strength x log_p[i]: the dynamics lean on one row's velocity tokens
+ * (comagen.generation.dynamics.DynamicsPrior.apply). */
+void add_scaled(float *logits, const int64_t *ids, long n, double strength, const double *log_p)
+{
+    for (long i = 0; i < n; i++)
+        logits[ids[i]] = (float)(logits[ids[i]] + strength * log_p[i]);
 }

@@ -231,3 +231,21 @@ def test_an_upload_is_named_by_its_last_part_only(loaded: Bundle, tmp_path: Path
     with pytest.raises(MidiError) as info:
         studio.resolve_prompt(loaded, broken, {}, None, 4)
     assert str(info.value).startswith("..mid: ") and os.sep not in str(info.value).split(":")[0]
+
+
+def test_checking_a_bundles_shapes_builds_its_skeleton_without_torchs_compiler() -> None:
+    """The shape check builds the model on the meta device; meta's random fills, eye and one_hot import
+    torch's compiler, a second of every process that loads a bundle. Both shipped token bundles load
+    without it, and with the weights of their own files."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; from comagen.bundle.checkpoint import load_bundle; "
+            "b = [load_bundle(f'assets/checkpoints/{n}') for n in ('default', 'flagship')]; "
+            "print('torch._dynamo' in sys.modules, [round(float(x.model.token_emb.weight.std()), 4) for x in b])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    imported, stds = out.stdout.split(" ", 1)
+    assert imported == "False", out.stdout
+    assert all(0 < s < 1 for s in json.loads(stds)), stds  # trained embeddings, not zeros or a fresh N(0, 1)

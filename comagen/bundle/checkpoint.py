@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
+from torch.overrides import TorchFunctionMode
 
 from comagen.bundle.composers import Composers
 from comagen.errors import CheckpointError, ComagenError
@@ -274,6 +275,17 @@ def _read_json(file: Path) -> Any:
         raise CheckpointError(f"{file}: unreadable ({_short(exc)})") from None
 
 
+class _NoInit(TorchFunctionMode):
+    """Skips torch.nn.init's fills while a skeleton is built on the meta device: the values are never
+    read, and meta's random fills import torch's compiler (a second of a process's start)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
 def _check_shapes(weights: Path, cfg: ModelConfig) -> None:
     """The tensors the config implies against those the weights file lists (its header only):
     a mismatch is refused before the model is built, so a forged config allocates nothing."""
@@ -286,7 +298,7 @@ def _check_shapes(weights: Path, cfg: ModelConfig) -> None:
         raise CheckpointError(f"{weights}: weights do not match the config (depth {cfg.depth}, "
                               f"{len(stored)} tensors)")
     try:
-        with torch.device("meta"):  # shapes only, no memory
+        with torch.device("meta"), _NoInit():  # shapes only: no memory, no initial values
             expected = {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
     except Exception as exc:  # a config the model code cannot build
         raise CheckpointError(f"{weights}: the config describes no buildable model ({_short(exc)})") from None

@@ -32,8 +32,10 @@ class HyperConnection(nn.Module):
         self.branch, self.streams = branch, streams
         if streams == 1:
             return
-        self.alpha = nn.Parameter(torch.nn.functional.one_hot(torch.tensor(layer_index % streams), streams).float())
-        self.mix = nn.Parameter(torch.eye(streams))
+        # one-hot and identity written with ops the meta device runs natively (its eye and one_hot import
+        # torch's compiler, a second of every process that checks a bundle's shapes: bundle.checkpoint)
+        self.alpha = nn.Parameter(torch.zeros(streams).index_fill_(0, torch.tensor([layer_index % streams]), 1.0))
+        self.mix = nn.Parameter(torch.zeros(streams, streams).fill_diagonal_(1.0))
         self.beta = nn.Parameter(torch.ones(streams))
         self.dynamic = dynamic
         if dynamic:

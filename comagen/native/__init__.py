@@ -14,6 +14,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,8 @@ def build() -> Path:
     """The library for this source, compiler and flags, compiled on first use; written to a temporary
     name and moved into place, so processes building at once never load half a file."""
     compiler = os.environ.get("CC", "cc")
-    tag = hashlib.sha256(SOURCE.read_bytes() + " ".join([compiler, *FLAGS, sys.platform]).encode()).hexdigest()[:16]
+    made_for = " ".join([compiler, *FLAGS, sys.platform, platform.machine()])  # a shared home may serve two CPUs
+    tag = hashlib.sha256(SOURCE.read_bytes() + made_for.encode()).hexdigest()[:16]
     target = cache_folder() / f"engine-{tag}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)

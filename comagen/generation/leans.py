@@ -96,13 +96,14 @@ class Leans:
 
     def _pitch_lean(self) -> tuple[np.ndarray, np.ndarray]:
         """Key and register as one lean on the pitch tokens [B, G], and its exp; kept until a pitch is played."""
-        if self._pitch is None and self._span is not None:  # compiled: one call a row
-            self._pitch = self._compiled_pitch_lean()
         if self._pitch is None:
-            parts = [p.lean() for p in (self.key, self.register) if p]
-            lean = np.ascontiguousarray(parts[0] if len(parts) == 1 else parts[0] + parts[1])  # rows for C
-            self._pitch = lean, np.exp(lean)
-        self._pitch_at = (self._pitch[0].ctypes.data, self._pitch[1].ctypes.data, self._pitch[0].strides[0])
+            if self._span is not None:  # compiled: one call a row
+                self._pitch = self._compiled_pitch_lean()
+            else:
+                parts = [p.lean() for p in (self.key, self.register) if p]
+                lean = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+                self._pitch = lean, np.exp(lean)
+            self._pitch_at = (self._pitch[0].ctypes.data, self._pitch[1].ctypes.data, self._pitch[0].strides[0])
         return self._pitch
 
     def _compiled_pitch_lean(self) -> tuple[np.ndarray, np.ndarray]:

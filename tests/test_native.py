@@ -106,3 +106,43 @@ def test_without_a_compiler_the_engine_runs_on_numpy_and_says_why(tmp_path: Path
     first, second = out.stdout.splitlines()
     assert first.startswith("True no compiled engine") and "no-such-cc" in first
     assert second == "[2]"
+
+
+def test_a_deep_copy_of_the_leans_reads_its_own_arrays(default_bundle, default_prompt, numpy_path) -> None:  # noqa: ANN001
+    """The duet deep-copies a generation's leans and drops the original: every address the compiled calls
+    use must then point into the copy's arrays, or they dangle (the app once crashed this way)."""
+    import copy
+    import gc
+
+    grammar = RemiGrammar(default_bundle.tokenizer)
+    sampling = Sampling(key_strength=0.5, register_strength=1.0, density_strength=0.5, dynamics_strength=0.3)
+    states = [track(grammar, default_prompt.ids)]
+    session = generate(default_bundle, default_prompt, Request(max_tokens=80, seed=1, sampling=sampling))
+    for token in session.generated():
+        states.append(states[-1].advance(grammar, token))
+    rng = np.random.default_rng(2)
+    logits = [(rng.normal(size=(1, len(grammar.kind))) * 4).astype(np.float32) for _ in states]
+    original = Leans(grammar, default_prompt.ids, 1, sampling)
+    played = session.generated()
+    for state, row, token in zip(states[:40], logits, played, strict=False):  # fill its caches first
+        original.leaned(row, state.allowed_row(grammar)[None], [state])
+        original.played(0, token, state)
+    original._pitch_lean(), original.density.class_p()  # both caches full when it is copied
+    twin = copy.deepcopy(original, {id(grammar): grammar})
+    del original
+    gc.collect()
+    _ = [np.full(4096, 7.0) for _ in range(64)]  # reuse the freed memory
+    density, leans = twin.density, twin
+    assert density._fixed[0] == density.ids.ctypes.data and density._gap_fixed[0] == density.bin_of.ctypes.data
+    assert density._rows_at[0] == density._p[1].ctypes.data and leans._pitch_at[0] == leans._pitch[0].ctypes.data
+    assert twin.register.histogram._kernel_at == twin.register.histogram.kernel.ctypes.data
+    assert twin.dynamics._velocity_at == twin.dynamics.velocity_ids.ctypes.data
+    reference = numpy_path(lambda: Leans(grammar, default_prompt.ids, 1, sampling))
+    for i, (state, row) in enumerate(zip(states[:-1], logits, strict=False)):
+        allowed = state.allowed_row(grammar)[None]
+        got = twin.leaned(row, allowed, [state]) if i >= 40 else None
+        want = numpy_path(lambda r=row, a=allowed, s=state: reference.leaned(r, a, [s]))
+        if i >= 40 and got is not None:  # the copy picks up where the original stopped
+            assert np.allclose(got[np.isfinite(got)], want[np.isfinite(want)], rtol=0, atol=1e-5)
+        for leaned in (twin, reference) if i >= 40 else (reference,):
+            leaned.played(0, played[i], state)

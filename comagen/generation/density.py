@@ -36,7 +36,7 @@ def gap_edges(positions_per_bar: int) -> list[int]:
     return [*edges, top + 1]
 
 
-class DensityPrior:
+class DensityPrior(native.KeepsAddresses):
     """Per-row gap histograms, each row's last onset, and the lean they give to timing decisions."""
 
     def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, strength: float) -> None:
@@ -58,12 +58,8 @@ class DensityPrior:
         self.ids = np.concatenate(timing).astype(np.int64)  # the timing tokens, in `_toward_native`'s order
         self._bar_and_pitch_classes = np.concatenate([[self.tail_class], np.zeros(len(self.pitch_ids), dtype=int)])
         self._p: tuple[np.ndarray | None, np.ndarray, np.ndarray] = (None, np.zeros(0), np.zeros(0))
-        self._rows_at = (0, 0, 0)  # where `_p`'s arrays start in memory, and their row stride, for C
-        self._gap_fixed = (self.bin_of.ctypes.data, self.log_width.ctypes.data, self.longest + 1)  # for C
-        compiled = native.LIB is not None and self.tail_class < native.MAX_CLASSES
-        self._fixed = () if not compiled else (  # the compiled lean's arguments that never change
-            native.address(self.ids), len(self.positions), len(self.pitch_ids), native.address(self.positions),
-            native.address(self.bin_of), self.longest, self.per_bar, self.tail_class, strength)
+        self._compiled = native.LIB is not None and self.tail_class < native.MAX_CLASSES
+        self.take_addresses()
         gaps, last, state = [], None, GrammarState()
         for token in prompt_ids:
             onset = self._onset(state, int(token))
@@ -73,6 +69,15 @@ class DensityPrior:
             state = state.advance(grammar, int(token))
         self.histogram.fill(gaps)
         self.last = [last] * rows  # absolute grid position of each row's latest onset
+
+    def take_addresses(self) -> None:
+        """The compiled calls' arguments: fixed ones, and where `_p`'s arrays start and their row stride."""
+        self._gap_fixed = (self.bin_of.ctypes.data, self.log_width.ctypes.data, self.longest + 1)
+        self._fixed = () if not self._compiled else (
+            native.address(self.ids), len(self.positions), len(self.pitch_ids), native.address(self.positions),
+            native.address(self.bin_of), self.longest, self.per_bar, self.tail_class, self.strength)
+        per_gap, tail = self._p[1:]
+        self._rows_at = (per_gap.ctypes.data, tail.ctypes.data, per_gap.strides[0])
 
     def _onset(self, before: GrammarState, token: int) -> int | None:
         """The absolute grid position a pitch token strikes at (None for other tokens)."""
@@ -98,7 +103,7 @@ class DensityPrior:
         log_p = self.histogram.log_p()
         if self._p[0] is not log_p:
             self._p = (log_p, *(self._compiled_tables(log_p) if native.LIB is not None else self._tables(log_p)))
-            self._rows_at = (self._p[1].ctypes.data, self._p[2].ctypes.data, self._p[1].strides[0])
+            self.take_addresses()
         return self._p[1], self._p[2]
 
     def _tables(self, log_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

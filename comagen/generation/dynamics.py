@@ -20,18 +20,21 @@ SMOOTHING = 0.05  # per bin, after the spread: an unheard loudness is unlikely, 
 SPREAD_BINS = 1.5  # standard deviation of the spread, in velocity bins (4 MIDI steps each with 32 bins)
 
 
-class DynamicsPrior:
+class DynamicsPrior(native.KeepsAddresses):
     """Per-row velocity histograms and the logit correction they give to rows about to pick a velocity."""
 
     def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, strength: float) -> None:
         self.strength = strength
         self.velocity_ids = grammar.velocity_ids.numpy().astype(np.int64)
-        self._velocity_at = self.velocity_ids.ctypes.data  # for the compiled lean
         ids = self.velocity_ids.tolist()
         self._bin_of = {i: b for b, i in enumerate(ids)}
         self.histogram = DecayedHistogram(len(ids), rows, HALF_LIFE_NOTES, SMOOTHING,
                                           spread(np.arange(len(ids), dtype=float), SPREAD_BINS))
         self.histogram.fill([self._bin_of[int(t)] for t in prompt_ids if int(t) in self._bin_of])
+        self.take_addresses()
+
+    def take_addresses(self) -> None:
+        self._velocity_at = self.velocity_ids.ctypes.data  # for the compiled lean
 
     def played(self, row: int, token: int) -> None:
         if token in self._bin_of:

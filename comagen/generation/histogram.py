@@ -14,7 +14,7 @@ import numpy as np
 from comagen import native
 
 
-class DecayedHistogram:
+class DecayedHistogram(native.KeepsAddresses):
     """Counts over `bins` per row; each added note first multiplies the row's counts by the decay."""
 
     def __init__(self, bins: int, rows: int, half_life: float, smoothing: float,
@@ -24,8 +24,11 @@ class DecayedHistogram:
         self.smoothing = smoothing
         self.kernel = None if kernel is None else np.ascontiguousarray(kernel, np.float64)  # [bins, bins]: spreads
         # each count over neighbouring bins (None: none)
-        self._kernel_at = None if kernel is None else self.kernel.ctypes.data
         self._log_p: np.ndarray | None = None  # all rows' log p, kept until a count changes
+        self.take_addresses()
+
+    def take_addresses(self) -> None:
+        self._kernel_at = None if self.kernel is None else self.kernel.ctypes.data
 
     def add(self, row: int, index: int) -> None:
         self.counts[row] *= self.decay

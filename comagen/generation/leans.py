@@ -35,7 +35,7 @@ PITCH_STATES = (AFTER_POSITION, AFTER_DURATION)  # where the grammar allows a pi
 DECISION_OF_STATE = {AFTER_POSITION: "pitch", AFTER_PITCH: "velocity", AFTER_VELOCITY: "duration"}  # else timing
 
 
-class Leans:
+class Leans(native.KeepsAddresses):
     """The active leans and temperature factors of one generation of `rows` streams."""
 
     def __init__(self, grammar: RemiGrammar, prompt_ids: list[int], rows: int, sampling: Sampling) -> None:
@@ -50,9 +50,14 @@ class Leans:
         self._pitch: tuple[np.ndarray, np.ndarray] | None = None  # key + register and its exp, until a pitch plays
         span = self.pitch_span  # the compiled pitch lean reads one run of ids: (start, length), or None
         self._span = (span.start, span.stop - span.start) if isinstance(span, slice) and native.LIB else None
-        self._pitch_at = (0, 0, 0)  # where `_pitch`'s arrays start in memory, and their row stride, for C
         self._class_array = None if self.key is None else self.key.classes.astype(np.int64)  # each pitch's class
+        self.take_addresses()
+
+    def take_addresses(self) -> None:
+        """Where each pitch's class and `_pitch`'s arrays start in memory, and their row stride, for C."""
         self._classes = None if self._class_array is None else self._class_array.ctypes.data
+        lean, weight = self._pitch or (np.zeros((0, 0)), np.zeros((0, 0)))
+        self._pitch_at = (lean.ctypes.data, weight.ctypes.data, lean.strides[0])
 
     @classmethod
     def maybe(cls, grammar: RemiGrammar | None, prompt_ids: list[int], rows: int, sampling: Sampling) -> Leans | None:
@@ -103,7 +108,7 @@ class Leans:
                 parts = [p.lean() for p in (self.key, self.register) if p]
                 lean = parts[0] if len(parts) == 1 else parts[0] + parts[1]
                 self._pitch = lean, np.exp(lean)
-            self._pitch_at = (self._pitch[0].ctypes.data, self._pitch[1].ctypes.data, self._pitch[0].strides[0])
+            self.take_addresses()
         return self._pitch
 
     def _compiled_pitch_lean(self) -> tuple[np.ndarray, np.ndarray]:

@@ -89,6 +89,20 @@ def address(array: np.ndarray) -> int:
     return array.ctypes.data
 
 
+class KeepsAddresses:
+    """An object that keeps the addresses of its own arrays for the compiled calls. `take_addresses`
+    takes them at set-up and again after every copy: deepcopy and pickle rebuild the arrays elsewhere
+    (the duet deep-copies a generation's leans), so a copy must never keep the original's addresses,
+    which dangle once the original is freed."""
+
+    def take_addresses(self) -> None:
+        raise NotImplementedError
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.take_addresses()
+
+
 @functools.cache
 def scratch(width: int) -> tuple[np.ndarray, int]:
     """A float64 buffer of `width` values for `draw_row`'s cumulative sums, and its address (one a

@@ -128,10 +128,9 @@ def native_rows(logits: np.ndarray, allowed: np.ndarray, temperature: float, uni
     """`sample_rows` with no filters, one compiled call a row."""
     logits, allowed = np.ascontiguousarray(logits, np.float32), np.ascontiguousarray(allowed, bool)
     width, at, may = logits.shape[-1], logits.ctypes.data, allowed.ctypes.data
-    scratch = native.scratch(width)[1]
     return np.array([native.LIB.draw_row(at + r * width * 4, may + r * width, width,
                                          temperature * (1.0 if factors is None else factors[r]),
-                                         float(uniform[r]) if temperature else 0.0, scratch)
+                                         float(uniform[r]) if temperature else 0.0)
                      for r in range(len(logits))], dtype=np.int64)
 
 

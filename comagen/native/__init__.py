@@ -11,7 +11,6 @@ is found the engine keeps its numpy path, which stays the reference the tests co
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
 import os
 import platform
@@ -55,7 +54,7 @@ P, L, D = c_void_p, c_long, c_double  # an array's address, an integer, a float
 SIGNATURES = {  # engine.c's functions: (result, arguments)
     "kept_mass": (None, [P, P, L, P, P]),
     "lean_timing": (None, [P, P, P, P, L, P, L, L, P, P, L, L, L, D]),
-    "draw_row": (L, [P, P, L, D, D, P]),
+    "draw_row": (L, [P, P, L, D, D]),
     "ring_write": (None, [P, P, P, P, P, L, L, L, P, P, L]),
     "histogram_log_p": (None, [P, P, L, D, P]),
     "pitch_lean": (None, [P, P, D, P, D, L, P, P]),
@@ -101,11 +100,3 @@ class KeepsAddresses:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.take_addresses()
-
-
-@functools.cache
-def scratch(width: int) -> tuple[np.ndarray, int]:
-    """A float64 buffer of `width` values for `draw_row`'s cumulative sums, and its address (one a
-    vocabulary size, kept for the process)."""
-    buffer = np.zeros(width)
-    return buffer, buffer.ctypes.data

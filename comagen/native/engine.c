@@ -96,9 +96,9 @@ void lean_timing(float *logits, const uint8_t *allowed, const double *per_gap, c
 }
 
 /* One token from a row under its mask: greedy when temperature is 0, else the inverse CDF of
- * `uniform` over exp((logit - max) / temperature). `scratch` holds n doubles. */
-long draw_row(const float *logits, const uint8_t *allowed, long n, double temperature, double uniform,
-              double *scratch)
+ * `uniform` over exp((logit - max) / temperature): the first index whose running sum passes
+ * uniform x total, summed in the same order twice so no buffer is shared between threads. */
+long draw_row(const float *logits, const uint8_t *allowed, long n, double temperature, double uniform)
 {
     long best = 0;
     float top = -INFINITY;
@@ -111,21 +111,15 @@ long draw_row(const float *logits, const uint8_t *allowed, long n, double temper
         return best;
     float t = (float)temperature, x_top = temperature == 1.0 ? top : top / t;
     double total = 0.0;
+    for (long i = 0; i < n; i++)
+        total += allowed[i] ? expf((temperature == 1.0 ? logits[i] : logits[i] / t) - x_top) : 0.0f;
+    double target = uniform * total, running = 0.0;
     for (long i = 0; i < n; i++) {
-        float x = temperature == 1.0 ? logits[i] : logits[i] / t;
-        total += allowed[i] ? expf(x - x_top) : 0.0f;
-        scratch[i] = total;
+        running += allowed[i] ? expf((temperature == 1.0 ? logits[i] : logits[i] / t) - x_top) : 0.0f;
+        if (running > target)
+            return i;
     }
-    double target = uniform * total;
-    long lo = 0, hi = n;  /* the first index whose cumulative weight passes the target */
-    while (lo < hi) {
-        long mid = (lo + hi) / 2;
-        if (scratch[mid] <= target)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n ? lo : n - 1;
+    return n - 1;
 }
 
 /* After a step: the new token's key and value rows into their ring slots (row j of `new_rows`, or row

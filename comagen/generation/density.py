@@ -120,8 +120,7 @@ class DensityPrior(native.KeepsAddresses):
 
     def apply(self, logits: np.ndarray, allowed: np.ndarray, states: list[GrammarState]) -> None:
         """Lean each row's timing decision [B, V] toward its gaps, in place."""
-        compiled = self._fixed and logits.dtype == np.float32 and logits.flags.c_contiguous \
-            and allowed.flags.c_contiguous
+        compiled = self._fixed and native.reads(logits, allowed)
         for row, state in enumerate(states):
             if state.state in TIMING_STATES and self.last[row] is not None:
                 if compiled:

@@ -43,7 +43,7 @@ class DynamicsPrior(native.KeepsAddresses):
     def apply(self, logits: np.ndarray, states: list[GrammarState]) -> None:
         """Lean the velocity logits [B, V] of rows after a pitch toward their dynamics, in place."""
         rows = [i for i, s in enumerate(states) if s.state == AFTER_PITCH]
-        if rows and native.LIB is not None and logits.dtype == np.float32 and logits.flags.c_contiguous:
+        if rows and native.reads(logits):
             log_p = self.histogram.log_p()
             for r in rows:  # compiled: one call a row
                 native.LIB.add_scaled(logits.ctypes.data + logits.strides[0] * r, self._velocity_at,

@@ -48,17 +48,22 @@ class DecayedHistogram(native.KeepsAddresses):
         """log p(bin) [rows, bins] from the smoothed counts; computed once per change of the counts
         (most steps, a velocity or a duration, add nothing), so a caller may cache what it derives
         from it for as long as the same array comes back. Compiled where it can be (comagen.native)."""
-        if self._log_p is None and native.LIB is not None:
-            self._log_p = np.empty_like(self.counts)
-            row = 8 * self.counts.shape[1]
-            for r in range(len(self.counts)):
-                native.LIB.histogram_log_p(self.counts.ctypes.data + r * row, self._kernel_at, self.counts.shape[1],
-                                           self.smoothing, self._log_p.ctypes.data + r * row)
         if self._log_p is None:
-            counts = self.counts if self.kernel is None else self.counts @ self.kernel
-            smoothed = counts + self.smoothing
-            self._log_p = np.log(smoothed / smoothed.sum(-1, keepdims=True))
+            self._log_p = self._compiled_log_p() if native.LIB is not None else self._numpy_log_p()
         return self._log_p
+
+    def _numpy_log_p(self) -> np.ndarray:
+        counts = self.counts if self.kernel is None else self.counts @ self.kernel
+        smoothed = counts + self.smoothing
+        return np.log(smoothed / smoothed.sum(-1, keepdims=True))
+
+    def _compiled_log_p(self) -> np.ndarray:
+        """`_numpy_log_p` by the compiled `histogram_log_p`, one call a row."""
+        out, bins = np.empty_like(self.counts), self.counts.shape[1]
+        for r in range(len(out)):
+            native.LIB.histogram_log_p(self.counts.ctypes.data + 8 * r * bins, self._kernel_at, bins, self.smoothing,
+                                       out.ctypes.data + 8 * r * bins)
+        return out
 
 
 def spread(values: np.ndarray, deviation: float) -> np.ndarray:

@@ -129,7 +129,7 @@ class Leans(native.KeepsAddresses):
         """`lean_pitches` on the rows [B, V], in place: compiled a row at a time where the pitch tokens are
         one run and the logits float32 (comagen.native), else in numpy."""
         lean, weight = self._pitch_lean()
-        if self._span is None or out.dtype != np.float32 or not allowed.flags.c_contiguous:
+        if self._span is None or not native.reads(out, allowed):
             lean_pitches(out, allowed, self.pitch_span, lean, weight)
             return
         (start, n), (lean_at, weight_at, stride), width = self._span, self._pitch_at, out.shape[1]

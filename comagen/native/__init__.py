@@ -81,6 +81,14 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
 LIB, WHY_NOT = _load()
 
 
+def reads(logits: np.ndarray, *masks: np.ndarray) -> bool:
+    """Whether the compiled calls can work on these arrays in place: the library is loaded, the logits
+    are float32 and every array is C-contiguous (else the caller keeps its numpy path)."""
+    if LIB is None or logits.dtype != np.float32 or not logits.flags.c_contiguous:
+        return False
+    return all(m.flags.c_contiguous for m in masks) if masks else True
+
+
 def address(array: np.ndarray) -> int:
     """Where a C-contiguous array's first element lives (checked: a strided view would be misread)."""
     if not array.flags.c_contiguous:
